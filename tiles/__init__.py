@@ -1,0 +1,24 @@
+"""tiles: tile grids with halo and overlap, feather weights, and stitching.
+
+A standalone library (numpy, optionally torch; nothing of vrstyle, GL or ZeroMQ): plan a
+grid over an image, :func:`cut` haloed tiles from one image or a batch (a stereo pair is a
+batch of two), run anything on them, :func:`crop_halo`, and :func:`stitch` them back as a
+weighted sum over the weight sum.
+
+>>> import numpy as np
+>>> image = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+>>> grid = plan_grid(300, 500, tile=128, halo=16, overlap=8)
+>>> bool((stitch(crop_halo(cut(image, grid), grid), grid)[0] == image).all())
+True
+"""
+
+from tiles.cut import crop_frame, crop_halo, cut, pad_frame, reflect_indices
+from tiles.feather import RAMPS, axis_weights, ramp, tile_weights
+from tiles.grid import GridError, Tile, TileGrid, plan_grid, plan_grid_for_workers
+from tiles.stitch import Stitcher, stitch
+
+__all__ = [
+    "GridError", "RAMPS", "Stitcher", "Tile", "TileGrid", "axis_weights", "crop_frame", "crop_halo",
+    "cut", "pad_frame", "plan_grid", "plan_grid_for_workers", "ramp", "reflect_indices", "stitch",
+    "tile_weights",
+]

@@ -1,0 +1,141 @@
+"""Cutting tiles out of images and cropping their halo, for numpy and torch alike.
+
+Layouts follow each library's convention: numpy images are channels-last ``(B, H, W, C)``,
+torch images channels-first ``(B, C, H, W)``; the batch axis is optional, and a stereo frame
+is simply a batch of two. Tiles come out image-major: tile ``t`` of image ``b`` is at
+``b * len(grid) + t``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, TypeVar
+
+import numpy as np
+
+from tiles.grid import GridError, TileGrid
+
+Array = TypeVar("Array")
+
+
+def reflect_indices(length: int, start: int, count: int) -> np.ndarray:
+    """Indices ``start .. start + count - 1`` of an axis of ``length``, reflected into range.
+
+    Reflection without repeating the edge pixel (as ``numpy.pad(mode="reflect")`` and
+    ``torch.nn.ReflectionPad2d``), repeated as often as needed, so tiles may be larger than
+    the image.
+
+    >>> reflect_indices(4, -2, 8).tolist()
+    [2, 1, 0, 1, 2, 3, 2, 1]
+    """
+    positions = np.arange(start, start + count)
+    if length == 1:
+        return np.zeros(count, dtype=np.intp)
+    period = 2 * (length - 1)
+    folded = np.mod(positions, period)
+    return np.where(folded < length, folded, period - folded).astype(np.intp)
+
+
+def spatial_axes(images) -> tuple[int, int]:
+    """(row axis, column axis): channels-last for numpy, channels-first for torch."""
+    return (-3, -2) if isinstance(images, np.ndarray) else (-2, -1)
+
+
+def check_image(images, grid: TileGrid) -> None:
+    """Raise :class:`GridError` unless ``images`` is one image or a batch of the grid's size."""
+    ndim = getattr(images, "ndim", None)
+    if ndim not in (3, 4):
+        raise GridError(f"expected an image (3 dims) or a batch of images (4 dims), got shape "
+                        f"{tuple(getattr(images, 'shape', ()))}")
+    row_axis, col_axis = spatial_axes(images)
+    size = (images.shape[row_axis], images.shape[col_axis])
+    if size != (grid.height, grid.width):
+        raise GridError(f"image is {size[0]}x{size[1]} but the grid was planned for "
+                        f"{grid.height}x{grid.width}")
+
+
+def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None) -> Array:
+    """Cut tiles (core + overlap + halo) out of one image or a batch.
+
+    Args:
+        images: numpy (H, W, C) / (B, H, W, C), or torch (C, H, W) / (B, C, H, W).
+        grid: the grid, planned for this image size.
+        indices: which tiles of each image (default all), e.g. one row at a time to bound memory.
+
+    Returns:
+        (B * n, th, tw, C) numpy or (B * n, C, th, tw) torch, ``(th, tw) = grid.in_shape``,
+        ``n`` the number of tiles cut per image; pixels outside the image are reflected in.
+
+    Raises:
+        GridError: the images do not match the grid.
+
+    >>> from tiles.grid import plan_grid
+    >>> g = plan_grid(6, 10, tile=4, halo=2, overlap=0, align=2)
+    >>> cut(np.zeros((2, 6, 10, 3), np.uint8), g).shape
+    (12, 8, 8, 3)
+    """
+    check_image(images, grid)
+    batched = images if images.ndim == 4 else images[None]
+    row_axis, col_axis = spatial_axes(batched)
+    rows = [reflect_indices(grid.height, r * grid.core_h - grid.margin, grid.in_shape[0])
+            for r in range(grid.rows)]
+    cols = [reflect_indices(grid.width, c * grid.core_w - grid.margin, grid.in_shape[1])
+            for c in range(grid.cols)]
+    chosen = list(grid.tiles()) if indices is None else [grid.tile(i) for i in indices]
+    pieces = []
+    for image in batched:
+        for tile in chosen:
+            pieces.append(_take(_take(image, rows[tile.row], row_axis), cols[tile.col], col_axis))
+    return _stack(pieces)
+
+
+def pad_frame(images: Array, grid: TileGrid) -> Array:
+    """The image reflected out to the grid's whole input extent (margin on every side).
+
+    Running a network on this and cropping with :func:`crop_frame` is the whole-image
+    computation that the grid's tiles reproduce piece by piece.
+    """
+    check_image(images, grid)
+    row_axis, col_axis = spatial_axes(images)
+    height = grid.rows * grid.core_h + 2 * grid.margin
+    width = grid.cols * grid.core_w + 2 * grid.margin
+    rows = reflect_indices(grid.height, -grid.margin, height)
+    cols = reflect_indices(grid.width, -grid.margin, width)
+    return _take(_take(images, rows, row_axis), cols, col_axis)
+
+
+def crop_frame(padded: Array, grid: TileGrid) -> Array:
+    """Undo :func:`pad_frame`: the ``height x width`` image inside the margin."""
+    m = grid.margin
+    if isinstance(padded, np.ndarray):
+        return padded[..., m:m + grid.height, m:m + grid.width, :]
+    return padded[..., m:m + grid.height, m:m + grid.width]
+
+
+def crop_halo(tiles: Array, grid: TileGrid) -> Array:
+    """Cut the halo off inferred tiles, keeping core + overlap (``grid.out_shape``).
+
+    Tiles may be larger than ``grid.in_shape`` at the far edges (a network that rounds odd
+    sizes up); only the leading ``halo`` pixels are dropped on the near edges.
+    """
+    h, w = grid.out_shape
+    top = grid.halo
+    if isinstance(tiles, np.ndarray):
+        return tiles[..., top:top + h, top:top + w, :]
+    return tiles[..., top:top + h, top:top + w]
+
+
+def _take(image, indices: np.ndarray, axis: int):
+    if isinstance(image, np.ndarray):
+        return np.take(image, indices, axis=axis)
+    import torch
+
+    index = torch.as_tensor(indices, device=image.device)
+    return torch.index_select(image, image.ndim + axis, index)
+
+
+def _stack(pieces: list):
+    if isinstance(pieces[0], np.ndarray):
+        return np.stack(pieces)
+    import torch
+
+    return torch.stack(pieces)

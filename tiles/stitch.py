@@ -1,0 +1,134 @@
+"""Stitching: every pixel is the weighted sum of the tiles that return it over their weights.
+
+Never a hard crop: ``sum(w_i * tile_i) / sum(w_i)``. A pixel that no tile's weight reaches
+comes out 0, the same rule as the GPU resolve pass (``rgb / max(a, eps)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tiles.cut import spatial_axes
+from tiles.feather import tile_weights
+from tiles.grid import GridError, TileGrid
+
+WEIGHT_EPS = 1e-6
+"""Weight sums at or below this count as 'no tile reached this pixel'."""
+
+
+class Stitcher:
+    """Accumulates returned tiles (numpy, channels-last) as they arrive, in any order.
+
+    Args:
+        grid: the grid the tiles were cut with.
+        batch: images per frame (2 for a stereo pair).
+        channels: channels per pixel.
+        ramp: feather ramp (see :mod:`tiles.feather`).
+        rows: optional ``(start, stop)`` band of image rows to assemble; tiles are clipped
+            to it, so a large image can be assembled in bounded memory, band by band.
+
+    >>> from tiles.grid import plan_grid
+    >>> g = plan_grid(8, 8, tile=4, halo=0, overlap=1, align=1)
+    >>> s = Stitcher(g, channels=1)
+    >>> for t in range(len(g)):
+    ...     s.add(t, np.full((6, 6, 1), 100, np.uint8))
+    >>> int(s.result().min()), s.missing()
+    (100, [])
+    """
+
+    def __init__(self, grid: TileGrid, batch: int = 1, channels: int = 3, ramp: str = "linear",
+                 rows: tuple[int, int] | None = None):
+        self.grid, self.batch, self.ramp = grid, batch, ramp
+        self.top, self.bottom = rows if rows is not None else (0, grid.height)
+        if not 0 <= self.top < self.bottom <= grid.height:
+            raise GridError(f"row band {rows} is not inside the image's {grid.height} rows")
+        shape = (batch, self.bottom - self.top, grid.width)
+        self.sum = np.zeros(shape + (channels,), dtype=np.float32)
+        self.weight = np.zeros(shape, dtype=np.float32)
+        self.received = np.zeros(batch * len(grid), dtype=bool)
+
+    def add(self, index: int, tile: np.ndarray) -> None:
+        """Blend in returned tile ``index`` (image-major over the batch), shaped (out_h, out_w, C)."""
+        if not 0 <= index < len(self.received):
+            raise GridError(f"tile index {index} outside 0..{len(self.received) - 1}")
+        if tile.shape[:2] != self.grid.out_shape or tile.shape[2:] != self.sum.shape[3:]:
+            raise GridError(f"tile {index} is {tile.shape}, expected "
+                            f"{self.grid.out_shape + self.sum.shape[3:]}")
+        image, t = divmod(index, len(self.grid))
+        self.received[index] = True
+        dst, src = _overlap_region(self.grid, t, self.top, self.bottom)
+        if dst is None:
+            return
+        w = tile_weights(self.grid, t, self.ramp)[src]
+        self.sum[(image,) + dst] += w[..., None] * tile[src]
+        self.weight[(image,) + dst] += w
+
+    def missing(self) -> list[int]:
+        """Indices of tiles not added yet."""
+        return np.flatnonzero(~self.received).tolist()
+
+    def result(self, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """(B, rows, W, C) stitched band; rounded and clipped to the range of integer dtypes."""
+        weight = self.weight[..., None]
+        out = np.where(weight > WEIGHT_EPS, self.sum / np.maximum(weight, WEIGHT_EPS), 0.0)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            out = np.clip(np.rint(out), info.min, info.max)
+        return out.astype(dtype)
+
+
+def stitch(tiles, grid: TileGrid, ramp: str = "linear"):
+    """Stitch a batch of returned tiles back into images.
+
+    Args:
+        tiles: numpy (B * N, out_h, out_w, C) or torch (B * N, C, out_h, out_w), image-major.
+        grid: the grid they were cut with.
+        ramp: feather ramp.
+
+    Returns:
+        numpy (B, H, W, C) in the tiles' dtype (integers rounded), or torch (B, C, H, W) float.
+
+    Raises:
+        GridError: the tile count or shape does not fit the grid.
+    """
+    count = len(grid)
+    if tiles.shape[0] % count:
+        raise GridError(f"{tiles.shape[0]} tiles do not make whole images of {count} tiles")
+    batch = tiles.shape[0] // count
+    if isinstance(tiles, np.ndarray):
+        stitcher = Stitcher(grid, batch, tiles.shape[-1], ramp)
+        for index, tile in enumerate(tiles):
+            stitcher.add(index, tile)
+        return stitcher.result(tiles.dtype)
+    return _stitch_torch(tiles, grid, batch, ramp)
+
+
+def _stitch_torch(tiles, grid: TileGrid, batch: int, ramp: str):
+    import torch
+
+    if tuple(tiles.shape[-2:]) != grid.out_shape:
+        raise GridError(f"tiles are {tuple(tiles.shape[-2:])}, expected {grid.out_shape}")
+    channels = tiles.shape[1]
+    total = torch.zeros(batch, channels, grid.height, grid.width, device=tiles.device)
+    weight = torch.zeros(batch, 1, grid.height, grid.width, device=tiles.device)
+    for index, tile in enumerate(tiles.float()):
+        image, t = divmod(index, len(grid))
+        dst, src = _overlap_region(grid, t, 0, grid.height)
+        w = torch.tensor(tile_weights(grid, t, ramp)[src], device=tiles.device)
+        total[(image, slice(None)) + dst] += w * tile[(slice(None),) + src]
+        weight[(image, slice(None)) + dst] += w
+    return torch.where(weight > WEIGHT_EPS, total / weight.clamp_min(WEIGHT_EPS), 0.0)
+
+
+def _overlap_region(grid: TileGrid, index: int, top: int, bottom: int):
+    """(destination slices in the band, source slices in the tile) of the visible part of a tile."""
+    tile = grid.tile(index)
+    out_h, out_w = grid.out_shape
+    y0, x0 = tile.y - grid.overlap, tile.x - grid.overlap
+    ya, yb = max(y0, top), min(y0 + out_h, bottom)
+    xa, xb = max(x0, 0), min(x0 + out_w, grid.width)
+    if ya >= yb or xa >= xb:
+        return None, None
+    dst = (slice(ya - top, yb - top), slice(xa, xb))
+    src = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+    return dst, src
