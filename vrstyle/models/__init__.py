@@ -1,0 +1,16 @@
+"""Style networks: architectures, tile-consistent normalisation, registry and inference."""
+
+from vrstyle.models.engine import StyleEngine
+from vrstyle.models.norm import FrameNorm
+from vrstyle.models.registry import (
+    ARCHITECTURES, STYLES, ModelSpec, available_models, create_model, load_model, register_architecture,
+    resolve_model,
+)
+from vrstyle.models.transformer import TransformerNet
+
+register_architecture("johnson")(TransformerNet)
+
+__all__ = [
+    "ARCHITECTURES", "FrameNorm", "ModelSpec", "STYLES", "StyleEngine", "TransformerNet", "available_models",
+    "create_model", "load_model", "register_architecture", "resolve_model",
+]

@@ -1,0 +1,120 @@
+"""Johnson et al. feed-forward style network (TransformerNet), width and depth configurable.
+
+Johnson, Alahi, Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and
+Super-Resolution", ECCV 2016; layer names follow pytorch/examples ``fast_neural_style`` so
+the teachers in ``shared/data/teachers/johnson`` load with ``strict=True``.
+
+Every normalisation is a :class:`~vrstyle.models.norm.FrameNorm`, so the network runs with
+its own per-image statistics (as trained), captures a frame's statistics from a thumbnail,
+or applies given statistics to tiles (seam-free tiling).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vrstyle.models.norm import FrameNorm
+
+STRIDE = 4
+"""Total downsampling: tile offsets must be multiples of this for tiled == whole output."""
+
+
+class ConvLayer(nn.Module):
+    """Reflection padding ``k // 2`` then a convolution (optionally after nearest x2 upsampling)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, upsample: bool = False,
+                 conv: type[nn.Conv2d] = nn.Conv2d):
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv2d = conv(in_ch, out_ch, kernel, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv2d(self.pad(x))
+
+
+class ResidualBlock(nn.Module):
+    """conv-norm-ReLU-conv-norm plus the identity (the full-precision shortcut)."""
+
+    def __init__(self, channels: int, offset: int, stride: int, conv: type[nn.Conv2d] = nn.Conv2d):
+        super().__init__()
+        self.conv1 = ConvLayer(channels, channels, 3, conv=conv)
+        self.in1 = FrameNorm(channels, offset, stride)
+        self.conv2 = ConvLayer(channels, channels, 3, conv=conv)
+        self.in2 = FrameNorm(channels, offset + channels, stride)
+
+    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
+                capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
+        y = F.relu(self.in1(self.conv1(x), stats, capture, margin))
+        return x + self.in2(self.conv2(y), stats, capture, margin)
+
+
+class TransformerNet(nn.Module):
+    """The Johnson style network; ``width=32, blocks=5`` is the standard (teacher) size.
+
+    Args:
+        width: channels of the first layer; the body has ``4 * width``.
+        blocks: number of residual blocks.
+        body_conv: convolution class of the residual blocks (binary students swap it).
+
+    Shape:
+        input (N, 3, H, W) RGB in 0..255; output (N, 3, H', W') unclamped, with ``H' = H``
+        when ``H`` is a multiple of :data:`STRIDE` (else rounded up).
+
+    >>> net = TransformerNet(width=8, blocks=1)
+    >>> net(torch.rand(1, 3, 32, 48) * 255).shape
+    torch.Size([1, 3, 32, 48])
+    >>> net.stats_channels
+    144
+    """
+
+    def __init__(self, width: int = 32, blocks: int = 5, body_conv: type[nn.Conv2d] = nn.Conv2d):
+        super().__init__()
+        if width < 1 or blocks < 0:
+            raise ValueError(f"width must be >= 1 and blocks >= 0, got width={width} blocks={blocks}")
+        self.width, self.blocks = width, blocks
+        w1, w2, w4 = width, 2 * width, 4 * width
+        offsets = iter(_running_offsets([w1, w2, w4] + [w4, w4] * blocks + [w2, w1]))
+        self.conv1 = ConvLayer(3, w1, 9)
+        self.in1 = FrameNorm(w1, next(offsets), stride=1)
+        self.conv2 = ConvLayer(w1, w2, 3, stride=2)
+        self.in2 = FrameNorm(w2, next(offsets), stride=2)
+        self.conv3 = ConvLayer(w2, w4, 3, stride=2)
+        self.in3 = FrameNorm(w4, next(offsets), stride=4)
+        for i in range(1, blocks + 1):
+            offset = next(offsets)
+            next(offsets)
+            setattr(self, f"res{i}", ResidualBlock(w4, offset, stride=4, conv=body_conv))
+        self.deconv1 = ConvLayer(w4, w2, 3, upsample=True)
+        self.in4 = FrameNorm(w2, next(offsets), stride=2)
+        self.deconv2 = ConvLayer(w2, w1, 3, upsample=True)
+        self.in5 = FrameNorm(w1, next(offsets), stride=1)
+        self.deconv3 = ConvLayer(w1, 3, 9)
+        self.stats_channels = sum(m.channels for m in self.modules() if isinstance(m, FrameNorm))
+
+    def residual_blocks(self) -> list[ResidualBlock]:
+        return [getattr(self, f"res{i}") for i in range(1, self.blocks + 1)]
+
+    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
+                capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
+        """Stylise ``x``; see :class:`FrameNorm` for ``stats``, ``capture`` and ``margin``."""
+        y = F.relu(self.in1(self.conv1(x), stats, capture, margin))
+        y = F.relu(self.in2(self.conv2(y), stats, capture, margin))
+        y = F.relu(self.in3(self.conv3(y), stats, capture, margin))
+        for block in self.residual_blocks():
+            y = block(y, stats, capture, margin)
+        y = F.relu(self.in4(self.deconv1(y), stats, capture, margin))
+        y = F.relu(self.in5(self.deconv2(y), stats, capture, margin))
+        return self.deconv3(y)
+
+
+def _running_offsets(channels: list[int]) -> list[int]:
+    offsets, total = [], 0
+    for c in channels:
+        offsets.append(total)
+        total += c
+    return offsets
