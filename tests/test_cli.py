@@ -1,0 +1,108 @@
+"""The vrstyle command: stylize end to end, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vrstyle.cli import EXIT_USER_ERROR, main
+from vrstyle.models import create_model
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> str:
+    """A full-size Johnson net with random weights: lets the CLI run without the shared data."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "random.pth"
+    torch.save(create_model("johnson").state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture
+def image(tmp_path) -> str:
+    path = tmp_path / "in.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def run(argv: list[str], capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_stylize_writes_the_stylised_image(image, random_model, tmp_path, capsys):
+    out = tmp_path / "out.jpg"
+    code, err = run(["stylize", image, str(out), "--style", random_model, "--tile", "64", "--halo", "16",
+                     "--overlap", "8"], capsys)
+    assert code == 0, err
+    result = np.asarray(Image.open(out))
+    assert result.shape == (90, 130, 3)
+    assert np.abs(result.astype(int) - np.asarray(Image.open(image)).astype(int)).mean() > 5
+
+
+@pytest.mark.data
+def test_stylize_with_a_teacher_by_style_name(shared_data, tmp_path, capsys):
+    out = tmp_path / "golden.png"
+    source = Image.open(shared_data / "content" / "golden_gate.jpg").convert("RGB").resize((240, 180))
+    source.save(tmp_path / "in.png")
+    code, err = run(["stylize", str(tmp_path / "in.png"), str(out), "--style", "mosaic/teacher",
+                     "--tile", "128", "--halo", "56"], capsys)
+    assert code == 0, err
+    assert Image.open(out).size == (240, 180)
+
+
+def corrupt_jpeg(tmp_path) -> str:
+    path = tmp_path / "corrupt.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    return str(path)
+
+
+def truncated_png(tmp_path) -> str:
+    full = tmp_path / "full.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(full)
+    path = tmp_path / "truncated.png"
+    path.write_bytes(full.read_bytes()[:3000])
+    return str(path)
+
+
+def wrong_shapes_model(tmp_path) -> str:
+    path = tmp_path / "narrow.pth"
+    torch.save(create_model("johnson", width=16).state_dict(), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("make_args,message", [
+    (lambda t, i, m: [str(t / "absent.png"), str(t / "o.png"), "--style", m], "does not exist"),
+    (lambda t, i, m: [corrupt_jpeg(t), str(t / "o.png"), "--style", m], "not a readable image"),
+    (lambda t, i, m: [truncated_png(t), str(t / "o.png"), "--style", m], "not a readable image"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", "vangogh"], "unknown style 'vangogh'"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", wrong_shapes_model(t)], "has shape"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "32", "--halo", "56"], "halo (56 px) is larger"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "0"], "tile height must be a positive"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "64", "--overlap", "40"], "overlap (40 px)"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--batch", "0"], "--batch must be at least 1"),
+    (lambda t, i, m: [i, str(t / "no" / "o.png"), "--style", m, "--tile", "64", "--halo", "8"], "does not exist"),
+    (lambda t, i, m: [i, str(t / "o.xyz"), "--style", m, "--tile", "64", "--halo", "8"], "unknown image format"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_input_is_one_clear_line(make_args, message, image, random_model, tmp_path, capsys):
+    code, err = run(["stylize", *make_args(tmp_path, image, random_model)], capsys)
+    assert code == EXIT_USER_ERROR
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert lines[0].startswith("vrstyle stylize: error:")
+
+
+def test_bad_arguments_are_one_line_from_the_installed_command():
+    """The console script itself: argparse mistakes are one line too, with no traceback."""
+    result = subprocess.run([sys.executable, "-m", "vrstyle.cli", "stylize", "in.png", "out.png", "--tile", "big"],
+                            capture_output=True, text=True)
+    assert result.returncode == EXIT_USER_ERROR
+    assert result.stderr.count("\n") == 1 and "invalid int value: 'big'" in result.stderr
+    assert "Traceback" not in result.stderr

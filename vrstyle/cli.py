@@ -1,0 +1,61 @@
+"""The ``vrstyle`` command: one subcommand per job, each in :mod:`vrstyle.commands`.
+
+Subcommand modules import heavy libraries (torch, GL) only when they run, so roles that do
+not need them (the headset client) never load them. Mistakes a user can fix end in one
+line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from tiles import GridError
+from vrstyle.errors import VrstyleError
+
+COMMANDS = {
+    "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
+}
+"""Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Reports bad arguments in one line instead of usage plus error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="vrstyle", description="Real-time artistic style transfer for VR.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        return args.run(args) or 0
+    except (VrstyleError, GridError) as exc:
+        print(f"vrstyle {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"vrstyle {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Stylise an image of any size through the tiled pipeline, in memory bounded by a row of tiles."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from vrstyle import settings
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="JPEG or PNG image to stylise")
+    parser.add_argument("output", help="where to write the result (format from the suffix)")
+    parser.add_argument("--style", default=settings.DEFAULT_STYLE,
+                        help="style or model name (candy, candy/teacher, ...) or model file "
+                             f"(default {settings.DEFAULT_STYLE})")
+    parser.add_argument("--tile", type=int, default=settings.TILE, help=f"largest tile core, px (default {settings.TILE})")
+    parser.add_argument("--halo", type=int, default=settings.HALO,
+                        help=f"context read around each tile and cropped, px (default {settings.HALO})")
+    parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
+                        help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
+    parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
+    parser.add_argument("--batch", type=int, default=settings.BATCH_TILES, help="tiles per forward pass")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--no-shared-stats", action="store_true",
+                        help="give each tile its own normalisation statistics (shows seams)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tiles
+    from vrstyle.images import read_rgb, write_rgb
+    from vrstyle.models import StyleEngine, resolve_model
+    from vrstyle.pipeline import stylize_image
+
+    if args.batch < 1:
+        raise tiles.GridError(f"--batch must be at least 1, got {args.batch}")
+    image = read_rgb(args.input)
+    grid = tiles.plan_grid(image.shape[0], image.shape[1], args.tile, args.halo, args.overlap, settings.ALIGN)
+    spec = resolve_model(args.style)
+    engine = StyleEngine(spec.load(), device=args.device)
+    log.info("%s: %dx%d px, %s, %d tiles of %s px", args.input, image.shape[1], image.shape[0], spec.name,
+             len(grid), "x".join(map(str, grid.in_shape)))
+    start = time.perf_counter()
+    result = stylize_image(engine, image, grid, shared_stats=not args.no_shared_stats, batch=args.batch,
+                           ramp=args.ramp, progress=None)
+    write_rgb(args.output, result)
+    log.info("wrote %s in %.1f s", args.output, time.perf_counter() - start)
+    return 0
