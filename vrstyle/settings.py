@@ -29,3 +29,17 @@ BATCH_TILES = 4
 DEFAULT_STYLE = "candy"
 DATA_ENV = "VRSTYLE_DATA"
 """Environment variable naming the shared data folder (teachers, VGG, photos)."""
+
+# OpenGL: compositor, demo scene, mirror window.
+GL_VERSION = (3, 3)
+"""Oldest OpenGL core profile the shaders need (they are GLSL 3.30)."""
+EYE_SIZE = (720, 640)
+"""Eye buffer (height, width) of the demo scene and the largest size image sources are fitted to."""
+IPD_M = 0.064
+"""Interpupillary distance of the demo scene's eyes, metres."""
+FOV_Y_DEG = 80.0
+"""Vertical field of view of the demo scene's eyes when no headset gives one, degrees."""
+SCENE_SAMPLES = 4
+"""Multisampling of the demo scene (0 for none)."""
+PHOTO_SECONDS = 8.0
+"""How long a folder slideshow shows each photo before the next."""
