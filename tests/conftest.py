@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,38 @@ def photo(shared_data) -> np.ndarray:
 
     image = Image.open(shared_data / "photos" / "kodak24" / "kodim01.png").convert("RGB")
     return np.asarray(image.resize((1024, 768), Image.LANCZOS))
+
+
+@pytest.fixture(scope="session")
+def gl_context():
+    """A headless OpenGL core context (EGL surfaceless, Mesa llvmpipe here), current for the session."""
+    from vrstyle.gl.context import GLError, HeadlessContext
+
+    try:
+        context = HeadlessContext()
+    except GLError as exc:
+        pytest.skip(f"needs a headless OpenGL context: {exc}")
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def xvfb():
+    """An Xvfb display on a free display number (Xvfb picks it): yields the DISPLAY value."""
+    import shutil
+    import subprocess
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("needs Xvfb (apt-get install xvfb): absent here")
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        server.kill()
+        pytest.skip("Xvfb did not start")
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)

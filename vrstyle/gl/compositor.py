@@ -80,6 +80,8 @@ class Compositor:
             raise GridError(f"tile indices must be distinct and within 0..{self.layers - 1}")
         self.present[:] = False
         self.present[indices] = True
+        if not len(indices):
+            return
         out_h, out_w = self.grid.out_shape
         layer_bytes = out_h * out_w * tiles.shape[3]
         GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.tile_array)

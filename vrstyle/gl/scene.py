@@ -208,7 +208,7 @@ def layout() -> list[Thing]:
 
 def meshes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     column = lathe(lambda v: (0.3 + 0.08 * (np.abs(v - 0.5) > 0.45) - 0.03 * np.cos(40 * np.pi * v) * (np.abs(v - 0.5) <= 0.45), 3.2 * v))
-    vase = lathe(lambda v: ((0.12 + 0.22 * np.sin(np.pi * v * 0.9) ** 2) * np.minimum(1, 12 * (1 - v)) ** 0.5, 0.9 * v))
+    vase = lathe(lambda v: ((0.12 + 0.22 * np.sin(np.pi * v * 0.9) ** 2) * np.clip(12 * (1 - v), 0, 1) ** 0.5, 0.9 * v))
     return {"plane": plane(60.0), "box": box(), "sphere": surface(sphere, 32, 48, (1e-3, 1 - 1e-3)),
             "torus": surface(torus, 32, 64), "column": surface(column, 64, 32), "vase": surface(vase, 48, 48)}
 

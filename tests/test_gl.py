@@ -1,0 +1,242 @@
+"""The GL half of stitching and the GL plumbing: shaders, contexts, compositor, demo scene.
+
+All run on a real headless OpenGL context (EGL surfaceless; Mesa llvmpipe in CI).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+import tiles
+
+pytestmark = pytest.mark.gl
+
+
+def cpu_stitch(stack: np.ndarray, grid: tiles.TileGrid, ramp: str, present) -> np.ndarray:
+    """tiles.Stitcher over the present tiles' RGB, rounded to uint8: the reference."""
+    stitcher = tiles.Stitcher(grid, batch=2, channels=3, ramp=ramp)
+    for index in present:
+        stitcher.add(index, stack[index, ..., :3])
+    return stitcher.result(np.uint8)
+
+
+def gl_stitch(compositor, stack: np.ndarray, present, targets=None) -> np.ndarray:
+    compositor.upload(stack[present], present)
+    compositor.composite(targets)
+    return np.stack([compositor.read(0), compositor.read(1)])
+
+
+@pytest.mark.parametrize("name", ["accumulate", "resolve", "mirror", "overlay", "scene", "sky"])
+def test_every_program_compiles_and_links(gl_context, name):
+    from vrstyle.gl.shaders import PROGRAMS, Program
+
+    program = Program(name)
+    assert program.id > 0 and program.uniforms  # linked and has its inputs
+    program.delete()
+    assert set(PROGRAMS) == {"accumulate", "resolve", "mirror", "overlay", "scene", "sky"}
+
+
+def test_every_shader_file_belongs_to_a_program():
+    from vrstyle.gl.shaders import INCLUDE, PROGRAMS, shader_dir
+
+    used = {name for files in PROGRAMS.values() for name in files}
+    included = {m.group(1) for name in used for m in INCLUDE.finditer((shader_dir() / name).read_text())}
+    on_disk = {p.name for p in shader_dir().iterdir() if p.suffix in (".vert", ".frag", ".glsl")}
+    assert on_disk == used | included
+
+
+def test_compile_error_names_the_file_and_quotes_the_driver(gl_context, tmp_path):
+    from vrstyle.gl.context import GLError
+    from vrstyle.gl.shaders import Program
+
+    broken = tmp_path / "broken.frag"
+    broken.write_text("#version 330 core\nout vec4 colour;\nvoid main() {\n    colour = vec4(undeclared, 1.0);\n}\n")
+    with pytest.raises(GLError) as caught:
+        Program("fullscreen.vert", broken)
+    message = str(caught.value)
+    assert "broken.frag" in message and "undeclared" in message and "\n" not in message
+    assert "broken.frag:4" in message  # the driver's line number, mapped to the file
+
+
+def test_error_in_an_included_file_names_that_file(gl_context, tmp_path):
+    from vrstyle.gl.context import GLError
+    from vrstyle.gl.shaders import Program
+
+    (tmp_path / "helpers.glsl").write_text("float helper() {\n    return nonsense;\n}\n")
+    (tmp_path / "main.frag").write_text('#version 330 core\n#include "helpers.glsl"\nout vec4 c;\n'
+                                        "void main() { c = vec4(helper()); }\n")
+    with pytest.raises(GLError, match=r"helpers\.glsl:2"):
+        Program("fullscreen.vert", tmp_path / "main.frag")
+    (tmp_path / "main.frag").write_text('#version 330 core\n#include "absent.glsl"\nvoid main() {}\n')
+    with pytest.raises(GLError, match="cannot read shader .*absent.glsl"):
+        Program("fullscreen.vert", tmp_path / "main.frag")
+
+
+def test_link_error_names_both_files(gl_context, tmp_path):
+    from vrstyle.gl.context import GLError
+    from vrstyle.gl.shaders import Program
+
+    (tmp_path / "needs.frag").write_text("#version 330 core\nin vec3 uv;  // fullscreen.vert writes a vec2\n"
+                                         "out vec4 c;\nvoid main() { c = vec4(uv, 1.0); }\n")
+    with pytest.raises(GLError, match=r"fullscreen\.vert \+ needs\.frag failed to link"):
+        Program("fullscreen.vert", tmp_path / "needs.frag")
+
+
+@pytest.mark.parametrize("ramp", tiles.RAMPS)
+@pytest.mark.parametrize("height, width, tile, overlap", [
+    (64, 64, 64, 8),      # one tile: weights are 1 everywhere (image borders)
+    (100, 130, 40, 6),    # 3x4 grid, last row and column overhang the image
+    (97, 61, 32, 5),      # odd sizes
+    (72, 200, 50, 0),     # no overlap: hard edges
+    (90, 90, 30, 15),     # overlap = half the core: bands meet
+])
+def test_gl_stitch_equals_cpu_stitch(gl_context, height, width, tile, overlap, ramp):
+    from vrstyle.gl.compositor import Compositor
+
+    grid = tiles.plan_grid(height, width, tile=tile, halo=4, overlap=overlap, align=2)
+    stack = np.random.default_rng(height * width).integers(0, 256, (2 * len(grid),) + grid.out_shape + (3,), np.uint8)
+    compositor = Compositor(grid, ramp)
+    everything = np.arange(len(stack))
+    result = gl_stitch(compositor, stack, everything)
+    compositor.delete()
+    expected = cpu_stitch(stack, grid, ramp, everything)
+    assert np.abs(result.astype(int) - expected).max() <= 1
+    assert (result.astype(int) != expected).mean() < 0.05  # rounding ties only, not a systematic offset
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_gl_stitch_equals_cpu_stitch_random(gl_context, data):
+    """Random grids, channels, ramps and missing tiles (pixels no tile reaches come out 0)."""
+    from vrstyle.gl.compositor import Compositor
+
+    height, width = data.draw(st.integers(8, 120)), data.draw(st.integers(8, 120))
+    tile = data.draw(st.integers(8, 80))
+    overlap = data.draw(st.integers(0, 12))
+    try:
+        grid = tiles.plan_grid(height, width, tile=tile, halo=0, overlap=overlap, align=data.draw(st.sampled_from([1, 4])))
+    except tiles.GridError:
+        return  # overlap too wide for this core: the planner refuses, nothing to stitch
+    ramp = data.draw(st.sampled_from(tiles.RAMPS))
+    channels = data.draw(st.sampled_from([3, 4]))
+    present = np.flatnonzero(data.draw(st.lists(st.booleans(), min_size=2 * len(grid), max_size=2 * len(grid))))
+    seed = data.draw(st.integers(0, 2**31))
+    stack = np.random.default_rng(seed).integers(0, 256, (2 * len(grid),) + grid.out_shape + (channels,), np.uint8)
+    compositor = Compositor(grid, ramp)
+    result = gl_stitch(compositor, stack, present)
+    compositor.delete()
+    assert np.abs(result.astype(int) - cpu_stitch(stack, grid, ramp, present)).max() <= 1
+
+
+def test_missing_tiles_leave_black_holes_and_the_rest_blends(gl_context):
+    from vrstyle.gl.compositor import Compositor
+
+    grid = tiles.plan_grid(60, 60, tile=20, halo=0, overlap=4, align=1)
+    stack = np.full((2 * len(grid),) + grid.out_shape + (3,), 200, np.uint8)
+    compositor = Compositor(grid)
+    result = gl_stitch(compositor, stack, np.array([0, 9 + 4]))  # left eye: top-left tile; right eye: the centre
+    compositor.delete()
+    assert (result[0, :20, :20] == 200).all() and (result[0, 30:] == 0).all()
+    assert (result[1, 20:40, 20:40] == 200).all() and (result[1, :10] == 0).all()
+
+
+def test_srgb_and_array_targets_hold_the_stitched_bytes(gl_context):
+    """sRGB swapchain-like targets (SRGB8_ALPHA8) and layers of a larger array texture, as OpenXR gives."""
+    from OpenGL import GL
+
+    from vrstyle.gl.compositor import Compositor
+    from vrstyle.gl.textures import create_texture
+
+    grid = tiles.plan_grid(50, 70, tile=32, halo=0, overlap=6, align=1)
+    stack = np.random.default_rng(3).integers(0, 256, (2 * len(grid),) + grid.out_shape + (3,), np.uint8)
+    expected = cpu_stitch(stack, grid, "cosine", np.arange(len(stack)))
+    compositor = Compositor(grid, "cosine")
+    srgb = [create_texture(grid.width, grid.height, GL.GL_SRGB8_ALPHA8) for _ in range(2)]
+    array = create_texture(grid.width + 10, grid.height + 6, GL.GL_SRGB8_ALPHA8, layers=2)
+    for targets in (srgb, [(array, 0), (array, 1)]):
+        result = gl_stitch(compositor, stack, np.arange(len(stack)), targets)
+        assert np.abs(result.astype(int) - expected).max() <= 1
+    compositor.delete()
+    GL.glDeleteTextures([*srgb, array])
+
+
+def test_compositor_leaves_the_callers_gl_state_alone(gl_context):
+    from OpenGL import GL
+
+    from vrstyle.gl.compositor import Compositor
+
+    grid = tiles.plan_grid(32, 32, tile=16, halo=0, overlap=2, align=1)
+    compositor = Compositor(grid)
+    GL.glViewport(1, 2, 3, 4)
+    GL.glEnable(GL.GL_DEPTH_TEST)
+    compositor.upload(np.zeros((2 * len(grid),) + grid.out_shape + (3,), np.uint8))
+    compositor.composite()
+    assert GL.glGetIntegerv(GL.GL_VIEWPORT).tolist() == [1, 2, 3, 4] and GL.glIsEnabled(GL.GL_DEPTH_TEST)
+    GL.glDisable(GL.GL_DEPTH_TEST)
+    compositor.delete()
+
+
+def test_upload_rejects_tiles_that_do_not_fit(gl_context):
+    from vrstyle.gl.compositor import Compositor
+
+    grid = tiles.plan_grid(32, 32, tile=16, halo=0, overlap=2, align=1)
+    compositor = Compositor(grid)
+    good = np.zeros((2 * len(grid),) + grid.out_shape + (3,), np.uint8)
+    for bad, indices in ((good[:, :-1], None), (good.astype(np.float32), None), (good[..., :2], None),
+                         (good[:3], None), (good[:2], [0, 0]), (good[:1], [8])):
+        with pytest.raises(tiles.GridError):
+            compositor.upload(bad, indices)
+    with pytest.raises(tiles.GridError, match="ramp"):
+        Compositor(grid, "gaussian")
+    compositor.delete()
+
+
+def test_too_new_a_gl_requirement_is_one_clear_line(gl_context):
+    from vrstyle.gl.context import GLError, HeadlessContext
+
+    with pytest.raises(GLError, match=r"OpenGL 9\.9 core is needed .*offers OpenGL \d\.\d") as caught:
+        HeadlessContext(version=(9, 9))
+    assert "\n" not in str(caught.value)
+    gl_context.make_current()
+
+
+def test_no_display_for_a_window_is_one_clear_line(monkeypatch):
+    from vrstyle.gl.context import GLError, WindowContext
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(GLError, match="no display .*DISPLAY is not set"):
+        WindowContext(64, 64)
+
+
+def test_demo_scene_renders_a_stereo_pair_with_parallax(gl_context):
+    from vrstyle.gl.scene import DemoScene
+
+    scene = DemoScene(96, 128, samples=2)
+    frame = scene.render_stereo(2.0)
+    later = scene.render_stereo(6.0)
+    scene.delete()
+    assert frame.shape == (2, 96, 128, 3) and frame.dtype == np.uint8
+    assert frame.std() > 20  # textured, lit geometry, not a flat fill
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 500
+    assert np.abs(frame[0].astype(int) - frame[1]).mean() > 2  # the eyes see from different places
+    assert np.abs(frame.astype(int) - later).mean() > 1  # things move
+
+
+def test_demo_scene_takes_a_headsets_views(gl_context):
+    """Asymmetric OpenXR-style fields of view and poses: swapping the eyes' views swaps the images."""
+    from vrstyle.gl import transforms as tf
+    from vrstyle.gl.scene import DemoScene
+
+    scene = DemoScene(64, 64, samples=0)
+    poses = tf.stereo_eye_poses(tf.pose_matrix((0, 1.6, 2), (0, 0, 0, 1)), 0.064)
+    projections = np.stack([tf.fov_projection(-0.8, 0.7, 0.75, -0.8), tf.fov_projection(-0.7, 0.8, 0.75, -0.8)])
+    scene.render(np.linalg.inv(poses), projections, 1.0)
+    straight = scene.read()
+    scene.render(np.linalg.inv(poses[::-1]), projections[::-1], 1.0)
+    swapped = scene.read()
+    scene.delete()
+    assert np.array_equal(straight[::-1], swapped)
+    assert not np.array_equal(straight[0], straight[1])
