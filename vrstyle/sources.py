@@ -1,0 +1,141 @@
+"""Stereo frame sources for the mirror and the pipeline: image pairs, side-by-side images, photo folders.
+
+Every source gives (2, H, W, 3) uint8 frames (left eye first) of one fixed eye size, fitted
+inside a largest eye size so stylisation costs what the user asked for. The built-in 3D demo
+scene is a source too, but it needs a GL context: see :mod:`vrstyle.gl.scene`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+from vrstyle.images import read_rgb
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+STEREO_PAIR_NAMES = (("im0", "im1"), ("left", "right"))
+"""Folders holding exactly such a pair (e.g. a Middlebury 2014 scene: im0.png, im1.png) are one stereo frame."""
+
+
+class FrameSource(Protocol):
+    """What the mirror and the pipeline read frames from."""
+
+    name: str
+    eye_shape: tuple[int, int]  # (height, width)
+
+    def frame(self, time: float) -> np.ndarray:
+        """The (2, H, W, 3) uint8 stereo frame to show at ``time`` seconds."""
+
+    def step(self, delta: int) -> None:
+        """Move ``delta`` items on (photo folders); others ignore it."""
+
+
+def fit_shape(height: int, width: int, largest: tuple[int, int]) -> tuple[int, int]:
+    """The largest (h, w) with the image's aspect ratio inside ``largest``, never upscaled.
+
+    >>> fit_shape(1000, 3000, (720, 640))
+    (213, 640)
+    """
+    factor = min(1.0, largest[0] / height, largest[1] / width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if image.shape[:2] == shape:
+        return image
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.LANCZOS))
+
+
+def cover(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Scale ``image`` to cover ``shape`` and crop the middle (slideshows keep one eye size)."""
+    factor = max(shape[0] / image.shape[0], shape[1] / image.shape[1])
+    scaled = resize(image, (max(shape[0], math.ceil(image.shape[0] * factor)), max(shape[1], math.ceil(image.shape[1] * factor))))
+    top, left = (scaled.shape[0] - shape[0]) // 2, (scaled.shape[1] - shape[1]) // 2
+    return scaled[top:top + shape[0], left:left + shape[1]]
+
+
+class StillSource:
+    """One stereo frame, always the same (an image pair, a side-by-side image, or one photo for both eyes)."""
+
+    def __init__(self, left: np.ndarray, right: np.ndarray, name: str, largest: tuple[int, int] = settings.EYE_SIZE):
+        if left.shape != right.shape:
+            raise VrstyleError(f"{name}: the eyes differ in size ({left.shape[1]}x{left.shape[0]} and "
+                               f"{right.shape[1]}x{right.shape[0]})")
+        self.name = name
+        self.eye_shape = fit_shape(left.shape[0], left.shape[1], largest)
+        self.pixels = np.stack([resize(left, self.eye_shape), resize(right, self.eye_shape)])
+
+    def frame(self, time: float) -> np.ndarray:
+        return self.pixels
+
+    def step(self, delta: int) -> None:
+        pass
+
+
+class PhotoFolder:
+    """A slideshow of a folder's photos, each shown to both eyes, cropped to one eye size.
+
+    Args:
+        folder: the folder; its image files are shown in name order.
+        largest: largest eye (height, width); the eye size fits the first photo inside it.
+        seconds: how long each photo shows before the next.
+    """
+
+    def __init__(self, folder: Path, largest: tuple[int, int] = settings.EYE_SIZE,
+                 seconds: float = settings.PHOTO_SECONDS):
+        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise VrstyleError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        self.name, self.seconds, self.offset = folder.name, seconds, 0
+        first = read_rgb(self.paths[0])
+        self.eye_shape = fit_shape(first.shape[0], first.shape[1], largest)
+        self.cached: tuple[int, np.ndarray] | None = None
+
+    def frame(self, time: float) -> np.ndarray:
+        index = (int(time // self.seconds) + self.offset) % len(self.paths)
+        if self.cached is None or self.cached[0] != index:
+            photo = cover(read_rgb(self.paths[index]), self.eye_shape)
+            self.cached = (index, np.stack([photo, photo]))
+        return self.cached[1]
+
+    def step(self, delta: int) -> None:
+        self.offset += delta
+
+
+def open_source(paths: list[str], largest: tuple[int, int] = settings.EYE_SIZE, side_by_side: bool = False,
+                seconds: float = settings.PHOTO_SECONDS) -> FrameSource:
+    """A source from the command line's ``--source`` paths.
+
+    * two images: a left and a right eye;
+    * one image: a side-by-side stereo image with ``side_by_side``, else a photo both eyes see;
+    * a folder: its stereo pair (``im0``/``im1`` or ``left``/``right``), else a slideshow of its photos.
+
+    Raises:
+        VrstyleError: missing files, unreadable images, eyes of different sizes, empty folders.
+    """
+    if len(paths) == 2:
+        left, right = (read_rgb(p) for p in paths)
+        return StillSource(left, right, Path(paths[0]).stem, largest)
+    if len(paths) != 1:
+        raise VrstyleError(f"--source takes one image or folder, or a left and a right image; got {len(paths)} paths")
+    path = Path(paths[0])
+    if path.is_dir():
+        for left_name, right_name in STEREO_PAIR_NAMES:
+            left = [p for p in path.iterdir() if p.stem == left_name and p.suffix.lower() in IMAGE_SUFFIXES]
+            right = [p for p in path.iterdir() if p.stem == right_name and p.suffix.lower() in IMAGE_SUFFIXES]
+            if left and right:
+                return StillSource(read_rgb(left[0]), read_rgb(right[0]), path.name, largest)
+        return PhotoFolder(path, largest, seconds)
+    image = read_rgb(path)
+    if not side_by_side:
+        return StillSource(image, image, path.stem, largest)
+    if image.shape[1] < 2:
+        raise VrstyleError(f"{path} is too narrow to hold two eyes side by side")
+    half = image.shape[1] // 2
+    return StillSource(image[:, :half], image[:, half:2 * half], path.stem, largest)
