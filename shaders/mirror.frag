@@ -22,7 +22,6 @@ vec3 grid_overlay(vec3 rgb, vec2 eye_uv, int eye) {
     ivec2 tile = clamp(ivec2(cell), ivec2(0), grid_shape - 1);
     if (texelFetch(fallback, ivec2(tile.x, tile.y + eye * grid_shape.y), 0).r > 0.5)
         rgb = mix(rgb, vec3(1.0, 0.1, 0.1), 0.35);
-    vec2 inner = vec2(core_size) * vec2(greaterThan(grid_shape, ivec2(1)));
     vec2 to_edge = abs(pixel - round(cell) * vec2(core_size));             // px to the nearest core edge
     bvec2 inside = bvec2(round(cell.x) > 0.0 && round(cell.x) < float(grid_shape.x),
                          round(cell.y) > 0.0 && round(cell.y) < float(grid_shape.y));

@@ -345,3 +345,19 @@ class DemoScene:
         self.eye_fbo.delete()
         self.surface_program.delete()
         self.sky_program.delete()
+
+
+class SceneSource:
+    """The demo scene as a frame source (for the mirror): the default viewer's eyes at each time."""
+
+    name = "demo scene"
+
+    def __init__(self, scene: DemoScene):
+        self.scene = scene
+        self.eye_shape = (scene.height, scene.width)
+
+    def frame(self, time: float) -> np.ndarray:
+        return self.scene.render_stereo(time)
+
+    def step(self, delta: int) -> None:
+        pass
