@@ -17,6 +17,7 @@ from vrstyle.errors import VrstyleError
 
 COMMANDS = {
     "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
+    "mirror": ("vrstyle.commands.mirror", "show the demo scene or a stereo source stylised live in a window"),
 }
 """Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""
 

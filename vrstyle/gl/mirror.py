@@ -28,13 +28,13 @@ from vrstyle.sources import FrameSource
 log = logging.getLogger(__name__)
 
 KEYS_HELP = (
-    "Right/Left  next/previous style\n"
-    "Space       raw/stylised\n"
-    "G           tile grid (red: tiles that fell back)\n"
-    "I           statistics\n"
-    "V           side by side / left / right / anaglyph\n"
-    "PgDn/PgUp   next/previous photo\n"
-    "Esc, Q      quit"
+    "Right/Left: next/previous style\n"
+    "Space: raw/stylised\n"
+    "G: tile grid (red: tiles that fell back)\n"
+    "I: statistics\n"
+    "V: side by side, left, right, anaglyph\n"
+    "PgDn/PgUp: next/previous photo\n"
+    "Esc, Q: quit"
 )
 RATE_SMOOTHING = 0.9
 """Weight of the past in the frame-rate and latency averages shown."""
@@ -51,7 +51,7 @@ class MirrorOptions:
     show_stats: bool = False
     mode: ViewMode = ViewMode.SIDE_BY_SIDE
     frames: int | None = None
-    """Quit after this many stylised frames were shown (None: run until closed)."""
+    """Quit after this many frames were shown, counting only stylised ones while stylising (None: run until closed)."""
     screenshot: Path | None = None
     """Where to save the window's last frame on quitting."""
     dump: Path | None = None
@@ -71,6 +71,7 @@ class Shown:
 @dataclass
 class Rates:
     display_fps: float = 0.0
+    displayed_frames: int = 0
     stylised_fps: float = 0.0
     latency_ms: float = 0.0
     stylised_frames: int = 0
@@ -81,6 +82,7 @@ class Rates:
     def displayed(self, now: float) -> None:
         self.display_fps = _smooth(self.display_fps, 1.0 / max(now - self.last_display, 1e-6))
         self.last_display = now
+        self.displayed_frames += 1
 
     def stylised(self, now: float, captured: float, late: int) -> None:
         if self.last_result is not None:
@@ -204,7 +206,7 @@ class Mirror:
         return self.options.styles[self.options.style_index] if self.options.styles else ""
 
     def run(self) -> Rates:
-        """Loop until the window closes, Esc/Q, or ``options.frames`` stylised frames were shown."""
+        """Loop until the window closes, Esc/Q, or ``options.frames`` frames were shown."""
         frame_size = self.window.framebuffer_size()
         while not (self.quit or self.window.should_close()):
             now = time.perf_counter()
@@ -219,7 +221,9 @@ class Mirror:
                     self._show(Shown(frame_id, frame, result, captured))
             frame_size = self.window.framebuffer_size()
             self._draw(frame_size)
-            done = self.options.frames is not None and self.rates.stylised_frames >= self.options.frames
+            stylising = self.stylist is not None and self.options.stylised
+            count = self.rates.stylised_frames if stylising else self.rates.displayed_frames + 1
+            done = self.options.frames is not None and count >= self.options.frames
             if done or self.quit:
                 self._save(frame_size)
                 break
@@ -259,15 +263,15 @@ class Mirror:
     def _stats_text(self) -> str:
         rates = self.rates
         height, width = self.source.eye_shape
-        lines = [f"source     {self.source.name} ({width}x{height} per eye)",
-                 f"style      {self.style if self.options.stylised else 'raw'}",
-                 f"display    {rates.display_fps:5.1f} fps",
-                 f"stylised   {rates.stylised_fps:5.1f} fps, {rates.stylised_frames} frames",
-                 f"latency    {rates.latency_ms:5.0f} ms (capture to screen)",
-                 f"late tiles {rates.late_tiles}"]
+        lines = [f"{self.source.name}, {width}x{height} per eye",
+                 f"style: {self.style if self.options.stylised else 'raw'}",
+                 f"display: {rates.display_fps:.1f} fps",
+                 f"stylised: {rates.stylised_fps:.1f} fps ({rates.stylised_frames} frames)",
+                 f"latency: {rates.latency_ms:.0f} ms capture to screen",
+                 f"late tiles: {rates.late_tiles}"]
         if self.compositor is not None:
             grid = self.compositor.grid
-            lines.append(f"tiles      {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px")
+            lines.append(f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px")
         return "\n".join(lines) + "\n\n" + KEYS_HELP
 
     def _save(self, frame_size: tuple[int, int]) -> None:
