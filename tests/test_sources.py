@@ -65,3 +65,36 @@ def test_bad_sources_are_one_line_errors(tmp_path, make, paths, message):
     make(tmp_path)
     with pytest.raises(VrstyleError, match=message):
         open_source([str(tmp_path / p) for p in paths])
+
+
+def write_video(path, frames: np.ndarray, fps: int) -> None:
+    av = pytest.importorskip("av", reason="video sources need PyAV (the video extra)")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"qscale": "1"}
+        for pixels in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_side_by_side_video_plays_by_time_and_loops(tmp_path):
+    # 8 frames at 4 fps; frame k: left half grey level 20 k, right half 250 - 20 k
+    frames = np.zeros((8, 48, 96, 3), np.uint8)
+    for k in range(8):
+        frames[k, :, :48], frames[k, :, 48:] = 20 * k + 30, 220 - 20 * k
+    write_video(tmp_path / "sbs.mp4", frames, fps=4)
+    source = open_source([str(tmp_path / "sbs.mp4")], side_by_side=True)
+    assert source.eye_shape == (48, 48)
+    for time, k in ((0.0, 0), (0.3, 1), (1.1, 4), (1.9, 7), (2.0 + 0.6, 2)):  # 2 s long: 2.6 s is frame 2 again
+        left, right = source.frame(time).astype(int)
+        assert abs(left.mean() - (20 * k + 30)) < 4 and abs(right.mean() - (220 - 20 * k)) < 4, (time, k)
+
+
+def test_unreadable_video_is_one_line_error(tmp_path):
+    pytest.importorskip("av", reason="video sources need PyAV (the video extra)")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(VrstyleError, match="not a readable video"):
+        open_source([str(tmp_path / "broken.mp4")])

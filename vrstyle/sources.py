@@ -19,6 +19,7 @@ from vrstyle.errors import VrstyleError
 from vrstyle.images import read_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 STEREO_PAIR_NAMES = (("im0", "im1"), ("left", "right"))
 """Folders holding exactly such a pair (e.g. a Middlebury 2014 scene: im0.png, im1.png) are one stereo frame."""
 
@@ -108,12 +109,72 @@ class PhotoFolder:
         self.offset += delta
 
 
+class VideoSource:
+    """A video, looped: side-by-side stereo (left half left eye) or one view both eyes see.
+
+    Decoded with PyAV (the ``video`` extra); frames are taken at the video's own times, so a
+    slow consumer skips frames rather than falling behind.
+    """
+
+    def __init__(self, path: Path, largest: tuple[int, int] = settings.EYE_SIZE, side_by_side: bool = False):
+        try:
+            import av
+        except ImportError:
+            raise VrstyleError(f"{path}: playing videos needs PyAV: pip install 'vrstyle[video]'") from None
+        self.av, self.path, self.side_by_side, self.name = av, path, side_by_side, path.stem
+        self._open()
+        if self.current is None:
+            raise VrstyleError(f"{path}: the video has no frames")
+        height, width = self.current[0].shape[:2]
+        self.eye_shape = fit_shape(height, width // 2 if side_by_side else width, largest)
+        if self.stream.duration:
+            self.duration = float(self.stream.duration * self.stream.time_base)
+        else:
+            self.duration = self.container.duration / av.time_base if self.container.duration else None
+
+    def _open(self) -> None:
+        try:
+            self.container = self.av.open(str(self.path))
+            self.frames = self.container.decode(self.container.streams.video[0])
+        except (self.av.FFmpegError, IndexError) as exc:
+            raise VrstyleError(f"{self.path}: not a readable video ({exc})") from None
+        self.stream = self.container.streams.video[0]
+        self.current, self.upcoming = self._next(), self._next()
+
+    def _next(self) -> tuple[np.ndarray, float] | None:
+        """The next decoded frame and its time, or None at the end."""
+        try:
+            frame = next(self.frames)
+        except (StopIteration, self.av.FFmpegError):
+            return None
+        return frame.to_ndarray(format="rgb24"), float(frame.time or 0.0)
+
+    def frame(self, time: float) -> np.ndarray:
+        if self.duration:
+            time %= self.duration
+        if time < self.current[1]:  # looped round: from the start again
+            self.container.close()
+            self._open()
+        while self.upcoming is not None and self.upcoming[1] <= time:
+            self.current, self.upcoming = self.upcoming, self._next()
+        pixels = self.current[0]
+        if self.side_by_side:
+            half = pixels.shape[1] // 2
+            left, right = pixels[:, :half], pixels[:, half:2 * half]
+        else:
+            left = right = pixels
+        return np.stack([resize(left, self.eye_shape), resize(right, self.eye_shape)])
+
+    def step(self, delta: int) -> None:
+        pass
+
+
 def open_source(paths: list[str], largest: tuple[int, int] = settings.EYE_SIZE, side_by_side: bool = False,
                 seconds: float = settings.PHOTO_SECONDS) -> FrameSource:
     """A source from the command line's ``--source`` paths.
 
     * two images: a left and a right eye;
-    * one image: a side-by-side stereo image with ``side_by_side``, else a photo both eyes see;
+    * one image or video: side-by-side stereo with ``side_by_side``, else one view both eyes see;
     * a folder: its stereo pair (``im0``/``im1`` or ``left``/``right``), else a slideshow of its photos.
 
     Raises:
@@ -132,6 +193,10 @@ def open_source(paths: list[str], largest: tuple[int, int] = settings.EYE_SIZE, 
             if left and right:
                 return StillSource(read_rgb(left[0]), read_rgb(right[0]), path.name, largest)
         return PhotoFolder(path, largest, seconds)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        if not path.is_file():
+            raise VrstyleError(f"video {path} does not exist")
+        return VideoSource(path, largest, side_by_side)
     image = read_rgb(path)
     if not side_by_side:
         return StillSource(image, image, path.stem, largest)
