@@ -14,8 +14,9 @@ from vrstyle.images import read_rgb
 pytestmark = pytest.mark.gl
 
 
-def mirror(*args: str, display: str | None, timeout: float = 300) -> subprocess.CompletedProcess:
+def mirror(*args: str, display: str | None, timeout: float = 300, **env_vars: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(env_vars)
     if display:
         env["DISPLAY"] = display
     return subprocess.run([sys.executable, "-m", "vrstyle.cli", "mirror", *args], env=env, capture_output=True,
@@ -33,9 +34,22 @@ def test_too_new_a_gl_for_the_window_is_one_clear_line(xvfb, monkeypatch):
     from vrstyle.gl.context import GLError, WindowContext
 
     monkeypatch.setenv("DISPLAY", xvfb)
-    with pytest.raises(GLError, match=r"OpenGL 9\.9 core is needed") as caught:
+    with pytest.raises(GLError, match=r"cannot create an OpenGL 9\.9 core context") as caught:
         WindowContext(64, 64, version=(9, 9), visible=False)
     assert "\n" not in str(caught.value)
+
+
+def test_no_gl_driver_is_one_line(xvfb):
+    """A GL loader (glvnd) with no driver behind it: the window and the headless path say so in one line."""
+    no_driver = {"__EGL_VENDOR_LIBRARY_FILENAMES": "/nonexistent/vendor.json"}
+    done = mirror("--frames", "1", display=xvfb, timeout=60, **no_driver)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert "vrstyle mirror: error: cannot create an OpenGL 3.3 core context" in done.stderr
+    env = {**os.environ, **no_driver}
+    headless = subprocess.run([sys.executable, "-c", "from vrstyle.gl.context import GLError, HeadlessContext\n"
+                               "try:\n    HeadlessContext()\nexcept GLError as exc:\n    print(exc)"],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert headless.stdout.startswith("no EGL display for headless OpenGL") and headless.stderr == ""
 
 
 def test_bad_arguments_are_one_line(tmp_path):
@@ -46,11 +60,13 @@ def test_bad_arguments_are_one_line(tmp_path):
         assert done.returncode == 2 and message in done.stderr and done.stderr.strip().count("\n") == 0, args
 
 
-def test_raw_mirror_shows_the_demo_scene(xvfb, gl_context, tmp_path):
+@pytest.mark.slow
+def test_raw_mirror_shows_the_demo_scene(xvfb, gl_context, shared_data, tmp_path):
     from vrstyle.gl.scene import DemoScene
 
     shot = tmp_path / "raw.png"
-    done = mirror("--raw", "--frames", "2", "--screenshot", str(shot), "--eye-size", "96x64", display=xvfb)
+    done = mirror("--raw", "--style", "candy", "--threads", "1", "--frames", "2", "--screenshot", str(shot),
+                  "--eye-size", "96x64", display=xvfb)
     assert done.returncode == 0, done.stderr
     image = read_rgb(shot)
     assert image.shape == (64, 192, 3) and image.std() > 20
@@ -58,3 +74,38 @@ def test_raw_mirror_shows_the_demo_scene(xvfb, gl_context, tmp_path):
     reference = np.concatenate(list(scene.render_stereo(0.0)), axis=1)
     scene.delete()
     assert np.abs(image.astype(int) - reference).mean() < 8  # the scene moves slowly: a few frames apart
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_stylised_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_path):
+    """The real thing: workers started by the mirror, tiles over ZeroMQ, stitched by the shader, shown in
+    a window; the window's pixels must equal the CPU pipeline's stitch of the same frame with the same
+    statistics (the third frame: normalised with the smoothed statistics of the first two)."""
+    import torch
+
+    import tiles
+    from vrstyle.models import StyleEngine, load_model
+
+    torch.set_num_threads(1)
+    shot, dump = tmp_path / "shot.png", tmp_path / "frame.npz"
+    done = mirror("--style", "candy", "--threads", "1", "--eye-size", "128x96", "--tile", "64", "--halo", "16",
+                  "--overlap", "8", "--frames", "3", "--screenshot", str(shot), "--dump", str(dump), display=xvfb)
+    assert done.returncode == 0, done.stderr
+    frame = np.load(dump)
+    grid = tiles.TileGrid(*map(int, frame["grid"]))
+    assert (grid.rows, grid.cols) == (2, 2) and len(frame["fallback"]) == 0
+    assert frame["stats"].shape == (2, 1600)  # not the stream's first frame: shared statistics were used
+    window = read_rgb(shot)
+    assert window.shape == (96, 256, 3)
+    eyes = np.stack([window[:, :128], window[:, 128:]]).astype(int)
+    raw = frame["raw"].astype(int)
+    assert eyes.std() > 30  # not blank
+    assert np.abs(eyes - raw).mean() > 30  # not the raw scene
+    assert np.abs(raw[0] - raw[1]).mean() > 2  # a stereo pair
+    engine = StyleEngine(load_model("candy"))
+    cpu_tiles = engine.stylize(tiles.cut(frame["raw"], grid), frame["stats"], crop=grid.halo)
+    assert np.array_equal(cpu_tiles, frame["tiles"])  # the workers' tiles are the in-process tiles
+    cpu = tiles.stitch(cpu_tiles, grid, str(frame["ramp"]))
+    assert np.abs(eyes - cpu).max() <= 1
+    assert np.abs(eyes - frame["stylised"]).max() == 0  # the window shows the compositor's eyes 1:1

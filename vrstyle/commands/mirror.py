@@ -1,8 +1,8 @@
-"""Show a stereo scene stylised live in a desktop window: the built-in 3D demo scene or --source images.
+"""Show a stereo scene stylised live in a desktop window: the built-in 3D demo scene or --source.
 
-Frames go through the pipeline to style workers (started here, or --broker URL) and come back
-stitched by the GPU compositor. Keys: Right/Left style, Space raw/stylised, G tile grid,
-I statistics, V view mode, PgDn/PgUp photo, Esc or Q quit.
+Frames go through the frame pipeline to style workers (started here, or those of --broker)
+and come back stitched by the GPU compositor. Keys: Right/Left style, Space raw/stylised,
+G tile grid, I statistics, V view mode, PgDn/PgUp photo, Esc or Q quit.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from vrstyle import settings
+from vrstyle.commands._common import add_curve_arguments, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ipd", type=float, default=settings.IPD_M,
                         help=f"demo scene's interpupillary distance, metres (default {settings.IPD_M})")
     parser.add_argument("--style", action="append", metavar="NAME",
-                        help="style or model name; repeat for several (Right/Left switch); default: every available style")
+                        help="style or model name; repeat for several (Right/Left switch); default: every style "
+                             "available here (with --broker: every style its workers serve)")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="style worker processes to start on this machine (default 1)")
+    parser.add_argument("--device", action="append", metavar="DEVICE",
+                        help="device of each started worker (cpu, cuda:0, ...; once per worker; default cpu)")
+    parser.add_argument("--threads", type=positive_int, help="torch threads per started worker")
+    parser.add_argument("--broker", metavar="ENDPOINT",
+                        help="use the workers of the broker at ENDPOINT (e.g. tcp://host:5555) instead of starting any")
+    add_curve_arguments(parser, default_name="client")
+    parser.add_argument("--deadline", type=positive_float, metavar="MS",
+                        help="fill tiles not back this long after capture from the previous frame (never stall); "
+                             "default: wait for every tile")
+    parser.add_argument("--tile", type=positive_int, default=settings.TILE,
+                        help=f"largest tile core, px (default {settings.TILE})")
+    parser.add_argument("--halo", type=int, default=settings.HALO, help=f"tile halo, px (default {settings.HALO})")
+    parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
+                        help=f"band blended between tiles, px (default {settings.OVERLAP})")
+    parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
     parser.add_argument("--raw", action="store_true", help="start showing the raw source (Space toggles)")
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
     parser.add_argument("--stats", action="store_true", help="start with the statistics shown (I toggles)")
@@ -58,35 +77,93 @@ def run(args: argparse.Namespace) -> int:
     from vrstyle.gl.context import WindowContext
     from vrstyle.gl.display import ViewMode
     from vrstyle.gl.mirror import Mirror, MirrorOptions
+    from vrstyle.pipeline import FramePipeline
     from vrstyle.sources import open_source
 
     if args.frames is not None and args.frames < 1:
         raise VrstyleError(f"--frames must be at least 1, got {args.frames}")
+    if args.broker and (args.device or args.threads or args.workers != 1):
+        raise VrstyleError("--workers, --device and --threads are for workers started here, not with --broker")
+    if args.curve and not args.broker:
+        raise VrstyleError("--curve needs --broker")
+    if args.device and len(args.device) != args.workers:
+        raise VrstyleError(f"{len(args.device)} --device given for {args.workers} workers")
     for path in (args.screenshot, args.dump):
         if path is not None and not path.parent.is_dir():
             raise VrstyleError(f"cannot write {path}: folder {path.parent} does not exist")
     source = open_source(args.source, args.eye_size, args.side_by_side) if args.source else None
     height, width = source.eye_shape if source else args.eye_size
-    window = WindowContext(2 * width, height, "vrstyle mirror", vsync=not args.no_vsync)
-    scene = None
+    window = WindowContext(2 * width, height, "vrstyle mirror", vsync=not args.no_vsync)  # no display: fail before workers
+    scene = cluster = backend = None
     try:
+        window.glfw.set_window_title(window.window, "vrstyle mirror - starting style workers")
+        window.swap()
+        backend, cluster, styles = open_backend(args)
+        pipeline = FramePipeline.plan(backend, height, width, styles[0], tile=args.tile, halo=args.halo,
+                                      overlap=args.overlap, ramp=args.ramp,
+                                      deadline_s=None if args.deadline is None else args.deadline / 1000)
         if source is None:
             from vrstyle.gl.scene import DemoScene, SceneSource
 
             scene = DemoScene(height, width, ipd=args.ipd)
             source = SceneSource(scene)
-        options = MirrorOptions(styles=[], stylised=not args.raw, show_grid=args.grid, show_stats=args.stats,
+        options = MirrorOptions(styles=styles, stylised=not args.raw, show_grid=args.grid, show_stats=args.stats,
                                 mode=ViewMode[VIEWS[args.view]], frames=args.frames, screenshot=args.screenshot,
                                 dump=args.dump)
-        mirror = Mirror(window, source, None, options, fallback_mask=lambda result: None, late_tiles=lambda result: 0)
+        mirror = Mirror(window, source, pipeline, options)
         try:
             rates = mirror.run()
         finally:
             mirror.close()
-        log.info("shown %d stylised frames, %.1f fps display, %.0f ms latency", rates.stylised_frames,
-                 rates.display_fps, rates.latency_ms)
+        log.info("showed %d stylised frames: %.1f fps display, %.2f fps stylised, %.0f ms latency, %d late tiles",
+                 rates.stylised_frames, rates.display_fps, rates.stylised_fps, rates.latency_ms, rates.late_tiles)
     finally:
         if scene is not None:
             scene.delete()
         window.close()
+        if backend is not None:
+            backend.close()
+        if cluster is not None:
+            cluster.stop()
     return 0
+
+
+def open_backend(args: argparse.Namespace):
+    """(broker client, local cluster or None, styles): workers started here, or those of ``--broker``."""
+    if args.broker:
+        from vrstyle.transport.client import TransportClient
+        from vrstyle.transport.security import peer_keys
+
+        client = TransportClient(args.broker, keys=peer_keys(args.curve, args.key_name) if args.curve else None)
+        try:
+            workers = client.status()["workers"]
+            served = sorted({style for worker in workers for style in worker["styles"]})
+            if not served:
+                raise VrstyleError(f"the broker at {args.broker} has no workers (start some with `vrstyle worker`)")
+            missing = [style for style in args.style or () if style not in served]
+            if missing:
+                raise VrstyleError(f"no worker of the broker at {args.broker} serves {', '.join(missing)} "
+                                   f"(served: {', '.join(served)})")
+        except BaseException:
+            client.close()
+            raise
+        return client, None, args.style or served
+    from vrstyle.models.registry import STYLES, available_models, resolve_model
+    from vrstyle.transport.cluster import LocalCluster
+
+    if args.style:
+        styles = args.style
+        for style in styles:
+            resolve_model(style)  # one-line error for unknown styles, before any process starts
+    else:
+        available = {spec.style for spec in available_models().values()}
+        styles = [style for style in STYLES if style in available] + sorted(available - set(STYLES))
+        if not styles:
+            resolve_model(settings.DEFAULT_STYLE)  # raises, saying what is missing
+    log.info("starting %d worker(s) for %s", args.workers, ", ".join(styles))
+    cluster = LocalCluster(styles, workers=args.workers, devices=args.device, threads=args.threads).start()
+    try:
+        return cluster.client(), cluster, styles
+    except BaseException:
+        cluster.stop()
+        raise

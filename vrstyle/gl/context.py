@@ -90,23 +90,21 @@ class HeadlessContext:
 
     def _open_display(self):
         EGL = self.egl
+        reason = "no EGL driver answered"
+        candidates = []
         extensions = (EGL.eglQueryString(EGL.EGL_NO_DISPLAY, EGL.EGL_EXTENSIONS) or b"").decode()
-        display = EGL.EGL_NO_DISPLAY
         if "EGL_MESA_platform_surfaceless" in extensions:
-            display = EGL.eglGetPlatformDisplay(EGL_PLATFORM_SURFACELESS_MESA, EGL.EGL_DEFAULT_DISPLAY, None)
-        if not display:
-            display = EGL.eglGetDisplay(EGL.EGL_DEFAULT_DISPLAY)
-        major, minor = EGL.EGLint(), EGL.EGLint()
-        try:
-            ok = display and EGL.eglInitialize(display, ctypes.pointer(major), ctypes.pointer(minor))
-        except EGL.EGLError as exc:
-            ok, reason = False, exc
-        else:
-            reason = "eglInitialize failed"
-        if not ok:
-            raise GLError(f"no EGL display for headless OpenGL ({reason}); install libegl-mesa0 "
-                          "(Mesa's surfaceless platform) or a GPU driver with EGL")
-        return display
+            candidates.append(lambda: EGL.eglGetPlatformDisplay(EGL_PLATFORM_SURFACELESS_MESA, EGL.EGL_DEFAULT_DISPLAY, None))
+        candidates.append(lambda: EGL.eglGetDisplay(EGL.EGL_DEFAULT_DISPLAY))
+        for get_display in candidates:
+            try:
+                display = get_display()
+                if display and EGL.eglInitialize(display, ctypes.pointer(EGL.EGLint()), ctypes.pointer(EGL.EGLint())):
+                    return display
+            except EGL.EGLError as exc:
+                reason = f"{getattr(exc.err, 'name', exc.err)} from {exc.baseOperation.__name__}"
+        raise GLError(f"no EGL display for headless OpenGL ({reason}); install libegl-mesa0 "
+                      "(Mesa's surfaceless platform) or a GPU driver with EGL")
 
     def _create_context(self, version: tuple[int, int]):
         EGL = self.egl
@@ -197,8 +195,8 @@ class WindowContext:
             self.window = glfw.create_window(width, height, title, None, None)
         except glfw.GLFWError as exc:
             glfw.terminate()
-            raise GLError(f"OpenGL {self.version[0]}.{self.version[1]} core is needed but the display cannot "
-                          f"create it: {_glfw_message(exc)}") from None
+            raise GLError(f"cannot create an OpenGL {self.version[0]}.{self.version[1]} core context on display "
+                          f"{os.environ.get('DISPLAY', '')}: {_glfw_message(exc)}") from None
         glfw.make_context_current(self.window)
         glfw.swap_interval(1 if vsync else 0)
         check_version(self.version)
@@ -229,5 +227,6 @@ class WindowContext:
 
 
 def _glfw_message(exc: Exception) -> str:
-    """glfw's error text without the library's '(65543) ' code prefix."""
-    return str(exc).split(") ", 1)[-1].strip()
+    """glfw's error text without the library's "(65543) b'...'" wrapping."""
+    text = str(exc).split(") ", 1)[-1].strip()
+    return text[2:-1] if text[:2] in ("b'", 'b"') else text

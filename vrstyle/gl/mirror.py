@@ -1,19 +1,17 @@
-"""The desktop mirror: a window showing a stereo source stylised through the pipeline.
+"""The desktop mirror: a window showing a stereo source stylised through the frame pipeline.
 
-The render thread draws at the display's rate and never waits for stylisation: frames go to
-the pipeline on a background thread (newest frame wins), and each stylised result is stitched
-by the GPU compositor when it arrives, with the newest one shown until the next.
+The loop draws at the display's rate and never waits for stylisation: it keeps the pipeline's
+frames in flight (submitting the newest source frame whenever one completes), collects a
+frame once all its tiles are back or its deadline has passed, and stitches it with the GPU
+compositor; the newest stylised frame stays on screen until the next.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from OpenGL import GL
@@ -23,6 +21,7 @@ from vrstyle.gl.context import WindowContext
 from vrstyle.gl.display import EyeDisplay, TextPanel, ViewMode, screenshot
 from vrstyle.gl.textures import create_texture, upload_image
 from vrstyle.images import write_rgb
+from vrstyle.pipeline import FramePipeline, FrameResult
 from vrstyle.sources import FrameSource
 
 log = logging.getLogger(__name__)
@@ -62,9 +61,8 @@ class MirrorOptions:
 class Shown:
     """A stylised frame on screen and what it came from."""
 
-    frame_id: int
     raw: np.ndarray
-    result: object
+    result: FrameResult
     captured: float
 
 
@@ -93,89 +91,28 @@ class Rates:
         self.late_tiles += late
 
 
-class Stylist:
-    """Runs ``stylise(frame, style) -> result`` on a background thread, newest frame first.
-
-    A frame submitted while the previous one is still being stylised replaces any frame
-    still waiting: the mirror shows the newest scene, never a backlog.
-    """
-
-    def __init__(self, stylise: Callable[[np.ndarray, str], object]):
-        self.stylise = stylise
-        self.waiting: queue.Queue = queue.Queue(maxsize=1)
-        self.done: queue.Queue = queue.Queue()
-        self.busy = threading.Event()
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="vrstyle-stylist", daemon=True)
-        self.thread.start()
-
-    def idle(self) -> bool:
-        return not self.busy.is_set() and self.waiting.empty()
-
-    def submit(self, frame_id: int, frame: np.ndarray, style: str, captured: float) -> None:
-        try:
-            self.waiting.get_nowait()
-        except queue.Empty:
-            pass
-        self.waiting.put((frame_id, frame, style, captured))
-
-    def results(self) -> list[tuple[int, np.ndarray, object, float]]:
-        """Finished (frame id, raw frame, result, capture time), oldest first; errors re-raised here."""
-        out = []
-        while True:
-            try:
-                item = self.done.get_nowait()
-            except queue.Empty:
-                return out
-            if isinstance(item, BaseException):
-                raise item
-            out.append(item)
-
-    def _loop(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                frame_id, frame, style, captured = self.waiting.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.busy.set()
-            try:
-                self.done.put((frame_id, frame, self.stylise(frame, style), captured))
-            except BaseException as exc:  # handed to the render thread, which reports it
-                self.done.put(exc)
-                return
-            finally:
-                self.busy.clear()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=30)
-
-
 class Mirror:
-    """The mirror window's loop: source -> stylist -> compositor -> display.
+    """The mirror window's loop: source -> pipeline -> compositor -> display.
 
     Args:
         window: the window (its context current).
         source: stereo frames: ``source.frame(t)`` and ``source.step(n)``.
-        stylist: the pipeline on its thread (None: raw only).
+        pipeline: a :class:`~vrstyle.pipeline.FramePipeline` over workers (not an in-process
+            backend, which would stall the window while it computes).
         options: what to show, when to stop.
-        fallback_mask: result -> (2 * tiles,) bools of tiles that fell back (for the grid overlay).
-        late_tiles: result -> tiles that missed the deadline (for the statistics).
     """
 
-    def __init__(self, window: WindowContext, source: FrameSource, stylist: Stylist | None, options: MirrorOptions,
-                 fallback_mask: Callable[[object], np.ndarray], late_tiles: Callable[[object], int]):
+    def __init__(self, window: WindowContext, source: FrameSource, pipeline: FramePipeline, options: MirrorOptions):
         import glfw
 
-        self.window, self.source, self.stylist, self.options = window, source, stylist, options
-        self.fallback_mask, self.late_tiles = fallback_mask, late_tiles
+        self.window, self.source, self.pipeline, self.options = window, source, pipeline, options
         self.display, self.panel = EyeDisplay(), TextPanel()
         height, width = source.eye_shape
         self.raw_textures = [create_texture(width, height) for _ in range(2)]
-        self.compositor: Compositor | None = None
+        self.compositor = Compositor(pipeline.grid, pipeline.ramp)
+        self.in_flight: dict[int, tuple[np.ndarray, float]] = {}  # frame id -> (raw frame, capture time)
         self.shown: Shown | None = None
         self.rates = Rates()
-        self.frame_id = 0
         self.started = time.perf_counter()
         self.quit = False
         glfw.set_key_callback(window.window, self._on_key)
@@ -188,7 +125,7 @@ class Mirror:
         options = self.options
         if key in (glfw.KEY_ESCAPE, glfw.KEY_Q):
             self.quit = True
-        elif key in (glfw.KEY_RIGHT, glfw.KEY_LEFT) and options.styles:
+        elif key in (glfw.KEY_RIGHT, glfw.KEY_LEFT):
             options.style_index = (options.style_index + (1 if key == glfw.KEY_RIGHT else -1)) % len(options.styles)
         elif key == glfw.KEY_SPACE:
             options.stylised = not options.stylised
@@ -203,75 +140,83 @@ class Mirror:
 
     @property
     def style(self) -> str:
-        return self.options.styles[self.options.style_index] if self.options.styles else ""
+        return self.options.styles[self.options.style_index]
 
     def run(self) -> Rates:
         """Loop until the window closes, Esc/Q, or ``options.frames`` frames were shown."""
-        frame_size = self.window.framebuffer_size()
         while not (self.quit or self.window.should_close()):
             now = time.perf_counter()
             raw = self.source.frame(now - self.started)
             for texture, eye in zip(self.raw_textures, raw):
                 upload_image(texture, eye)
-            if self.stylist is not None and self.options.stylised and self.stylist.idle():
-                self.frame_id += 1
-                self.stylist.submit(self.frame_id, raw, self.style, now)
-            if self.stylist is not None:
-                for frame_id, frame, result, captured in self.stylist.results():
-                    self._show(Shown(frame_id, frame, result, captured))
+            self._stylise(raw, now)
             frame_size = self.window.framebuffer_size()
             self._draw(frame_size)
-            stylising = self.stylist is not None and self.options.stylised
-            count = self.rates.stylised_frames if stylising else self.rates.displayed_frames + 1
-            done = self.options.frames is not None and count >= self.options.frames
-            if done or self.quit:
+            count = self.rates.stylised_frames if self.options.stylised else self.rates.displayed_frames + 1
+            if self.quit or (self.options.frames is not None and count >= self.options.frames):
                 self._save(frame_size)
                 break
             self.window.swap()
             self.rates.displayed(time.perf_counter())
         return self.rates
 
+    def _stylise(self, raw: np.ndarray, now: float) -> None:
+        """Keep the pipeline's frames in flight; show the oldest once it is complete or overdue."""
+        pipeline = self.pipeline
+        if pipeline.style != self.style:
+            pipeline.style = self.style
+        if self.options.stylised and len(self.in_flight) < pipeline.depth:
+            self.in_flight[pipeline.submit(raw)] = (raw, now)
+        if not self.in_flight:
+            return
+        oldest = min(self.in_flight)
+        raw_then, captured = self.in_flight[oldest]
+        overdue = pipeline.deadline_s is not None and now - captured > pipeline.deadline_s
+        if overdue or pipeline.ready(oldest):
+            del self.in_flight[oldest]
+            self._show(Shown(raw_then, pipeline.result(oldest, timeout=0.0), captured))
+
     def _show(self, shown: Shown) -> None:
-        result = shown.result
-        if self.compositor is None or self.compositor.grid != result.grid:
-            if self.compositor is not None:
-                self.compositor.delete()
-            self.compositor = Compositor(result.grid)
-        self.compositor.upload(result.tiles)
+        self.compositor.upload(shown.result.tiles)
         self.compositor.composite()
         self.shown = shown
-        self.rates.stylised(time.perf_counter(), shown.captured, self.late_tiles(result))
+        self.rates.stylised(time.perf_counter(), shown.captured, len(shown.result.fallback))
 
     def _draw(self, frame_size: tuple[int, int]) -> None:
         height, width = self.source.eye_shape
-        stylised = self.options.stylised and self.compositor is not None
+        stylised = self.options.stylised and self.shown is not None
         eyes = self.compositor.eye_textures if stylised else self.raw_textures
-        grid = self.compositor.grid if (stylised and self.options.show_grid) else None
-        fallback = self.fallback_mask(self.shown.result) if grid is not None else None
+        grid, fallback = None, None
+        if stylised and self.options.show_grid:
+            grid = self.compositor.grid
+            fallback = np.zeros(len(self.shown.result.tiles), dtype=bool)
+            fallback[list(self.shown.result.fallback)] = True
         self.display.draw(tuple(eyes), (width, height), frame_size, self.options.mode, grid, fallback)
-        title = self._status_line()
-        self.window.glfw.set_window_title(self.window.window, f"vrstyle mirror - {title}")
+        self.window.glfw.set_window_title(self.window.window, f"vrstyle mirror - {self._status_line()}")
         if self.options.show_stats:
             self.panel.set_text(self._stats_text())
             self.panel.draw(frame_size)
 
     def _status_line(self) -> str:
-        mode = f"{self.style}" if self.options.stylised and self.stylist is not None else "raw"
-        return (f"{self.source.name}, {mode}, {self.rates.display_fps:.0f} fps shown, "
+        what = self.style if self.options.stylised else "raw"
+        return (f"{self.source.name}, {what}, {self.rates.display_fps:.0f} fps shown, "
                 f"{self.rates.stylised_fps:.1f} fps stylised, {self.rates.latency_ms:.0f} ms")
 
     def _stats_text(self) -> str:
-        rates = self.rates
+        rates, grid = self.rates, self.compositor.grid
         height, width = self.source.eye_shape
+        deadline = self.pipeline.deadline_s
         lines = [f"{self.source.name}, {width}x{height} per eye",
                  f"style: {self.style if self.options.stylised else 'raw'}",
                  f"display: {rates.display_fps:.1f} fps",
                  f"stylised: {rates.stylised_fps:.1f} fps ({rates.stylised_frames} frames)",
                  f"latency: {rates.latency_ms:.0f} ms capture to screen",
-                 f"late tiles: {rates.late_tiles}"]
-        if self.compositor is not None:
-            grid = self.compositor.grid
-            lines.append(f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px")
+                 f"late tiles: {rates.late_tiles}" + (f" (deadline {1000 * deadline:.0f} ms)" if deadline else ""),
+                 f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px"]
+        if self.shown is not None:
+            timings = self.shown.result.timings
+            lines.append("stages: " + ", ".join(f"{name} {1000 * timings[name]:.0f} ms"
+                                                for name in ("queue", "inference", "return") if name in timings))
         return "\n".join(lines) + "\n\n" + KEYS_HELP
 
     def _save(self, frame_size: tuple[int, int]) -> None:
@@ -279,18 +224,18 @@ class Mirror:
             write_rgb(self.options.screenshot, screenshot(frame_size))
             log.info("screenshot: %s", self.options.screenshot)
         if self.options.dump is not None and self.shown is not None:
-            result = self.shown.result
-            np.savez_compressed(self.options.dump, raw=self.shown.raw, frame_id=self.shown.frame_id,
-                                stylised=np.stack([self.compositor.read(0), self.compositor.read(1)]),
-                                **self.dump_fields(result))
-
-    dump_fields: Callable[[object], dict] = staticmethod(lambda result: {})
+            result, grid = self.shown.result, self.compositor.grid
+            np.savez_compressed(
+                self.options.dump, raw=self.shown.raw, tiles=result.tiles, frame_id=result.frame_id,
+                stylised=np.stack([self.compositor.read(0), self.compositor.read(1)]),
+                stats=np.zeros((0, 0), np.float32) if result.stats is None else result.stats,
+                fallback=np.array(sorted(result.fallback), dtype=np.int64), style=self.style, ramp=self.pipeline.ramp,
+                grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
+                               grid.overlap]))
+            log.info("frame dump: %s", self.options.dump)
 
     def close(self) -> None:
-        if self.stylist is not None:
-            self.stylist.stop()
-        if self.compositor is not None:
-            self.compositor.delete()
+        self.compositor.delete()
         self.display.delete()
         self.panel.delete()
         GL.glDeleteTextures(self.raw_textures)
