@@ -74,6 +74,12 @@ class HeadlessContext:
     def __init__(self, version: tuple[int, int] = settings.GL_VERSION):
         self.version = tuple(version)
         import_gl()
+        import OpenGL.platform
+
+        platform = type(OpenGL.platform.PLATFORM).__name__
+        if platform != "EGLPlatform":
+            raise GLError(f"headless OpenGL needs PyOpenGL's EGL platform but it was loaded as {platform} "
+                          "(set PYOPENGL_PLATFORM=egl, or import vrstyle.gl before OpenGL)")
         try:
             from OpenGL import EGL
         except Exception as exc:
