@@ -109,3 +109,18 @@ def test_stylised_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_pa
     cpu = tiles.stitch(cpu_tiles, grid, str(frame["ramp"]))
     assert np.abs(eyes - cpu).max() <= 1
     assert np.abs(eyes - frame["stylised"]).max() == 0  # the window shows the compositor's eyes 1:1
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_frames_that_miss_their_deadline_show_the_raw_tiles_never_black(xvfb, shared_data, tmp_path):
+    shot, dump = tmp_path / "shot.png", tmp_path / "frame.npz"
+    done = mirror("--style", "candy", "--threads", "1", "--eye-size", "96x64", "--tile", "48", "--halo", "8",
+                  "--overlap", "4", "--deadline", "1", "--frames", "2", "--screenshot", str(shot), "--dump", str(dump),
+                  display=xvfb)
+    assert done.returncode == 0, done.stderr
+    frame = np.load(dump)
+    assert len(frame["fallback"]) == len(frame["tiles"])  # 1 ms: no tile can make it
+    window = read_rgb(shot).astype(int)
+    eyes = np.stack([window[:, :96], window[:, 96:]])
+    assert np.abs(eyes - frame["raw"]).max() <= 1  # filled from the input (no stylised tile yet), not black

@@ -115,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
             rates = mirror.run()
         finally:
             mirror.close()
-        log.info("showed %d stylised frames: %.1f fps display, %.2f fps stylised, %.0f ms latency, %d late tiles",
-                 rates.stylised_frames, rates.display_fps, rates.stylised_fps, rates.latency_ms, rates.late_tiles)
+        log.info("showed %d stylised frames: %.1f fps display, %.2f fps stylised, %.0f ms latency, %d late and "
+                 "%d lost tiles", rates.stylised_frames, rates.display_fps, rates.stylised_fps, rates.latency_ms,
+                 rates.late_tiles, rates.failed_tiles)
     finally:
         if scene is not None:
             scene.delete()

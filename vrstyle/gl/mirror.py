@@ -68,12 +68,17 @@ class Shown:
 
 @dataclass
 class Rates:
+    """Running figures of the mirror (window title, statistics panel, the command's last log line)."""
+
     display_fps: float = 0.0
     displayed_frames: int = 0
     stylised_fps: float = 0.0
     latency_ms: float = 0.0
     stylised_frames: int = 0
     late_tiles: int = 0
+    """Tiles that missed their frame's deadline (filled from the previous frame or the raw input)."""
+    failed_tiles: int = 0
+    """Tiles lost with a worker or refused (filled the same way)."""
     last_display: float = field(default_factory=time.perf_counter)
     last_result: float | None = None
 
@@ -82,13 +87,15 @@ class Rates:
         self.last_display = now
         self.displayed_frames += 1
 
-    def stylised(self, now: float, captured: float, late: int) -> None:
+    def stylised(self, now: float, captured: float, result: FrameResult) -> None:
         if self.last_result is not None:
             self.stylised_fps = _smooth(self.stylised_fps, 1.0 / max(now - self.last_result, 1e-6))
         self.latency_ms = _smooth(self.latency_ms, 1000.0 * (now - captured))
         self.last_result = now
         self.stylised_frames += 1
+        late = sum(fallback.reason == "late" for fallback in result.fallback.values())
         self.late_tiles += late
+        self.failed_tiles += len(result.fallback) - late
 
 
 class Mirror:
@@ -180,7 +187,7 @@ class Mirror:
         self.compositor.upload(shown.result.tiles)
         self.compositor.composite()
         self.shown = shown
-        self.rates.stylised(time.perf_counter(), shown.captured, len(shown.result.fallback))
+        self.rates.stylised(time.perf_counter(), shown.captured, shown.result)
 
     def _draw(self, frame_size: tuple[int, int]) -> None:
         height, width = self.source.eye_shape
@@ -211,7 +218,8 @@ class Mirror:
                  f"display: {rates.display_fps:.1f} fps",
                  f"stylised: {rates.stylised_fps:.1f} fps ({rates.stylised_frames} frames)",
                  f"latency: {rates.latency_ms:.0f} ms capture to screen",
-                 f"late tiles: {rates.late_tiles}" + (f" (deadline {1000 * deadline:.0f} ms)" if deadline else ""),
+                 f"late tiles: {rates.late_tiles}" + (f" (deadline {1000 * deadline:.0f} ms)" if deadline else "")
+                 + f", lost or failed: {rates.failed_tiles}",
                  f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px"]
         if self.shown is not None:
             timings = self.shown.result.timings
