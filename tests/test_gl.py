@@ -240,3 +240,21 @@ def test_demo_scene_takes_a_headsets_views(gl_context):
     scene.delete()
     assert np.array_equal(straight[::-1], swapped)
     assert not np.array_equal(straight[0], straight[1])
+
+
+def test_installed_layout_finds_the_shaders_inside_the_package(tmp_path):
+    """In a wheel the sources are the namespace package vrstyle/shaders (no __init__.py)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "vrstyle", tmp_path / "vrstyle", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "tiles", tmp_path / "tiles", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "shaders", tmp_path / "vrstyle" / "shaders")
+    code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+            "from vrstyle.gl.shaders import shader_dir; print(shader_dir())")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.stdout.strip() == str(tmp_path / "vrstyle" / "shaders"), done.stderr

@@ -38,10 +38,10 @@ PROGRAMS = {
 @functools.lru_cache(maxsize=1)
 def shader_dir() -> Path:
     """The folder holding the shader sources: the installed package's, else the checkout's."""
-    try:
-        packaged = importlib.resources.files("vrstyle.shaders")
-        if packaged.joinpath("resolve.frag").is_file():
-            return Path(str(packaged))
+    try:  # a namespace package: files() is a MultiplexedPath, its files are plain paths
+        packaged = importlib.resources.files("vrstyle.shaders").joinpath("resolve.frag")
+        if isinstance(packaged, Path) and packaged.is_file():
+            return packaged.parent
     except ModuleNotFoundError:
         pass
     if (CHECKOUT_SHADERS / "resolve.frag").is_file():
