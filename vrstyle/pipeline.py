@@ -361,7 +361,9 @@ class FramePipeline:
         """Cut a frame into tiles and send them off; returns at once.
 
         Args:
-            eyes: (eyes, H, W, 3 or 4) uint8 (alpha is ignored).
+            eyes: (eyes, H, W, 3 or 4) uint8. RGBA goes to the workers as is (they ignore
+                alpha; dropping it here would cost a slow strided copy); pass RGB to save
+                bandwidth on remote links.
             frame_id: increasing id (default: the last plus one).
 
         Returns:
@@ -383,7 +385,7 @@ class FramePipeline:
         self._last_id = frame_id
         while len(self._frames) >= self.depth:
             self._drop(min(self._frames))
-        inputs = tiles.cut(eyes[..., :3], self.grid)
+        inputs = tiles.cut(eyes, self.grid)  # RGBA stays RGBA: workers drop alpha for free, numpy slowly
         split = time.monotonic()
         out_h, out_w = self.grid.out_shape
         deadline = None if self.deadline_s is None else start + self.deadline_s
@@ -422,6 +424,7 @@ class FramePipeline:
             self._drop(older)
         limits = [t for t in (frame.deadline, None if timeout is None else time.monotonic() + timeout) if t is not None]
         end = min(limits) if limits else None
+        self._pump(0.0)  # whatever has arrived counts, even past the deadline
         while not frame.complete:
             remaining = None if end is None else end - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -467,7 +470,7 @@ class FramePipeline:
                 result_tiles[index] = self._previous[index]
                 source = "previous"
             else:
-                result_tiles[index] = tiles.crop_halo(frame.inputs[index], self.grid)
+                result_tiles[index] = tiles.crop_halo(frame.inputs[index], self.grid)[..., :3]
                 source = "raw"
             fallback[index] = Fallback(reason, source, message)
         if fallback:

@@ -57,18 +57,20 @@ class StyleEngine:
         self._run = torch.compile(self._run, mode="reduce-overhead", dynamic=False) if compile else self._run
 
     def to_input(self, tiles: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 -> (N, 3, H, W) network input on the device."""
+        """(N, H, W, 3 or 4) uint8 -> (N, 3, H, W) network input on the device (alpha dropped)."""
         return self._to_network(self._upload(tiles))
 
     def _upload(self, tiles: np.ndarray) -> torch.Tensor:
-        if tiles.dtype != np.uint8 or tiles.ndim != 4 or tiles.shape[-1] != 3:
-            raise VrstyleError(f"expected (N, H, W, 3) uint8 tiles, got {tiles.shape} {tiles.dtype}")
+        """Pixels to the device as they are: RGBA stays RGBA, since dropping alpha on the
+        device (in the conversion to float) is free and on the CPU a slow strided copy."""
+        if tiles.dtype != np.uint8 or tiles.ndim != 4 or tiles.shape[-1] not in (3, 4):
+            raise VrstyleError(f"expected (N, H, W, 3 or 4) uint8 tiles, got {tiles.shape} {tiles.dtype}")
         if not tiles.flags.writeable:  # e.g. straight from PIL or a socket; torch wants writable memory
             tiles = tiles.copy()
         return torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device, non_blocking=True)
 
     def _to_network(self, pixels: torch.Tensor) -> torch.Tensor:
-        return pixels.permute(0, 3, 1, 2).to(self.dtype, memory_format=self.memory_format)
+        return pixels[..., :3].permute(0, 3, 1, 2).to(self.dtype, memory_format=self.memory_format)
 
     def _given(self, stats: np.ndarray | None) -> torch.Tensor | None:
         if stats is None:
@@ -127,7 +129,7 @@ class StyleEngine:
         """Stylise tiles and, in the same pass, measure their cores' moments for the next frame.
 
         Args:
-            tiles: (N, H, W, 3) uint8.
+            tiles: (N, H, W, 3 or 4) uint8 (alpha is ignored).
             stats: (2, C) or (N, 2, C) statistics to normalise with, or None to normalise with
                 the joint statistics of the whole batch (a stream's first frame) and return them.
             crop: pixels to drop on each side of the output (the halo).

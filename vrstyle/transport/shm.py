@@ -8,10 +8,12 @@ into the same block (:class:`SegmentCache`); the messages carry a
 Lifetimes. The client creates, reuses and unlinks the segments: :meth:`BlockPool.close`
 on a clean exit, a finaliser at interpreter exit, and, if the client is killed, Python's
 resource tracker (a separate process that unlinks what its parent registered). Workers only
-attach, and unregister the attachment from their own resource tracker: otherwise the tracker
-would unlink the client's segment when the worker exits (Python < 3.13 registers attachments
-too, see cpython#82300). A block whose request went to a second worker after the first
-stopped answering is retired rather than reused, since the first may still write into it.
+map them, with plain ``mmap`` rather than ``SharedMemory``: before Python 3.13 attaching
+registers the segment with the attaching process's resource tracker too (cpython#82300),
+which would unlink the client's segment when a worker exits, or, for a worker started by
+``multiprocessing`` and so sharing its parent's tracker, cancel the client's registration.
+A block whose request went to a second worker after the first stopped answering is retired
+rather than reused, since the first may still write into it.
 
 Hosts. :func:`host_id` names the shared-memory namespace a process sees: the kernel's boot id
 and the device of ``/dev/shm``, so two containers on one kernel with separate ``/dev/shm``
@@ -23,12 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import secrets
-import sys
 import weakref
 from collections import OrderedDict
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
@@ -134,7 +135,7 @@ class SegmentCache:
 
     def __init__(self, capacity: int = CACHED_SEGMENTS):
         self.capacity = capacity
-        self._segments: OrderedDict[str, SharedMemory] = OrderedDict()
+        self._segments: OrderedDict[str, _Attached] = OrderedDict()
 
     def views(self, descriptor: ShmDescriptor, in_shape: tuple[int, ...],
               out_shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -151,12 +152,12 @@ class SegmentCache:
         out = None if out_shape is None else np.ndarray(out_shape, np.uint8, segment.buf, descriptor.out_offset)
         return tiles, out
 
-    def _attach(self, name: str) -> SharedMemory:
+    def _attach(self, name: str) -> _Attached:
         if name in self._segments:
             self._segments.move_to_end(name)
             return self._segments[name]
         try:
-            segment = _attach_untracked(name)
+            segment = _Attached(name)
         except FileNotFoundError:
             raise ProtocolError(E_SHM, f"shm segment {name} does not exist on this host") from None
         self._segments[name] = segment
@@ -170,15 +171,24 @@ class SegmentCache:
             _close(self._segments.popitem()[1])
 
 
-def _attach_untracked(name: str) -> SharedMemory:
-    if sys.version_info >= (3, 13):
-        return SharedMemory(name=name, track=False)
-    segment = SharedMemory(name=name)
-    resource_tracker.unregister(segment._name, "shared_memory")  # the client owns it, not us
-    return segment
+class _Attached:
+    """A client's segment mapped here: no SharedMemory object, so no resource tracker involved."""
+
+    def __init__(self, name: str):
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        try:
+            self.size = os.fstat(fd).st_size
+            self._mmap = mmap.mmap(fd, self.size)
+        finally:
+            os.close(fd)
+        self.name, self.buf = name, memoryview(self._mmap)
+
+    def close(self) -> None:
+        self.buf.release()  # BufferError while arrays still view it
+        self._mmap.close()
 
 
-def _close(segment: SharedMemory) -> None:
+def _close(segment: SharedMemory | _Attached) -> None:
     try:
         segment.close()
     except BufferError:  # an array still views it: the mapping goes with the last view

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class Engine(Protocol):
-    """What a worker needs of a style network (see :class:`~vrstyle.models.engine.StyleEngine`)."""
+    """What a worker needs of a style network (see :class:`~vrstyle.models.engine.StyleEngine`):
+    tiles come as (N, H, W, 3 or 4) uint8, alpha to be ignored; results are RGB."""
 
     stats_channels: int
 
@@ -91,7 +92,7 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
     for i, job in enumerate(jobs):
         h = job.header
         if h.kind == P.STYLIZE and job.stats is not None:
-            groups.setdefault((h.height, h.width, h.crop, h.margin), []).append(i)
+            groups.setdefault((h.height, h.width, h.channels, h.crop, h.margin), []).append(i)
         else:
             groups[("alone", i)] = [i]
     for members in groups.values():
@@ -109,19 +110,18 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
 
 
 def _run_group(engine: Engine, jobs: list[Job]) -> list[Outcome]:
-    rgb = [job.tiles[..., :3] for job in jobs]
     first = jobs[0]
     if first.header.kind == P.MEASURE:
-        return [Outcome(moments=engine.measure(rgb[0], first.header.margin))]
+        return [Outcome(moments=engine.measure(first.tiles, first.header.margin))]
     if first.stats is None:
-        tiles, moments = engine.stylize_and_measure(rgb[0], None, first.header.crop, first.header.margin)
+        tiles, moments = engine.stylize_and_measure(first.tiles, None, first.header.crop, first.header.margin)
         return [_deliver(first, tiles, combine_moments(moments))]
     if len(jobs) == 1:
         stats = first.stats
     else:
         stats = np.concatenate([np.broadcast_to(job.stats, (job.header.count, *job.stats.shape)) for job in jobs])
-    tiles, moments = engine.stylize_and_measure(np.concatenate(rgb) if len(jobs) > 1 else rgb[0], stats,
-                                                first.header.crop, first.header.margin)
+    pixels = np.concatenate([job.tiles for job in jobs]) if len(jobs) > 1 else first.tiles
+    tiles, moments = engine.stylize_and_measure(pixels, stats, first.header.crop, first.header.margin)
     outcomes, start = [], 0
     for job in jobs:
         end = start + job.header.count
@@ -132,7 +132,7 @@ def _run_group(engine: Engine, jobs: list[Job]) -> list[Outcome]:
 
 def _deliver(job: Job, tiles: np.ndarray, moments: np.ndarray) -> Outcome:
     if job.out is None:
-        return Outcome(tiles=tiles, moments=moments)
+        return Outcome(tiles=np.ascontiguousarray(tiles), moments=moments)
     job.out[...] = tiles
     return Outcome(moments=moments)
 
