@@ -57,7 +57,8 @@ def test_keys_makes_pairs_once_and_authorises_peers(tmp_path, capsys):
 
 
 def test_workers_starts_cpu_workers_that_join_and_leave_cleanly(cluster, tiny_model):
-    before = {w["pid"] for w in cluster.status()["workers"]}
+    status = cluster.status()
+    before, left = {w["pid"] for w in status["workers"]}, status["counters"].get("workers_left", 0)
     process = subprocess.Popen([sys.executable, "-m", "vrstyle.cli", "workers", "--cpu", "1", "--broker",
                                 cluster.worker_endpoint, "--style", tiny_model, "--threads", "1", "--heartbeat",
                                 str(cluster.heartbeat_s)], stderr=subprocess.PIPE, text=True)
@@ -71,9 +72,10 @@ def test_workers_starts_cpu_workers_that_join_and_leave_cleanly(cluster, tiny_mo
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     until = time.monotonic() + 5
-    while {w["pid"] for w in cluster.status()["workers"]} != before:  # left with DISCONNECT, not by timing out
+    while {w["pid"] for w in cluster.status()["workers"]} != before:
         assert time.monotonic() < until
         time.sleep(0.05)
+    assert cluster.status()["counters"]["workers_left"] == left + 1  # said goodbye, did not time out
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -85,7 +87,10 @@ def test_workers_starts_cpu_workers_that_join_and_leave_cleanly(cluster, tiny_mo
     (["worker", "--style", "vangogh"], "unknown style 'vangogh'"),
     (["worker", "--device", "cuda:0", "--style", "{model}"], "CUDA is not available"),
     (["worker", "--credit", "0"], "must be at least 1"),
+    (["worker", "--broker", "nonsense", "--style", "{model}"], "cannot connect to broker at nonsense"),
     (["workers", "--gpus", "all"], "no CUDA GPU is visible on this machine; use --cpu N"),
+    (["workers", "--cpu", "2", "--style", "vangogh"], "unknown style 'vangogh'"),
+    (["workers", "--cpu", "1", "--curve", "{tmp}"], "does not exist (make keys with"),
     (["workers"], "one of the arguments --gpus --cpu is required"),
     (["keys", "{tmp}", "--name", "a/b"], "must be letters, digits"),
     (["stylize", "{image}", "{tmp}/o.png", "--broker", "ipc://{tmp}/none"], "no answer from the broker"),

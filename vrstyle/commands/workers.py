@@ -69,7 +69,18 @@ def worker_argv(args: argparse.Namespace, device: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vrstyle.cli import EXIT_USER_ERROR
+    from vrstyle.commands.worker import parse_shape
+    from vrstyle.models import resolve_model
+    from vrstyle.transport.security import peer_keys
+
     targets = devices(args.gpus, args.cpu)
+    for style in args.style or [settings.DEFAULT_STYLE]:  # mistakes once here, not in every worker forever
+        resolve_model(style)
+    for shape in args.warmup:
+        parse_shape(shape)
+    if args.curve:
+        peer_keys(args.curve, args.key_name)
     stop = stop_on_signals()
     processes: list[subprocess.Popen | None] = [None] * len(targets)
     delays = [RESTART_MIN_S] * len(targets)
@@ -79,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             now = time.monotonic()
             for i, device in enumerate(targets):
                 process = processes[i]
+                if process is not None and process.poll() == EXIT_USER_ERROR:
+                    raise VrstyleError(f"the worker on {device} refused its arguments (its error is above)")
                 if process is not None and process.poll() is not None:
                     log.warning("worker on %s exited with status %d; restarting in %.0f s", device,
                                 process.returncode, delays[i])

@@ -243,6 +243,7 @@ class Broker:
                 return
             if header.kind == P.DISCONNECT:
                 log.info("worker %s (pid %d) left", identity.hex(), worker.pid)
+                self.counters["workers_left"] += 1
                 self._remove(worker, now)
                 return
             if header.kind not in (P.RESULT, P.ERROR, P.LOST):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -174,21 +174,21 @@ class Header:
         magic, version, *values, style = HEADER_STRUCT.unpack(data)
         if magic != MAGIC:
             raise ProtocolError(E_MALFORMED, f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
-        header = cls(*values, style="")
+        kind, flags, request_id = values[:3]
         if version != VERSION:
             raise ProtocolError(E_VERSION, f"protocol version {version} is not supported (this is {VERSION})",
-                                header.request_id)
-        if header.kind not in KIND_NAMES:
-            raise ProtocolError(E_KIND, f"unknown message kind {header.kind}", header.request_id)
-        if header.flags & ~ALL_FLAGS:
-            raise ProtocolError(E_MALFORMED, f"unknown flags {header.flags:#x}", header.request_id)
+                                request_id)
+        if kind not in KIND_NAMES:
+            raise ProtocolError(E_KIND, f"unknown message kind {kind}", request_id)
+        if flags & ~ALL_FLAGS:
+            raise ProtocolError(E_MALFORMED, f"unknown flags {flags:#x}", request_id)
         try:
             text = style.rstrip(b"\0").decode()
         except UnicodeDecodeError:
-            raise ProtocolError(E_MALFORMED, "style name is not UTF-8", header.request_id) from None
+            raise ProtocolError(E_MALFORMED, "style name is not UTF-8", request_id) from None
         if text and not STYLE_NAME.fullmatch(text):
-            raise ProtocolError(E_MALFORMED, f"style name {text!r} has control characters", header.request_id)
-        return replace(header, style=text)
+            raise ProtocolError(E_MALFORMED, f"style name {text!r} has control characters", request_id)
+        return cls(*values, style=text)
 
     @property
     def kind_name(self) -> str:
@@ -289,7 +289,6 @@ class Reply:
     infer_s: float = 0.0
     round_trip_s: float = 0.0
     redispatched: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reason(self) -> str:

@@ -99,8 +99,9 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
         start = time.perf_counter()
         try:
             results = _run_group(engine, [jobs[i] for i in members])
-        except (VrstyleError, RuntimeError, ValueError, MemoryError) as exc:
-            log.warning("inference failed for %d request(s): %s", len(members), exc)
+        except Exception as exc:  # whatever the engine raises, the requests get an answer
+            log.warning("inference failed for %d request(s): %s", len(members), exc, exc_info=log.isEnabledFor(
+                logging.DEBUG))
             results = [Outcome(code=P.E_WORKER, message=f"worker failed: {exc}") for _ in members]
         elapsed = time.perf_counter() - start
         for i, outcome in zip(members, results):
@@ -184,8 +185,10 @@ class StyleWorker:
         delay = P.RECONNECT_MIN_S
         try:
             while not stop.is_set():
-                if self._session(results, stop):
+                if self._session(results, stop, compute):
                     delay = P.RECONNECT_MIN_S  # the broker answered this time
+                if not compute.is_alive():
+                    raise VrstyleError("the inference thread stopped; see the log above")
                 if not stop.is_set():
                     log.warning("broker at %s silent for %.1f s; reconnecting in %.2f s", self.endpoint,
                                 self.liveness * self.heartbeat_s, delay)
@@ -197,14 +200,18 @@ class StyleWorker:
             results.close(linger=0)
             log.info("worker stopped: %s", dict(self.counters))
 
-    def _session(self, results: zmq.Socket, stop: threading.Event) -> bool:
+    def _session(self, results: zmq.Socket, stop: threading.Event, compute: threading.Thread) -> bool:
         """One connection to the broker; returns whether the broker was ever heard from."""
         socket = self.context.socket(zmq.DEALER)
         socket.linger = 0
         socket.setsockopt(zmq.MAXMSGSIZE, P.MAX_SOCKET_MESSAGE_BYTES)
         if self.keys is not None:
             self.keys.apply(socket)
-        socket.connect(self.endpoint)
+        try:
+            socket.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            socket.close()
+            raise VrstyleError(f"cannot connect to broker at {self.endpoint}: {exc.strerror}") from None
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(results, zmq.POLLIN)
@@ -213,7 +220,7 @@ class StyleWorker:
         expiry = time.monotonic() + self.liveness * self.heartbeat_s
         next_beat = time.monotonic() + self.heartbeat_s
         try:
-            while not stop.is_set():
+            while not stop.is_set() and compute.is_alive():
                 events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s, 0.25)))
                 now = time.monotonic()
                 if socket in events:
@@ -228,6 +235,7 @@ class StyleWorker:
                     next_beat = now + self.heartbeat_s
                 if now >= expiry:
                     return heard
+            socket.linger = int(1000 * self.heartbeat_s)  # let the goodbye out before closing
             socket.send(P.Header(P.DISCONNECT).pack())
             return True
         finally:
