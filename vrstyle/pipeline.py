@@ -37,7 +37,7 @@ from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments, moments_to_stats, smooth_stats
 from vrstyle.transport.local import LocalBackend
-from vrstyle.transport.protocol import Reply, TileBatch
+from vrstyle.transport.protocol import ProtocolError, Reply, TileBatch
 
 if TYPE_CHECKING:
     from vrstyle.models.engine import StyleEngine
@@ -91,13 +91,14 @@ def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: Til
     """
     backend = as_backend(engine)
     sample = tiles.cut(images, grid, sample_tiles(grid, count))
-    rid = backend.submit(TileBatch(style, sample, margin=grid.margin, measure=True))
+    rid = _submit(backend, TileBatch(style, sample, margin=grid.margin, measure=True))
     reply = _wait_for(backend, {rid})[0]
     return moments_to_stats(combine_moments([reply.moments]))
 
 
 def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
-                  batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP, progress: bool | None = False,
+                  batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP,
+                  stats_tiles: int = settings.STATS_TILES, progress: bool | None = False,
                   style: str = settings.DEFAULT_STYLE, inflight: int = settings.STYLIZE_INFLIGHT) -> np.ndarray:
     """Stylise one (H, W, 3) uint8 image through its tile grid.
 
@@ -109,6 +110,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
             gives each tile its own statistics (seams; for comparison), one tile per request.
         batch: tiles per request.
         ramp: feather ramp.
+        stats_tiles: tiles measured together for the statistics (see :func:`measure_stats`).
         progress: show a progress bar (None: only on a terminal).
         style: the style a backend's workers know the model by.
         inflight: requests outstanding at once (to keep several workers busy).
@@ -121,7 +123,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
             :data:`~vrstyle.settings.STYLIZE_STALL_S`.
     """
     backend = as_backend(engine)
-    stats = measure_stats(backend, image, grid, style=style) if shared_stats else None
+    stats = measure_stats(backend, image, grid, stats_tiles, style) if shared_stats else None
     size, margin = (batch, grid.margin) if shared_stats else (1, 0)
     chunks = [(row, list(range(row * grid.cols + start, row * grid.cols + min(start + size, grid.cols))))
               for row in range(grid.rows) for start in range(0, grid.cols, size)]
@@ -135,8 +137,8 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
             while next_chunk < len(chunks) and len(submitted) < inflight and chunks[next_chunk][0] <= band + 1:
                 row, indices = chunks[next_chunk]
                 pieces = tiles.cut(image, grid, indices)
-                rid = backend.submit(TileBatch(style, pieces, stats, crop=grid.halo, margin=margin,
-                                               first_tile=indices[0]))
+                rid = _submit(backend, TileBatch(style, pieces, stats, crop=grid.halo, margin=margin,
+                                                 first_tile=indices[0]))
                 submitted[rid] = chunks[next_chunk]
                 next_chunk += 1
             for reply in _wait_for(backend, set(submitted), any_one=True):
@@ -153,6 +155,14 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
                 rows.pop(band - 1, None)
                 band += 1
     return out
+
+
+def _submit(backend: Backend, batch: TileBatch) -> int:
+    try:
+        return backend.submit(batch)
+    except ProtocolError as exc:
+        raise VrstyleError(f"cannot send {len(batch.tiles)} tiles of {batch.tiles.shape[1]}x{batch.tiles.shape[2]} "
+                           f"px: {exc}") from None
 
 
 def _wait_for(backend: Backend, request_ids: set[int], any_one: bool = False) -> list[Reply]:

@@ -25,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
                         help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
-    parser.add_argument("--batch", type=int, default=settings.BATCH_TILES, help="tiles per forward pass")
+    parser.add_argument("--batch", type=int, default=settings.BATCH_TILES,
+                        help=f"tiles per forward pass (default {settings.BATCH_TILES}; memory grows with it)")
+    parser.add_argument("--stats-tiles", type=int, default=settings.STATS_TILES,
+                        help="tiles measured together for the normalisation statistics "
+                             f"(default {settings.STATS_TILES}; memory grows with it)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--no-shared-stats", action="store_true",
                         help="give each tile its own normalisation statistics (shows seams)")
@@ -40,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from vrstyle.images import read_rgb, write_rgb
     from vrstyle.pipeline import stylize_image
 
-    if args.batch < 1:
-        raise tiles.GridError(f"--batch must be at least 1, got {args.batch}")
+    for option in ("batch", "stats_tiles"):
+        if getattr(args, option) < 1:
+            raise tiles.GridError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     if args.broker and args.device != "cpu":
         raise VrstyleError("--device applies to stylising in this process; with --broker the workers' devices count")
     if args.curve and not args.broker:
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         result = stylize_image(backend, image, grid, shared_stats=not args.no_shared_stats, batch=args.batch,
-                               ramp=args.ramp, progress=None, style=args.style)
+                               ramp=args.ramp, stats_tiles=args.stats_tiles, progress=None, style=args.style)
     finally:
         backend.close()
     write_rgb(args.output, result)
