@@ -92,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def configure_compile(styles: int, shapes: int, batch_tiles: int) -> None:
-    """One fresh compile cache for this process, large enough for every graph it will build:
-    per style and tile shape, one per padded batch size with given statistics and one per
-    first-frame batch size (without the room, dynamo falls back to slow generic code)."""
+    """One fresh compile cache for this process, large enough for every graph it will build
+    (per style and tile shape, one per padded batch size; without the room dynamo falls back
+    to slow generic code)."""
     import torch._dynamo
 
     torch._dynamo.reset()
     sizes = max(batch_tiles - 1, 0).bit_length() + 1
-    torch._dynamo.config.recompile_limit = max(8, 4 * styles * max(shapes, 1) * sizes)
+    torch._dynamo.config.recompile_limit = max(8, 2 * styles * max(shapes, 1) * sizes)

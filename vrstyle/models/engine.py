@@ -38,10 +38,11 @@ class StyleEngine:
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         half: run in fp16 (CUDA only).
         channels_last: NHWC memory layout (faster convolutions on GPUs).
-        compile: run the whole tile path (network, crop, rounding to uint8) through
-            ``torch.compile(mode="reduce-overhead", dynamic=False)``: CUDA graphs for fixed tile
-            shapes. Batches with given statistics are padded to a power of two so a handful of
-            graphs cover every batch size; :meth:`warmup` builds them ahead of time.
+        compile: run the tile path with given statistics (network, crop, rounding to uint8)
+            through ``torch.compile(mode="reduce-overhead", dynamic=False)``: CUDA graphs for
+            fixed tile shapes, batches padded to a power of two so a handful of graphs cover
+            every batch size; :meth:`warmup` builds them ahead of time. A stream's first frame
+            (no statistics yet) and :meth:`stylize` stay eager.
     """
 
     def __init__(self, model: nn.Module, device: str = "cpu", half: bool = False, channels_last: bool = False,
@@ -53,8 +54,7 @@ class StyleEngine:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
         self.stats_channels: int = model.stats_channels
-        self.compiled = compile
-        self._run = torch.compile(self._run, mode="reduce-overhead", dynamic=False) if compile else self._run
+        self._compiled = torch.compile(self._run, mode="reduce-overhead", dynamic=False) if compile else None
 
     def to_input(self, tiles: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3 or 4) uint8 -> (N, 3, H, W) network input on the device (alpha dropped)."""
@@ -145,25 +145,26 @@ class StyleEngine:
         given = self._given(stats)
         pixels = self._upload(tiles)
         count = len(tiles)
-        if given is None:
+        if given is None:  # a stream's first frame: eager, as a graph per batch size would not pay
             out, capture = self._run(pixels, None, crop, margin, 0)
             return out.cpu().numpy(), capture[None].cpu().numpy().astype(np.float64)
-        if self.compiled:  # a few fixed batch sizes, not one CUDA graph per size
+        if self._compiled is None:
+            out, capture = self._run(pixels, given, crop, margin, count)
+        else:  # one graph per power-of-two batch: RGB, per-tile statistics, padded
             padded = 1 << (count - 1).bit_length()
+            pixels = pixels[..., :3]
             pixels = torch.cat([pixels, pixels[:1].expand(padded - count, -1, -1, -1)])
-            if given.ndim == 3:
-                given = torch.cat([given, given[:1].expand(padded - count, -1, -1)])
-        out, capture = self._run(pixels, given, crop, margin, len(pixels))
+            given = given.expand(count, -1, -1) if given.ndim == 2 else given
+            given = torch.cat([given, given[:1].expand(padded - count, -1, -1)])
+            out, capture = self._compiled(pixels, given, crop, margin, padded)
         return out[:count].cpu().numpy(), capture[:count].cpu().numpy().astype(np.float64)
 
     def warmup(self, tile_shape: tuple[int, int], max_batch: int, crop: int, margin: int) -> None:
-        """Run every batch size a compiled engine will see for ``tile_shape`` once, first-frame
-        (joint statistics) and steady-state (given statistics) alike, so no request pays for
-        compilation."""
-        rng = np.random.default_rng(0)
+        """Build the CUDA graphs of a compiled engine for ``tile_shape`` tiles ahead of time: one
+        per power-of-two batch size up to ``max_batch``, so no request pays for compilation."""
+        if self._compiled is None:
+            return
+        tiles = np.random.default_rng(0).integers(0, 256, (max_batch, *tile_shape, 3), dtype=np.uint8)
         stats = np.stack([np.zeros(self.stats_channels), np.ones(self.stats_channels)]).astype(np.float32)
-        sizes = sorted({1 << i for i in range(max(max_batch - 1, 0).bit_length() + 1)}) if self.compiled else [1]
-        for count in sizes:
-            tiles = rng.integers(0, 256, (count, *tile_shape, 3), dtype=np.uint8)
-            self.stylize_and_measure(tiles, stats, crop, margin)
-            self.stylize_and_measure(tiles, None, crop, margin)
+        for count in sorted({1 << i for i in range(max(max_batch - 1, 0).bit_length() + 1)}):
+            self.stylize_and_measure(tiles[:count], stats, crop, margin)

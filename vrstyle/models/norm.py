@@ -18,8 +18,6 @@ arithmetic (merging, smoothing) is in :mod:`vrstyle.normstats`, free of torch.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -58,10 +56,10 @@ class FrameNorm(nn.Module):
         if capture is not None:
             m = margin // self.stride
             inner = x[..., m:x.shape[-2] - m, m:x.shape[-1] - m].float()
-            dims = (2, 3) if capture.ndim == 3 else (0, 2, 3)
-            var, mean = torch.var_mean(inner, dim=dims, correction=0, keepdim=True)
+            per_image = capture.ndim == 3
+            var, mean = torch.var_mean(inner, dim=(2, 3) if per_image else (0, 2, 3), correction=0, keepdim=True)
             rows = capture.shape[:-2] + (self.channels,)
-            capture[..., 0, columns] = math.prod(inner.shape[d] for d in dims)
+            capture[..., 0, columns] = inner.shape[2] * inner.shape[3] * (1 if per_image else inner.shape[0])
             capture[..., 1, columns] = mean.reshape(rows)
             capture[..., 2, columns] = var.reshape(rows)
         if stats is not None:

@@ -78,24 +78,6 @@ class TransportClient:
         self.context = context or zmq.Context.instance()
         self.host = shm.host_id()
         self.counters: dict[str, int] = {"sent": 0, "stray_replies": 0, "resent_by_copy": 0}
-        self._socket = self.context.socket(zmq.DEALER)
-        self._socket.linger = 0
-        self._socket.sndhwm = self._socket.rcvhwm = 0
-        self._monitor = None
-        if keys is not None:
-            keys.apply(self._socket)
-            self._monitor = self._socket.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        try:
-            self._socket.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self.close()
-            raise VrstyleError(f"cannot connect to broker at {endpoint}: {exc.strerror}") from None
-        self._poller = zmq.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
-        if self._monitor is not None:
-            self._poller.register(self._monitor, zmq.POLLIN)
         self._pending: dict[int, _Pending] = {}
         self._ready: list[P.Reply] = []
         self._next_id = 1
@@ -104,6 +86,23 @@ class TransportClient:
         self._status_asked = 0.0
         self._heard = time.monotonic()
         self._closed = False
+        self._socket = self.context.socket(zmq.DEALER)
+        self._socket.linger = 0
+        self._socket.sndhwm = self._socket.rcvhwm = 0
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._monitor = None
+        if keys is not None:
+            keys.apply(self._socket)
+            self._monitor = self._socket.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            self._poller.register(self._monitor, zmq.POLLIN)
+        try:
+            self._socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise VrstyleError(f"cannot connect to broker at {endpoint}: {exc.strerror}") from None
 
     # The backend interface.
 
@@ -174,7 +173,7 @@ class TransportClient:
         return ready
 
     def close(self) -> None:
-        if getattr(self, "_closed", True):
+        if self._closed:
             return
         self._closed = True
         if self._monitor is not None:

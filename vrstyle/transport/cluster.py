@@ -31,8 +31,9 @@ from vrstyle.transport.client import TransportClient
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_S = 120.0
-"""Workers load torch and their models, and CUDA workers compile and warm up, before READY."""
+STARTUP_TIMEOUT_S = 900.0
+"""Workers load torch and their models, and CUDA workers compile and warm up (minutes per
+style and tile shape), before READY."""
 STOP_TIMEOUT_S = 5.0
 """How long a process gets to leave cleanly after SIGTERM before SIGKILL."""
 
