@@ -217,6 +217,8 @@ def write_results(out: Path, command: str, flows: list[dict], trips: list[dict],
               "| path | ms per tile | difference to in process ms |", "|---|---|---|"]
     for row in end_to_end:
         lines.append(f"| {row['path']} | {row['ms_per_tile']:.1f} | {row['overhead_ms']:+.1f} |")
+    lines += ["", "With few cores the worker process competes with the client and other jobs for CPU, so this "
+              "difference can exceed the transport round trip above, which isolates what the transport adds."]
     (out / "transport.md").write_text("\n".join(lines) + "\n")
     plot(out / "transport.png", flows)
 

@@ -281,7 +281,8 @@ class _Frame:
 class FramePipeline:
     """Stereo (or mono) frames through a backend, several in flight, each by a deadline.
 
-    Not thread-safe: call it from one thread (it may be a background thread).
+    Not thread-safe: use it, and its backend, from one thread at a time (it may be a
+    background thread; a ZeroMQ client may be handed over between threads, not shared).
 
     Args:
         backend: a :class:`~vrstyle.transport.client.TransportClient`, a
@@ -382,6 +383,8 @@ class FramePipeline:
         Raises:
             GridError: the frame does not fit the grid.
             ValueError: a frame id not above the last one.
+            VrstyleError: the backend cannot send (e.g. no broker answers the client's first
+                status request).
         """
         start = time.monotonic()
         expected = (self.eyes, self.grid.height, self.grid.width)
