@@ -197,7 +197,9 @@ def write_results(out: Path, command: str, flows: list[dict], trips: list[dict],
              "separate processes on ipc sockets. **GPU numbers are pending**: no GPU was available.", "",
              "## Throughput through the broker", "",
              "Null worker (answers with a ready-made RGB tile), single-tile requests of RGBA tiles, "
-             f"{flows[0]['inflight']} in flight, results copied into client-owned arrays; best of the runs.", "",
+             f"{flows[0]['inflight']} in flight, results copied into client-owned arrays; best of the runs. "
+             "At 256 px the per-request cost of the Python broker, worker and client, not the bytes, sets the "
+             "rate, and on this shared machine it varied up to 2x between runs.", "",
              "| tile px | path | tiles/s | MB/s in | MB/s both ways |", "|---|---|---|---|---|"]
     for row in flows:
         lines.append(f"| {row['size']} | {row['path']} | {row['tiles_per_s']:.0f} | {row['mb_per_s_in']:.0f} | "
