@@ -92,8 +92,11 @@ def pump(client: TransportClient, size: int, requests: int, inflight: int) -> di
 
 def measure_transport(args) -> tuple[list[dict], list[dict]]:
     """(throughput rows, one-at-a-time round-trip rows) for every size and path, null worker."""
-    folder = Path(tempfile.mkdtemp(prefix="vrstyle-bench-"))
-    clients, workers = f"ipc://{folder}/clients", f"ipc://{folder}/workers"
+    with tempfile.TemporaryDirectory(prefix="vrstyle-bench-") as folder:
+        return _measure_transport(args, f"ipc://{folder}/clients", f"ipc://{folder}/workers")
+
+
+def _measure_transport(args, clients: str, workers: str) -> tuple[list[dict], list[dict]]:
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=serve_broker, args=(clients, workers), daemon=True),
                  context.Process(target=serve_null, args=(workers, args.inflight), daemon=True)]
@@ -160,7 +163,8 @@ def measure_end_to_end(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     label, config = NETWORKS[1]
     net = create_model("johnson", **config)
-    path = Path(tempfile.mkdtemp(prefix="vrstyle-bench-")) / "small.safetensors"
+    folder = tempfile.TemporaryDirectory(prefix="vrstyle-bench-")
+    path = Path(folder.name) / "small.safetensors"
     save_file(net.state_dict(), str(path), metadata={"name": "bench", "arch": "johnson", "config": json.dumps(config)})
     engine = StyleEngine(net)
     stats = np.stack([np.zeros(engine.stats_channels), np.ones(engine.stats_channels)]).astype(np.float32)
@@ -177,6 +181,7 @@ def measure_end_to_end(args) -> list[dict]:
                 replies = backend.poll(60.0)
                 assert replies and replies[0].status == "ok"
                 times[name].append(time.perf_counter() - start)
+    folder.cleanup()
     base = float(np.median(times["in process"][1:]))
     return [{"network": label, "size": 256, "path": name, "ms_per_tile": 1e3 * float(np.median(values[1:])),
              "overhead_ms": 1e3 * (float(np.median(values[1:])) - base)} for name, values in times.items()]

@@ -83,5 +83,5 @@ def cluster(tiny_model):
     """A real broker and two real CPU worker processes serving ``tiny``, shared by the session."""
     from vrstyle.transport.cluster import LocalCluster
 
-    with LocalCluster([tiny_model], workers=2, heartbeat_s=0.25, threads=1) as running:
+    with LocalCluster([tiny_model], workers=2, heartbeat_s=0.5, threads=1) as running:
         yield running
