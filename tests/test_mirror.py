@@ -61,11 +61,11 @@ def test_bad_arguments_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_raw_mirror_shows_the_demo_scene(xvfb, gl_context, shared_data, tmp_path):
+def test_raw_mirror_shows_the_demo_scene(xvfb, gl_context, tiny_model, tmp_path):
     from vrstyle.gl.scene import DemoScene
 
     shot = tmp_path / "raw.png"
-    done = mirror("--raw", "--style", "candy", "--threads", "1", "--frames", "2", "--screenshot", str(shot),
+    done = mirror("--raw", "--style", tiny_model, "--threads", "1", "--frames", "2", "--screenshot", str(shot),
                   "--eye-size", "96x64", display=xvfb)
     assert done.returncode == 0, done.stderr
     image = read_rgb(shot)
@@ -112,10 +112,9 @@ def test_stylised_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.data
-def test_frames_that_miss_their_deadline_show_the_raw_tiles_never_black(xvfb, shared_data, tmp_path):
+def test_frames_that_miss_their_deadline_show_the_raw_tiles_never_black(xvfb, tiny_model, tmp_path):
     shot, dump = tmp_path / "shot.png", tmp_path / "frame.npz"
-    done = mirror("--style", "candy", "--threads", "1", "--eye-size", "96x64", "--tile", "48", "--halo", "8",
+    done = mirror("--style", tiny_model, "--threads", "1", "--eye-size", "96x64", "--tile", "48", "--halo", "8",
                   "--overlap", "4", "--deadline", "1", "--frames", "2", "--screenshot", str(shot), "--dump", str(dump),
                   display=xvfb)
     assert done.returncode == 0, done.stderr
