@@ -41,3 +41,30 @@ def photo(shared_data) -> np.ndarray:
 
     image = Image.open(shared_data / "photos" / "kodak24" / "kodim01.png").convert("RGB")
     return np.asarray(image.resize((1024, 768), Image.LANCZOS))
+
+
+@pytest.fixture(scope="session")
+def xrroot():
+    """The Monado chroot, mounted with this checkout at /src, for the session; skips where absent."""
+    import xrroot as chroot_tools
+
+    reason = chroot_tools.unavailable()
+    if reason:
+        pytest.skip(f"OpenXR runtime tests: {reason}")
+    with chroot_tools.Chroot() as chroot:
+        missing = chroot.missing_client_modules()
+        if missing:
+            pytest.skip(f"OpenXR runtime tests: the chroot lacks client modules ({missing}): run .ci/xrroot.sh")
+        yield chroot
+
+
+@pytest.fixture(scope="session")
+def monado(xrroot):
+    """``monado-service`` (simulated headset, null compositor) running in the chroot for the session."""
+    import xrroot as chroot_tools
+
+    service = chroot_tools.Monado(xrroot)
+    try:
+        yield service.start()
+    finally:
+        service.remove()

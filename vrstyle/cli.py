@@ -17,6 +17,7 @@ from vrstyle.errors import VrstyleError
 
 COMMANDS = {
     "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
+    "headset": ("vrstyle.commands.headset", "show the stylised demo scene in an OpenXR headset"),
 }
 """Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""
 

@@ -1,0 +1,174 @@
+"""The Monado chroot the headset tests run the OpenXR client in, driven from the host.
+
+Monado 25 (Debian trixie) needs a newer glibc than the host, and its client library is loaded
+into the client process, so the runtime and the vrstyle headset client both run inside a trixie
+chroot (built by ``.ci/xrroot.sh`` with the tools in ../shared/xr), with this checkout
+bind-mounted at /src. Style workers run on the host (torch) and the client reaches them over
+tcp loopback: the chroot shares the host's network.
+
+Everything started here is stopped by PID, and every mount is undone, on every way out
+(fixture finalizers, and ``atexit`` for an interrupted run).
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+XRROOT = Path(os.environ.get("XRROOT", "/tmp/xrroot"))
+TOOLS = REPO.parent / "shared" / "xr"
+PYTHON = "/opt/xrvenv/bin/python"
+SOURCE = "/src"
+CLIENT_IMPORTS = "import xr, OpenGL, numpy, zmq, tqdm, PIL, glfw"
+"""What the headset client imports inside the chroot (vrstyle itself comes from /src)."""
+SERVICE_START_S = 15.0
+BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def unavailable() -> str | None:
+    """Why the chroot cannot be used here, or None."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return "needs root (chroot and mounts); CI runs these tests as root"
+    if not (TOOLS / "mount_chroot.sh").is_file():
+        return f"needs the shared xr tools ({TOOLS}), absent here"
+    if not (XRROOT / "usr/bin/monado-service").is_file() or not (XRROOT / PYTHON.lstrip("/")).exists():
+        return f"no Monado chroot at {XRROOT}: build it with `sudo .ci/xrroot.sh`"
+    return None
+
+
+class Chroot:
+    """The mounted chroot with this checkout at /src; processes inside it; cleanup of both."""
+
+    def __init__(self, root: Path = XRROOT):
+        self.root = root
+        self.processes: list[subprocess.Popen] = []
+        self.mounted_src = False
+        self._lock = None
+
+    def __enter__(self) -> "Chroot":
+        atexit.register(self.close)
+        self._lock = open(self.root / "tmp" / ".vrstyle-tests.lock", "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # one test session uses the chroot at a time
+        try:
+            self._tool("mount_chroot.sh")
+            (self.root / SOURCE.lstrip("/")).mkdir(exist_ok=True)
+            subprocess.run(["mount", "--bind", str(REPO), str(self.root / SOURCE.lstrip("/"))], check=True)
+            self.mounted_src = True
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def missing_client_modules(self) -> str | None:
+        """The import error of the client's dependencies inside the chroot, or None."""
+        done = self.run([PYTHON, "-c", CLIENT_IMPORTS], timeout=60)
+        return None if done.returncode == 0 else done.stderr.strip().splitlines()[-1]
+
+    def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+        """``argv`` run inside the chroot with a clean environment plus ``env``."""
+        variables = {**BASE_ENV, "PYTHONPATH": SOURCE, **(env or {})}
+        return ["chroot", str(self.root), "env", "-i", *(f"{k}={v}" for k, v in variables.items()), *argv]
+
+    def popen(self, argv: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        """Start a process inside the chroot (chroot and env exec it, so its PID is its own)."""
+        process = subprocess.Popen(self.command(argv, env), stdin=subprocess.DEVNULL, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        process = self.popen(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            stop(process)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def host_path(self, inside: str) -> Path:
+        return self.root / inside.lstrip("/")
+
+    def temp_dir(self, prefix: str) -> str:
+        """A fresh short directory under the chroot's /tmp; returns its path inside."""
+        inside = f"/tmp/{prefix}{secrets.token_hex(3)}"
+        self.host_path(inside).mkdir(mode=0o700)
+        return inside
+
+    def close(self) -> None:
+        for process in self.processes:
+            stop(process)
+        self.processes.clear()
+        if self.mounted_src:
+            subprocess.run(["umount", str(self.root / SOURCE.lstrip("/"))], check=False)
+            self.mounted_src = False
+        if self._lock is not None:
+            self._tool("umount_chroot.sh")
+            self._lock.close()
+            self._lock = None
+
+    def _tool(self, name: str) -> None:
+        subprocess.run(["sh", str(TOOLS / name)], check=True, env={**os.environ, "XRROOT": str(self.root)},
+                       stdout=subprocess.DEVNULL)
+
+
+class Monado:
+    """``monado-service`` with the simulated headset and the null compositor, inside the chroot.
+
+    Service and clients share a short ``XDG_RUNTIME_DIR`` (the IPC socket lives there).
+    """
+
+    def __init__(self, chroot: Chroot):
+        self.chroot = chroot
+        self.xdg = chroot.temp_dir("vx")
+        self.log_path = chroot.host_path(self.xdg) / "service.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Monado":
+        socket = self.chroot.host_path(self.xdg) / "monado_comp_ipc"
+        socket.unlink(missing_ok=True)
+        with open(self.log_path, "a") as log:
+            self.process = self.chroot.popen(["monado-service"], env={
+                "XDG_RUNTIME_DIR": self.xdg, "SIMULATED_ENABLE": "1", "XRT_COMPOSITOR_NULL": "1",
+                "XRT_NO_STDIN": "1", "XRT_LOG": "warning"}, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + SERVICE_START_S
+        while not socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"monado-service did not start: {self.log()[-2000:]}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client_env(self) -> dict[str, str]:
+        """What an OpenXR client inside the chroot needs to find this service, headless."""
+        return {"XDG_RUNTIME_DIR": self.xdg, "EGL_PLATFORM": "surfaceless"}
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.chroot.host_path(self.xdg), ignore_errors=True)
+
+
+def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate one process we started, then kill it if it does not leave in ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,58 @@
+"""Show the demo scene in an OpenXR headset, stylised by style workers, at the headset's frame rate.
+
+Works with any OpenXR runtime that offers OpenGL: SteamVR, Monado, Meta Link. The workers
+run elsewhere (--broker) or are started on this machine; this client itself needs no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from vrstyle import settings
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", metavar="URL",
+                        help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
+                             "local workers, which needs torch here)")
+    parser.add_argument("--workers", type=int, default=1, help="local workers to start without --broker")
+    parser.add_argument("--style", default=settings.DEFAULT_STYLE, help=f"style or model name (default {settings.DEFAULT_STYLE})")
+    parser.add_argument("--pipeline-depth", type=int, default=settings.XR_PIPELINE_DEPTH, metavar="N",
+                        help="show frame t-N while frame t is stylised; the layer carries the pose each "
+                             f"image was rendered with, so reprojection stays right (default {settings.XR_PIPELINE_DEPTH})")
+    parser.add_argument("--frames", type=int, default=0, help="end the session after this many frames (default: run "
+                                                              "until the runtime ends it)")
+    parser.add_argument("--graphics", choices=("auto", "egl", "glx", "wgl"), default="auto",
+                        help="OpenGL binding: EGL where the runtime offers it (no display needed), else GLX/WGL")
+    parser.add_argument("--mirror", action="store_true", help="show what the headset shows in a desktop window")
+    parser.add_argument("--reconnect-timeout", type=float, default=settings.XR_RECONNECT_TIMEOUT_S, metavar="S",
+                        help="seconds to wait for a lost runtime to come back (0: leave at once)")
+    parser.add_argument("--record", type=Path, metavar="DIR",
+                        help="save submitted eye images with their raw render, tiles and poses (.npz) and a summary")
+    parser.add_argument("--record-every", type=int, default=10, metavar="N", help="record every Nth frame (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vrstyle.errors import VrstyleError
+    from vrstyle.xr.app import HeadsetApp, HeadsetOptions
+
+    for name in ("workers", "record_every"):
+        if getattr(args, name) < 1:
+            raise VrstyleError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.frames < 0 or args.pipeline_depth < 0 or args.reconnect_timeout < 0:
+        raise VrstyleError("--frames, --pipeline-depth and --reconnect-timeout cannot be negative")
+    options = HeadsetOptions(graphics=args.graphics, depth=args.pipeline_depth, frames=args.frames,
+                             mirror=args.mirror, reconnect_s=args.reconnect_timeout, record=args.record,
+                             record_every=args.record_every)
+
+    def make_pipeline(height: int, width: int):
+        raise NotImplementedError  # the frame pipeline of #3
+
+    report = HeadsetApp(options, make_pipeline).run()
+    print(f"vrstyle headset: {report.frames} frames in {report.seconds:.1f} s, {report.stylised} stylised, "
+          f"{report.losses} runtime losses")
+    return 0
