@@ -44,26 +44,27 @@ def photo(shared_data) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def xrroot():
-    """The Monado chroot, mounted with this checkout at /src, for the session; skips where absent."""
-    import xrroot as chroot_tools
+def xrenv():
+    """Where Monado and the OpenXR client run (natively, or the chroot mounted with this checkout
+    at /src) for the session; skips with the reason where neither is possible."""
+    import xrenv as places
 
-    reason = chroot_tools.unavailable()
-    if reason:
+    place, reason = places.open_place()
+    if place is None:
         pytest.skip(f"OpenXR runtime tests: {reason}")
-    with chroot_tools.Chroot() as chroot:
-        missing = chroot.missing_client_modules()
+    with place:
+        missing = place.missing_client_modules()
         if missing:
             pytest.skip(f"OpenXR runtime tests: the chroot lacks client modules ({missing}): run .ci/xrroot.sh")
-        yield chroot
+        yield place
 
 
 @pytest.fixture(scope="session")
-def monado(xrroot):
-    """``monado-service`` (simulated headset, null compositor) running in the chroot for the session."""
-    import xrroot as chroot_tools
+def monado(xrenv):
+    """``monado-service`` (simulated headset, null compositor) running for the session."""
+    import xrenv as places
 
-    service = chroot_tools.Monado(xrroot)
+    service = places.Monado(xrenv)
     try:
         yield service.start()
     finally:

@@ -16,7 +16,7 @@ import pytest
 
 from vrstyle.errors import VrstyleError
 
-HEADSET = ["/opt/xrvenv/bin/python", "-m", "vrstyle.cli", "headset"]
+HEADSET = ["-m", "vrstyle.cli", "headset"]
 
 
 def one_line_error(stderr: str) -> str:
@@ -47,8 +47,8 @@ def test_runtime_without_opengl_is_refused():
 
 
 @pytest.mark.xr
-def test_runtime_service_not_running_is_one_line(xrroot):
-    xdg = xrroot.temp_dir("vn")  # a runtime directory no service listens in
-    done = xrroot.run(HEADSET, env={"XDG_RUNTIME_DIR": xdg, "EGL_PLATFORM": "surfaceless"}, timeout=60)
+def test_runtime_service_not_running_is_one_line(xrenv):
+    xdg = xrenv.temp_dir("vn")  # a runtime directory no service listens in
+    done = xrenv.run([xrenv.python, *HEADSET], env={"XDG_RUNTIME_DIR": xdg, "EGL_PLATFORM": "surfaceless"}, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "is its service running" in one_line_error(done.stderr)

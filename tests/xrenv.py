@@ -1,10 +1,12 @@
-"""The Monado chroot the headset tests run the OpenXR client in, driven from the host.
+"""Where the headset tests run Monado and the OpenXR client: natively, or in a chroot.
 
-Monado 25 (Debian trixie) needs a newer glibc than the host, and its client library is loaded
-into the client process, so the runtime and the vrstyle headset client both run inside a trixie
-chroot (built by ``.ci/xrroot.sh`` with the tools in ../shared/xr), with this checkout
-bind-mounted at /src. Style workers run on the host (torch) and the client reaches them over
-tcp loopback: the chroot shares the host's network.
+On a distribution that ships Monado (Debian trixie, Ubuntu 24.04+: ``monado-service``) both
+run natively with this checkout's Python. Elsewhere (e.g. Debian bookworm: Monado 25 needs a
+newer glibc, and its client library is loaded into the client process) both run inside a
+trixie chroot built by ``.ci/xrroot.sh`` with the tools in ../shared/xr, with this checkout
+bind-mounted at /src. Style workers always run on the host (torch) and the client reaches
+them over tcp loopback: the chroot shares the host's network. ``VRSTYLE_XR=native|chroot``
+picks one explicitly.
 
 Everything started here is stopped by PID, and every mount is undone, on every way out
 (fixture finalizers, and ``atexit`` for an interrupted run).
@@ -18,6 +20,8 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +36,17 @@ SERVICE_START_S = 15.0
 BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def native_unavailable() -> str | None:
+    """Why Monado cannot run natively here, or None."""
+    if shutil.which("monado-service") is None:
+        return "monado-service is not installed here"
+    try:
+        import xr  # noqa: F401
+    except ImportError:
+        return "pyopenxr is not installed (vrstyle[xr])"
+    return None
+
+
 def unavailable() -> str | None:
     """Why the chroot cannot be used here, or None."""
     if os.name != "posix" or os.geteuid() != 0:
@@ -43,12 +58,62 @@ def unavailable() -> str | None:
     return None
 
 
-class Chroot:
+class Native:
+    """Monado and the client on this machine, with this checkout's Python."""
+
+    python = sys.executable
+
+    def __init__(self):
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self):
+        atexit.register(self.close)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def missing_client_modules(self) -> str | None:
+        return None
+
+    def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+        variables = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
+                     "LANG": "C.UTF-8", "PYTHONPATH": str(REPO), **(env or {})}
+        return ["env", "-i", *(f"{k}={v}" for k, v in variables.items()), *argv]
+
+    def popen(self, argv: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        process = subprocess.Popen(self.command(argv, env), stdin=subprocess.DEVNULL, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        process = self.popen(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            stop(process)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def host_path(self, inside: str) -> Path:
+        return Path(inside)
+
+    def temp_dir(self, prefix: str) -> str:
+        return tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: AF_UNIX socket paths are short
+
+    def close(self) -> None:
+        for process in self.processes:
+            stop(process)
+        self.processes.clear()
+
+
+class Chroot(Native):
     """The mounted chroot with this checkout at /src; processes inside it; cleanup of both."""
 
+    python = PYTHON
+
     def __init__(self, root: Path = XRROOT):
+        super().__init__()
         self.root = root
-        self.processes: list[subprocess.Popen] = []
         self.mounted_src = False
         self._lock = None
 
@@ -75,23 +140,10 @@ class Chroot:
         return None if done.returncode == 0 else done.stderr.strip().splitlines()[-1]
 
     def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
-        """``argv`` run inside the chroot with a clean environment plus ``env``."""
+        """``argv`` run inside the chroot with a clean environment plus ``env`` (chroot and env
+        exec it, so the PID of the process started is its own)."""
         variables = {**BASE_ENV, "PYTHONPATH": SOURCE, **(env or {})}
         return ["chroot", str(self.root), "env", "-i", *(f"{k}={v}" for k, v in variables.items()), *argv]
-
-    def popen(self, argv: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-        """Start a process inside the chroot (chroot and env exec it, so its PID is its own)."""
-        process = subprocess.Popen(self.command(argv, env), stdin=subprocess.DEVNULL, **kwargs)
-        self.processes.append(process)
-        return process
-
-    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        process = self.popen(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        finally:
-            stop(process)
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def host_path(self, inside: str) -> Path:
         return self.root / inside.lstrip("/")
@@ -103,9 +155,7 @@ class Chroot:
         return inside
 
     def close(self) -> None:
-        for process in self.processes:
-            stop(process)
-        self.processes.clear()
+        super().close()
         if self.mounted_src:
             subprocess.run(["umount", str(self.root / SOURCE.lstrip("/"))], check=False)
             self.mounted_src = False
@@ -119,13 +169,24 @@ class Chroot:
                        stdout=subprocess.DEVNULL)
 
 
+def open_place() -> tuple[Native | None, str]:
+    """The place to run Monado and the client (not yet entered), or None and why there is none."""
+    choice = os.environ.get("VRSTYLE_XR", "")
+    native, chroot = native_unavailable(), unavailable()
+    if choice == "native" or (not choice and native is None):
+        return (Native(), "") if native is None else (None, native)
+    if chroot is None:
+        return Chroot(), ""
+    return None, chroot if choice == "chroot" else f"{native}, and {chroot}"
+
+
 class Monado:
-    """``monado-service`` with the simulated headset and the null compositor, inside the chroot.
+    """``monado-service`` with the simulated headset and the null compositor.
 
     Service and clients share a short ``XDG_RUNTIME_DIR`` (the IPC socket lives there).
     """
 
-    def __init__(self, chroot: Chroot):
+    def __init__(self, chroot: Native):
         self.chroot = chroot
         self.xdg = chroot.temp_dir("vx")
         self.log_path = chroot.host_path(self.xdg) / "service.log"
