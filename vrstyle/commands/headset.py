@@ -21,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "local workers, which needs torch here)")
     parser.add_argument("--workers", type=int, default=1, help="local workers to start without --broker")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE, help=f"style or model name (default {settings.DEFAULT_STYLE})")
+    parser.add_argument("--halo", type=int, default=settings.HALO,
+                        help=f"context read around each tile, px (default {settings.HALO}; smaller for small models)")
+    parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
+                        help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
     parser.add_argument("--pipeline-depth", type=int, default=settings.XR_PIPELINE_DEPTH, metavar="N",
                         help="show frame t-N while frame t is stylised; the layer carries the pose each "
                              f"image was rendered with, so reprojection stays right (default {settings.XR_PIPELINE_DEPTH})")
@@ -50,9 +54,33 @@ def run(args: argparse.Namespace) -> int:
                              record_every=args.record_every)
 
     def make_pipeline(height: int, width: int):
-        raise NotImplementedError  # the frame pipeline of #3
+        """Called once the runtime is up and has said its eye size: runtime errors come first."""
+        from vrstyle.pipeline import FramePipeline
+
+        backend, workers = connect_workers(args)
+        return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
+                                  overlap=args.overlap)
 
     report = HeadsetApp(options, make_pipeline).run()
     print(f"vrstyle headset: {report.frames} frames in {report.seconds:.1f} s, {report.stylised} stylised, "
           f"{report.losses} runtime losses")
     return 0
+
+
+def connect_workers(args: argparse.Namespace):
+    """(transport client, worker count) for the broker, checked to serve the style."""
+    from vrstyle.errors import VrstyleError
+    from vrstyle.transport import TransportClient
+
+    client = TransportClient(args.broker)
+    try:
+        workers = client.status()["workers"]
+        serving = [w for w in workers if args.style in w["styles"]]
+        if not serving:
+            offered = sorted({style for w in workers for style in w["styles"]})
+            raise VrstyleError(f"no worker at {args.broker} serves style {args.style!r} "
+                               f"(they serve: {', '.join(offered) or 'nothing; no workers'})")
+    except BaseException:
+        client.close()
+        raise
+    return client, len(serving)

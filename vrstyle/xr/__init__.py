@@ -9,6 +9,14 @@ One module per concern: :mod:`~vrstyle.xr.runtime` (runtime, instance, headset, 
 Nothing here imports torch: the style networks live in the workers.
 """
 
+import os
+import sys
+
+if sys.platform.startswith("linux"):
+    # As vrstyle.gl: PyOpenGL on EGL unless told otherwise (pyopenxr would otherwise fix it to
+    # GLX for every later GL user in the process); the headset sets it for its binding.
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
 
 def __getattr__(name: str):
     # Lazy: importing OpenGL fixes PyOpenGL's platform, which the headset client chooses first.

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.xr.runtime import (
-    RuntimeLost, choose_binding, open_runtime, prepare_egl, quiet_loader, runtime_extensions,
+    RuntimeLost, choose_binding, open_runtime, quiet_loader, runtime_extensions, use_gl_platform,
 )
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,17 @@ class HeadsetReport:
     """Frames that showed a stylised pipeline result."""
     sessions: int = 0
     losses: int = 0
+    fresh_tiles: int = 0
+    fallback_tiles: int = 0
+    """Tiles shown from the previous stylised frame or the raw render because they were late or lost."""
     max_frame_gap_s: float = 0.0
     """Longest time between two successive xrEndFrame calls of one session."""
     seconds: float = 0.0
     eye_size: tuple[int, int] = (0, 0)
     swapchain_format: str = ""
+    timeline: list[dict] = field(default_factory=list)
+    """With ``--record``: per frame with a layer, the pipeline frame submitted and shown, the
+    poses located for this frame and the poses submitted with the image shown."""
     recorded: list[str] = field(default_factory=list)
 
 
@@ -113,8 +119,7 @@ class HeadsetApp:
         extensions = runtime_extensions()
         requested = "glx" if self.options.mirror and self.options.graphics == "auto" else self.options.graphics
         binding = choose_binding(extensions, requested)
-        if binding == "egl":
-            prepare_egl()
+        use_gl_platform(binding)
         runtime = open_runtime(binding, extensions)
         context = None
         start = time.monotonic()
@@ -187,7 +192,7 @@ class HeadsetApp:
         self.scene = DemoScene(height, width)
         if self.pipeline is None or (self.pipeline.grid.width, self.pipeline.grid.height) != (width, height):
             if self.pipeline is not None:
-                self.pipeline.close()
+                self.pipeline.backend.close()
             self.pipeline = self.make_pipeline(height, width)
         self.stylizer = Stylizer(self.pipeline, depth=self.options.depth)
         if self.options.mirror:
@@ -204,10 +209,13 @@ class HeadsetApp:
             self.scene.render(*eye_matrices(frame.views), scene_time)
             eyes = self.scene.read()
             shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started)
-            if self.stylizer.shown.result is not None:
-                self.report.stylised += 1
-            if self.options.record is not None and frame.index % self.options.record_every == 0:
-                self._record(frame, targets)
+            shown = self.stylizer.shown
+            if self.options.record is not None:
+                self.report.timeline.append({
+                    "frame": self.report.frames, "submitted": self.stylizer.submitted, "shown": shown.frame_id,
+                    "located": pose_array(frame.views).tolist(), "poses": pose_array(shown_views).tolist()})
+                if frame.index % self.options.record_every == 0:
+                    self._record(frame, targets)
             if self.mirror is not None and not self.mirror.show(targets, session.sizes[0]):
                 session.request_exit()
         finally:
@@ -225,12 +233,14 @@ class HeadsetApp:
         result = shown.result
         path = self.options.record / f"frame{self.report.frames:05d}.npz"
         grid = result.grid
+        fallback = sorted(result.fallback.items())
         np.savez_compressed(
             path, submitted=np.stack([read_texture(t) for t in targets]), raw=shown.eyes, tiles=result.tiles,
-            frame_id=shown.frame_id, shown_poses=pose_array(shown.views), current_poses=pose_array(frame.views),
+            frame_id=shown.frame_id, stats=np.zeros(0) if result.stats is None else result.stats,
+            fallback=np.array([index for index, _ in fallback], dtype=np.int64),
+            fallback_source=np.array([f.source for _, f in fallback], dtype=str),
             grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
-                           grid.overlap]),
-            **{f"result_{k}": np.asarray(v) for k, v in result_arrays(result).items()})
+                           grid.overlap]), ramp=result.ramp)
         self.report.recorded.append(path.name)
 
     def _lost(self, reason) -> None:
@@ -255,6 +265,11 @@ class HeadsetApp:
         return None
 
     def _release_gl(self) -> None:
+        if self.stylizer is not None:
+            stats = self.stylizer.stats
+            self.report.stylised += stats.stylised
+            self.report.fresh_tiles += stats.fresh_tiles
+            self.report.fallback_tiles += stats.fallback_tiles
         for part in (self.stylizer, self.scene, self.mirror):
             if part is not None:
                 (part.close if hasattr(part, "close") else part.delete)()
@@ -266,13 +281,9 @@ class HeadsetApp:
             self._release_gl()
             context.destroy()
         if self.pipeline is not None:
-            self.pipeline.close()
+            self.pipeline.backend.close()
         if runtime is not None:
             runtime.close()
         if self.options.record is not None:
             (self.options.record / "summary.json").write_text(json.dumps(asdict(self.report), indent=1))
 
-
-def result_arrays(result) -> dict[str, np.ndarray]:
-    """The numeric fields of a pipeline FrameResult worth keeping with a recording."""
-    return {}

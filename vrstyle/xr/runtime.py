@@ -123,10 +123,29 @@ def choose_binding(extensions: list[str], requested: str = "auto", platform: str
     return requested
 
 
-def prepare_egl() -> None:
-    """Let EGL run without a display server (Mesa's surfaceless platform) when there is none."""
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+def use_gl_platform(binding: str) -> None:
+    """Point PyOpenGL at the window system of the chosen binding, before the context is made.
+
+    PyOpenGL asks its platform for the current context to keep data per context (e.g. in
+    ``glVertexAttribPointer``), so the platform must match the context's kind. It is fixed when
+    PyOpenGL is first imported (pyopenxr imports it, and then overrides it with GLX), so it is
+    installed here again. Without a display server, Mesa's surfaceless EGL platform is used.
+    """
+    import OpenGL.platform as gl_platform
+
+    if binding == "egl":
+        from OpenGL.platform.egl import EGLPlatform as Platform
+
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+    elif binding == "glx":
+        from OpenGL.platform.glx import GLXPlatform as Platform
+    else:
+        return
+    os.environ["PYOPENGL_PLATFORM"] = binding
+    platform = Platform()
+    gl_platform.PLATFORM = platform
+    platform.install(vars(gl_platform))
 
 
 @dataclass
