@@ -62,6 +62,8 @@ class Native:
     """Monado and the client on this machine, with this checkout's Python."""
 
     python = sys.executable
+    source = str(REPO)
+    """Where this checkout is, as the client sees it."""
 
     def __init__(self):
         self.processes: list[subprocess.Popen] = []
@@ -110,6 +112,7 @@ class Chroot(Native):
     """The mounted chroot with this checkout at /src; processes inside it; cleanup of both."""
 
     python = PYTHON
+    source = SOURCE
 
     def __init__(self, root: Path = XRROOT):
         super().__init__()

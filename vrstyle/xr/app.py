@@ -27,7 +27,7 @@ from tqdm import tqdm
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.xr.runtime import (
-    RuntimeLost, choose_binding, open_runtime, quiet_loader, runtime_extensions, use_gl_platform,
+    LOST, choose_binding, open_runtime, quiet_loader, runtime_extensions, use_gl_platform,
 )
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ class HeadsetReport:
     fresh_tiles: int = 0
     fallback_tiles: int = 0
     """Tiles shown from the previous stylised frame or the raw render because they were late or lost."""
-    max_frame_gap_s: float = 0.0
-    """Longest time between two successive xrEndFrame calls of one session."""
+    max_frame_interval_s: float = 0.0
+    """Longest time between two successive frames of one session (the runtime paces them)."""
     seconds: float = 0.0
     eye_size: tuple[int, int] = (0, 0)
     swapchain_format: str = ""
@@ -145,7 +145,7 @@ class HeadsetApp:
 
         try:
             session = HeadsetSession(runtime, binding, context)
-        except RuntimeLost as exc:
+        except LOST as exc:
             self._lost(exc)
             return False
         self.report.sessions += 1
@@ -154,7 +154,7 @@ class HeadsetApp:
             self._prepare(session)
             for frame in session.frames():
                 if last_end is not None:
-                    self.report.max_frame_gap_s = max(self.report.max_frame_gap_s, time.monotonic() - last_end)
+                    self.report.max_frame_interval_s = max(self.report.max_frame_interval_s, time.monotonic() - last_end)
                 if self.options.frames and self.report.frames >= self.options.frames:
                     session.request_exit()
                 if frame.views and not session.exit_requested:
@@ -167,7 +167,7 @@ class HeadsetApp:
                 self._lost("the runtime is losing the session")
                 return False
             return True
-        except RuntimeLost as exc:
+        except LOST as exc:
             self._lost(exc)
             return False
         finally:

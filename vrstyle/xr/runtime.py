@@ -30,8 +30,9 @@ BINDINGS = ("auto", "egl", "glx", "wgl")
 RUNTIME_HINT = "start SteamVR, Monado (monado-service) or Meta Link and make it the active OpenXR runtime"
 
 
-class RuntimeLost(Exception):
-    """The runtime went away (service stopped, headset unplugged): reconnect or leave."""
+LOST = (xr.SessionLostError, xr.InstanceLostError)
+"""What any OpenXR call may raise when the runtime went away (service stopped, headset
+unplugged): the session is over; reconnect or leave."""
 
 
 def quiet_loader() -> None:

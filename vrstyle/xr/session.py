@@ -18,7 +18,7 @@ import xr
 import xr.utils
 
 from vrstyle.xr.graphics import session_binding
-from vrstyle.xr.runtime import Runtime, RuntimeLost, opengl_requirements
+from vrstyle.xr.runtime import Runtime, opengl_requirements
 from vrstyle.xr.swapchain import EyeSwapchains, choose_format
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 STEREO = xr.ViewConfigurationType.PRIMARY_STEREO
 IDLE_POLL_S = 0.01
 """Event polling interval while the session is not running (no xrWaitFrame to pace us)."""
-LOST = (xr.SessionLostError, xr.InstanceLostError)
 
 
 @dataclass
@@ -55,7 +54,7 @@ class HeadsetSession:
         context: the GL context provider, current on this thread.
 
     Raises:
-        RuntimeLost: the runtime went away while the session was being made.
+        xr.SessionLostError, xr.InstanceLostError: the runtime went away (as from every call here).
     """
 
     def __init__(self, runtime: Runtime, binding: str, context):
@@ -72,9 +71,6 @@ class HeadsetSession:
                 reference_space_type=xr.ReferenceSpaceType.LOCAL))
             color = choose_format(list(xr.enumerate_swapchain_formats(self.session)))
             self.swapchains = EyeSwapchains(runtime.instance, runtime.system_id, self.session, color)
-        except LOST as exc:
-            self.close()
-            raise RuntimeLost(str(exc)) from None
         except BaseException:
             self.close()
             raise
@@ -96,33 +92,27 @@ class HeadsetSession:
 
         Yields each frame after ``xrBeginFrame`` with its views located; the caller draws,
         sets ``frame.layers`` and the loop ends the frame when the caller asks for the next.
-
-        Raises:
-            RuntimeLost: the runtime went away (service stopped, instance lost).
         """
         index = 0
-        try:
-            while True:
-                self._poll()
-                if self.lifecycle.exit_render_loop:
-                    return
-                if not self.lifecycle.session_is_running:
-                    time.sleep(IDLE_POLL_S)
-                    continue
-                state = xr.wait_frame(self.session)
-                started = time.monotonic()
-                xr.begin_frame(self.session)
-                frame = Frame(index, state, started=started)
-                if state.should_render:
-                    frame.views = self._locate(state.predicted_display_time)
-                yield frame
-                xr.end_frame(self.session, xr.FrameEndInfo(
-                    display_time=state.predicted_display_time,
-                    environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
-                    layers=frame.layers))
-                index += 1
-        except LOST as exc:
-            raise RuntimeLost(str(exc)) from None
+        while True:
+            self._poll()
+            if self.lifecycle.exit_render_loop:
+                return
+            if not self.lifecycle.session_is_running:
+                time.sleep(IDLE_POLL_S)
+                continue
+            state = xr.wait_frame(self.session)
+            started = time.monotonic()
+            xr.begin_frame(self.session)
+            frame = Frame(index, state, started=started)
+            if state.should_render:
+                frame.views = self._locate(state.predicted_display_time)
+            yield frame
+            xr.end_frame(self.session, xr.FrameEndInfo(
+                display_time=state.predicted_display_time,
+                environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
+                layers=frame.layers))
+            index += 1
 
     def projection_layer(self, views) -> xr.CompositionLayerProjection:
         """A projection layer of the acquired eye images, shown as seen from ``views``' poses."""
