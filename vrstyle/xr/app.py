@@ -27,7 +27,7 @@ from tqdm import tqdm
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.xr.runtime import (
-    LOST, choose_binding, open_runtime, quiet_loader, runtime_extensions, use_gl_platform,
+    LOST, choose_binding, open_runtime, runtime_extensions, use_gl_platform,
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,6 @@ class HeadsetApp:
         """Run until done; raises :class:`VrstyleError` if the runtime cannot be used at all."""
         from vrstyle.xr.graphics import create_context
 
-        quiet_loader()
         extensions = runtime_extensions()
         requested = "glx" if self.options.mirror and self.options.graphics == "auto" else self.options.graphics
         binding = choose_binding(extensions, requested)

@@ -35,16 +35,6 @@ LOST = (xr.SessionLostError, xr.InstanceLostError)
 unplugged): the session is over; reconnect or leave."""
 
 
-def quiet_loader() -> None:
-    """Keep the OpenXR loader's and Monado's own lines off stderr: vrstyle says what went wrong itself.
-
-    Must run before the first OpenXR call (both read the variables once); ``-vv`` keeps them.
-    """
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        os.environ.setdefault("XR_LOADER_DEBUG", "none")
-        os.environ.setdefault("OXR_NO_PRINTING", "1")
-
-
 @contextlib.contextmanager
 def runtime_output() -> Iterator[None]:
     """Route what the loader and the runtime print to stderr (fd 2) while starting into the log (``-v``).
@@ -192,7 +182,8 @@ def open_runtime(binding: str, extensions: list[str], app_name: str = settings.X
         raise VrstyleError(f"the OpenXR runtime refused an instance: {exc}") from None
     runtime_name = _text(xr.get_instance_properties(instance).runtime_name)
     try:
-        system_id = xr.get_system(instance, xr.SystemGetInfo(form_factor=xr.FormFactor.HEAD_MOUNTED_DISPLAY))
+        with runtime_output():
+            system_id = xr.get_system(instance, xr.SystemGetInfo(form_factor=xr.FormFactor.HEAD_MOUNTED_DISPLAY))
     except xr.FormFactorUnavailableError:
         xr.destroy_instance(instance)
         raise VrstyleError(f"no headset: the OpenXR runtime ({runtime_name}) sees no head-mounted display; "

@@ -40,10 +40,6 @@ class Frame:
     """``time.monotonic()`` when xrWaitFrame returned."""
     layers: list = field(default_factory=list)
 
-    @property
-    def period_s(self) -> float:
-        return self.state.predicted_display_period / 1e9
-
 
 class HeadsetSession:
     """A running OpenXR session drawing with the current GL context.
