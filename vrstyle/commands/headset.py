@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", metavar="URL",
                         help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
-                             "local workers, which needs torch here)")
+                             "--workers local workers, which needs torch here)")
     parser.add_argument("--workers", type=int, default=1, help="local workers to start without --broker")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE, help=f"style or model name (default {settings.DEFAULT_STYLE})")
     parser.add_argument("--halo", type=int, default=settings.HALO,
@@ -53,18 +53,41 @@ def run(args: argparse.Namespace) -> int:
                              mirror=args.mirror, reconnect_s=args.reconnect_timeout, record=args.record,
                              record_every=args.record_every)
 
+    clusters = []
+
     def make_pipeline(height: int, width: int):
         """Called once the runtime is up and has said its eye size: runtime errors come first."""
         from vrstyle.pipeline import FramePipeline
 
+        if args.broker is None:
+            clusters.append(start_local_workers(args))
+            args.broker = clusters[0].client_endpoint
         backend, workers = connect_workers(args)
         return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
                                   overlap=args.overlap)
 
-    report = HeadsetApp(options, make_pipeline).run()
+    try:
+        report = HeadsetApp(options, make_pipeline).run()
+    finally:
+        for cluster in clusters:
+            cluster.stop()
     print(f"vrstyle headset: {report.frames} frames in {report.seconds:.1f} s, {report.stylised} stylised, "
           f"{report.losses} runtime losses")
     return 0
+
+
+def start_local_workers(args: argparse.Namespace):
+    """A broker and ``--workers`` style workers on this machine (they need torch; the client does not)."""
+    import importlib.util
+
+    from vrstyle.errors import VrstyleError
+    from vrstyle.transport.cluster import LocalCluster
+
+    if importlib.util.find_spec("torch") is None:
+        raise VrstyleError("no --broker given and torch is not installed here to run local workers: point "
+                           "--broker at running workers (vrstyle workers) or install vrstyle[torch]")
+    log.info("starting %d local worker(s) for %s", args.workers, args.style)
+    return LocalCluster([args.style], workers=args.workers).start()
 
 
 def connect_workers(args: argparse.Namespace):

@@ -276,9 +276,8 @@ class HeadsetApp:
 
     def _close(self, context, runtime) -> None:
         if context is not None:
-            context.make_current()
             self._release_gl()
-            context.destroy()
+            context.close()
         if self.pipeline is not None:
             self.pipeline.backend.close()
         if runtime is not None:

@@ -9,6 +9,7 @@ display time and ends with the layers the caller set, on time.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import time
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class HeadsetSession:
     Args:
         runtime: instance and headset (:func:`~vrstyle.xr.runtime.open_runtime`).
         binding: ``egl``, ``glx`` or ``wgl``, matching ``context``.
-        context: the GL context provider, current on this thread.
+        context: the GL context (vrstyle.gl's), current on this thread.
 
     Raises:
         xr.SessionLostError, xr.InstanceLostError: the runtime went away (as from every call here).
@@ -60,9 +61,9 @@ class HeadsetSession:
         self.exit_requested = False
         try:
             opengl_requirements(runtime)
-            self.binding = session_binding(binding, context)
+            self.binding = session_binding(binding, context)  # alive as long as the session
             self.session = xr.create_session(runtime.instance, xr.SessionCreateInfo(
-                system_id=runtime.system_id, next=self.binding.pointer))
+                system_id=runtime.system_id, next=ctypes.cast(ctypes.pointer(self.binding), ctypes.c_void_p)))
             self.space = xr.create_reference_space(self.session, xr.ReferenceSpaceCreateInfo(
                 reference_space_type=xr.ReferenceSpaceType.LOCAL))
             color = choose_format(list(xr.enumerate_swapchain_formats(self.session)))
