@@ -66,6 +66,15 @@ def test_runtime_service_not_running_is_one_line(xrenv):
     assert "is its service running" in one_line_error(done.stderr)
 
 
+def test_the_headset_client_imports_no_torch():
+    pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
+    code = ("import sys, vrstyle.cli, vrstyle.commands.headset, vrstyle.xr.app, vrstyle.xr.plugin, vrstyle.xr.mirror, "
+            "vrstyle.pipeline, vrstyle.transport, vrstyle.gl.scene, vrstyle.gl.compositor; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -87,7 +96,8 @@ def workers(tiny_model):
 class Run:
     """``vrstyle headset`` running in the OpenXR place, recording into a folder both sides see."""
 
-    def __init__(self, xrenv, monado, broker: str, frames: int, depth: int = 2, every: int = 10, *extra: str):
+    def __init__(self, xrenv, monado, broker: str, frames: int, depth: int = 2, every: int = 10, *extra: str,
+                 env: dict[str, str] | None = None):
         self.xrenv = xrenv
         self.inside = xrenv.temp_dir("rec")
         self.folder = xrenv.host_path(self.inside)
@@ -95,7 +105,7 @@ class Run:
             [xrenv.python, *HEADSET, "--broker", broker, "--style", "tiny", "--halo", "16", "--overlap", "8",
              "--frames", str(frames), "--pipeline-depth", str(depth), "--record", self.inside,
              "--record-every", str(every), *extra],
-            env=monado.client_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env={**monado.client_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_for_frame(self, index: int, timeout: float = RUN_TIMEOUT_S) -> None:
         """Until the client has recorded frame ``index`` (or later)."""
@@ -195,6 +205,18 @@ def test_a_lost_runtime_is_reconnected_and_frames_go_on(xrenv, workers):
         service.remove()
     assert summary["losses"] == 1 and summary["sessions"] == 2
     assert summary["frames"] >= 60
+
+
+@pytest.mark.xr
+@pytest.mark.slow
+def test_glx_binding_with_a_mirror_window(xrenv, monado, workers):
+    display = xrenv.xvfb()
+    if display is None:
+        pytest.skip("needs Xvfb where the client runs")
+    run = Run(xrenv, monado, workers.client_endpoint, 30, 1, 10, "--graphics", "glx", "--mirror",
+              env={"DISPLAY": display})
+    summary = run.finish()
+    assert summary["frames"] >= 30 and summary["layers"] >= 25
 
 
 @pytest.mark.xr

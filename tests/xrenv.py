@@ -99,6 +99,16 @@ class Native:
     def host_path(self, inside: str) -> Path:
         return Path(inside)
 
+    def xvfb(self) -> str | None:
+        """Start an X server (Xvfb, on a display number it picks) here; its DISPLAY, or None."""
+        try:
+            server = self.popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except FileNotFoundError:
+            return None
+        number = server.stdout.readline().strip()
+        return f":{number}" if number else None
+
     def temp_dir(self, prefix: str) -> str:
         return tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: AF_UNIX socket paths are short
 
