@@ -174,15 +174,15 @@ def test_headset_stylises_through_workers_on_time(xrenv, monado, workers, tiny_e
 @pytest.mark.xr
 @pytest.mark.slow
 def test_a_killed_worker_does_not_stop_the_frames(xrenv, monado, workers, tiny_engine):
-    run = Run(xrenv, monado, workers.client_endpoint, 80, 3, 5)
+    run = Run(xrenv, monado, workers.client_endpoint, 60, 3, 5)
     try:
-        run.wait_for_frame(20)
+        run.wait_for_frame(15)
         workers.kill_worker(0)
         killed_at = max(int(p.stem[5:]) for p in run.recordings())
         summary = run.finish()
     finally:
         workers.start_worker(0)
-    assert summary["frames"] >= 80 and summary["losses"] == 0
+    assert summary["frames"] >= 60 and summary["losses"] == 0
     assert summary["max_frame_interval_s"] < MAX_FRAME_INTERVAL_S
     after = [p for p in run.recordings() if int(p.stem[5:]) > killed_at + 10]
     assert after and sum(check_recording(path, tiny_engine) for path in after) > 0  # the other worker took over
