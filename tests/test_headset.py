@@ -124,6 +124,9 @@ class Run:
     def recordings(self) -> list[Path]:
         return sorted(self.folder.glob("frame*.npz"))
 
+    def timeline(self) -> list[dict]:
+        return [json.loads(line) for line in (self.folder / "timeline.jsonl").read_text().splitlines()]
+
 
 def check_recording(path: Path, engine) -> int:
     """Check one recorded frame; returns how many of its tiles were freshly stylised."""
@@ -168,7 +171,7 @@ def test_headset_stylises_through_workers_on_time(xrenv, monado, workers, tiny_e
     recordings = run.recordings()
     assert len(recordings) >= 4
     assert sum(check_recording(path, tiny_engine) for path in recordings) > 0
-    check_poses(summary["timeline"])
+    check_poses(run.timeline())
 
 
 @pytest.mark.xr

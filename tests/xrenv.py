@@ -88,7 +88,8 @@ class Native:
         self.processes.append(process)
         return process
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
         process = self.popen(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             stdout, stderr = process.communicate(timeout=timeout)

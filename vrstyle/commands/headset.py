@@ -20,14 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
                              "--workers local workers, which needs torch here)")
     parser.add_argument("--workers", type=int, default=1, help="local workers to start without --broker")
-    parser.add_argument("--style", default=settings.DEFAULT_STYLE, help=f"style or model name (default {settings.DEFAULT_STYLE})")
+    parser.add_argument("--style", default=settings.DEFAULT_STYLE,
+                        help=f"style or model name the workers serve (default {settings.DEFAULT_STYLE})")
     parser.add_argument("--halo", type=int, default=settings.HALO,
                         help=f"context read around each tile, px (default {settings.HALO}; smaller for small models)")
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
                         help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
     parser.add_argument("--pipeline-depth", type=int, default=settings.XR_PIPELINE_DEPTH, metavar="N",
-                        help="show frame t-N while frame t is stylised; the layer carries the pose each "
-                             f"image was rendered with, so reprojection stays right (default {settings.XR_PIPELINE_DEPTH})")
+                        help="show frame t-N while frame t is stylised; the layer carries the pose each image "
+                             "was rendered with, so reprojection stays right "
+                             f"(default {settings.XR_PIPELINE_DEPTH})")
     parser.add_argument("--frames", type=int, default=0, help="end the session after this many frames (default: run "
                                                               "until the runtime ends it)")
     parser.add_argument("--graphics", choices=("auto", "egl", "glx", "wgl"), default="auto",

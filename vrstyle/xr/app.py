@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import xr
 from tqdm import tqdm
 
 from vrstyle import settings
@@ -68,9 +69,6 @@ class HeadsetReport:
     seconds: float = 0.0
     eye_size: tuple[int, int] = (0, 0)
     swapchain_format: str = ""
-    timeline: list[dict] = field(default_factory=list)
-    """With ``--record``: per frame with a layer, the pipeline frame submitted and shown, the
-    poses located for this frame and the poses submitted with the image shown."""
     recorded: list[str] = field(default_factory=list)
 
 
@@ -108,8 +106,10 @@ class HeadsetApp:
         self.pipeline = self.scene = self.stylizer = self.mirror = None
         self.first_display_time: int | None = None
         self._layer = None
+        self.timeline = None
         if options.record is not None:
             options.record.mkdir(parents=True, exist_ok=True)
+            self.timeline = open(options.record / "timeline.jsonl", "w")
 
     def run(self) -> HeadsetReport:
         """Run until done; raises :class:`VrstyleError` if the runtime cannot be used at all."""
@@ -125,13 +125,11 @@ class HeadsetApp:
         bar = tqdm(total=self.options.frames or None, unit="frame", desc="headset", disable=None)
         try:
             context = create_context(binding, self.options.mirror)
-            while True:
-                if self._session(runtime, binding, context, bar):
-                    break
+            while not self._session(runtime, binding, context, bar):
                 runtime.close()
                 runtime = self._reconnect(binding, extensions)
-                if runtime is None:
-                    break
+        except xr.XrException as exc:  # not a lost runtime: a failure the runtime reported
+            raise VrstyleError(f"the OpenXR runtime failed: {type(exc).__name__}: {exc}") from None
         finally:
             bar.close()
             self.report.seconds = time.monotonic() - start
@@ -153,7 +151,8 @@ class HeadsetApp:
             self._prepare(session)
             for frame in session.frames():
                 if last_end is not None:
-                    self.report.max_frame_interval_s = max(self.report.max_frame_interval_s, time.monotonic() - last_end)
+                    interval = time.monotonic() - last_end
+                    self.report.max_frame_interval_s = max(self.report.max_frame_interval_s, interval)
                 if self.options.frames and self.report.frames >= self.options.frames:
                     session.request_exit()
                 if frame.views and not session.exit_requested:
@@ -161,6 +160,10 @@ class HeadsetApp:
                     self.report.layers += 1
                 self.report.frames += 1
                 bar.update()
+                if self.stylizer is not None and self.report.frames % 30 == 0:
+                    stats = self.stylizer.stats
+                    late = stats.fallback_tiles / max(stats.fallback_tiles + stats.fresh_tiles, 1)
+                    bar.set_postfix(late_tiles=f"{late:.0%}", losses=self.report.losses, refresh=False)
                 last_end = time.monotonic()  # the loop ends the frame before the next comes
             if session.lost:
                 self._lost("the runtime is losing the session")
@@ -209,10 +212,10 @@ class HeadsetApp:
             eyes = self.scene.read()
             shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started)
             shown = self.stylizer.shown
-            if self.options.record is not None:
-                self.report.timeline.append({
+            if self.timeline is not None:
+                self.timeline.write(json.dumps({
                     "frame": self.report.frames, "submitted": self.stylizer.submitted, "shown": shown.frame_id,
-                    "located": pose_array(frame.views).tolist(), "poses": pose_array(shown_views).tolist()})
+                    "located": pose_array(frame.views).tolist(), "poses": pose_array(shown_views).tolist()}) + "\n")
                 if frame.index % self.options.record_every == 0:
                     self._record(frame, targets)
             if self.mirror is not None and not self.mirror.show(targets, session.sizes[0]):
@@ -248,7 +251,7 @@ class HeadsetApp:
                     "; looking for it again" if self.options.reconnect_s > 0 else "")
 
     def _reconnect(self, binding: str, extensions: list[str]):
-        """The runtime again, or None when it stayed away for the reconnect timeout."""
+        """The runtime again; :class:`VrstyleError` when it stays away for the reconnect timeout."""
         deadline = time.monotonic() + self.options.reconnect_s
         while time.monotonic() < deadline:
             time.sleep(settings.XR_RECONNECT_INTERVAL_S)
@@ -259,9 +262,8 @@ class HeadsetApp:
                 continue
             log.warning("OpenXR runtime back: %s", runtime.runtime_name)
             return runtime
-        if self.options.reconnect_s > 0:
-            log.warning("the OpenXR runtime did not come back in %.0f s; leaving", self.options.reconnect_s)
-        return None
+        raise VrstyleError(f"the OpenXR runtime went away and did not come back within "
+                           f"{self.options.reconnect_s:g} s (--reconnect-timeout)")
 
     def _release_gl(self) -> None:
         if self.stylizer is not None:
@@ -282,6 +284,7 @@ class HeadsetApp:
             self.pipeline.backend.close()
         if runtime is not None:
             runtime.close()
-        if self.options.record is not None:
+        if self.timeline is not None:
+            self.timeline.close()
             (self.options.record / "summary.json").write_text(json.dumps(asdict(self.report), indent=1))
 
