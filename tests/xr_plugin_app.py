@@ -14,16 +14,16 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # an EGL app: PyOpenGL must track EGL's current context
-os.environ.setdefault("EGL_PLATFORM", "surfaceless")
-
-import numpy as np  # noqa: E402
-import xr  # noqa: E402
-import xr.utils  # noqa: E402
-from OpenGL import GL  # noqa: E402
-from xr.utils.gl.egl_util import EGLGraphicsBinding, EGLOffscreenContextProvider  # noqa: E402
 
 def main() -> None:
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # an EGL app: PyOpenGL must track EGL's current context
+    os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+    import numpy as np
+    import xr
+    import xr.utils
+    from OpenGL import GL
+    from xr.utils.gl.egl_util import EGLGraphicsBinding, EGLOffscreenContextProvider
+
     from vrstyle.pipeline import FramePipeline
     from vrstyle.transport import TransportClient
     from vrstyle.xr import Stylizer
