@@ -128,7 +128,8 @@ class Stylizer:
             shown = self.pending.popleft()
             waited = time.monotonic()
             self.pipeline.ready(shown.frame_id)  # takes in tiles that arrived, even past the deadline
-            shown.result = self.pipeline.result(shown.frame_id, timeout=max(start + self.budget * period - waited, 0.0))
+            budget_left = max(start + self.budget * period - waited, 0.0)
+            shown.result = self.pipeline.result(shown.frame_id, timeout=budget_left)
             self.stats.wait_s = max(self.stats.wait_s, time.monotonic() - waited)
             frame_tiles = shown.result.tiles
             self.stats.stylised += 1

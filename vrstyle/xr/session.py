@@ -18,6 +18,7 @@ from typing import Iterator
 import xr
 import xr.utils
 
+from vrstyle.errors import VrstyleError
 from vrstyle.xr.graphics import session_binding
 from vrstyle.xr.runtime import Runtime, opengl_requirements
 from vrstyle.xr.swapchain import EyeSwapchains, choose_format
@@ -42,6 +43,16 @@ class Frame:
     layers: list = field(default_factory=list)
 
 
+def check_gl_version(minimum: xr.Version, maximum: xr.Version) -> None:
+    """Refuse a current GL context older than the runtime supports (:class:`VrstyleError`)."""
+    from vrstyle.gl.context import current_version
+
+    have = current_version()
+    if have < (minimum.major, minimum.minor):
+        raise VrstyleError(f"the OpenXR runtime needs OpenGL {minimum.major}.{minimum.minor} to "
+                           f"{maximum.major}.{maximum.minor}; this context is {have[0]}.{have[1]}")
+
+
 class HeadsetSession:
     """A running OpenXR session drawing with the current GL context.
 
@@ -60,7 +71,7 @@ class HeadsetSession:
         self.session = self.space = self.swapchains = None
         self.exit_requested = False
         try:
-            opengl_requirements(runtime)
+            check_gl_version(*opengl_requirements(runtime))
             self.binding = session_binding(binding, context)  # alive as long as the session
             self.session = xr.create_session(runtime.instance, xr.SessionCreateInfo(
                 system_id=runtime.system_id, next=ctypes.cast(ctypes.pointer(self.binding), ctypes.c_void_p)))
