@@ -68,7 +68,8 @@ def test_runtime_service_not_running_is_one_line(xrenv):
 
 def test_the_headset_client_imports_no_torch():
     pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
-    code = ("import sys, vrstyle.cli, vrstyle.commands.headset, vrstyle.xr.app, vrstyle.xr.plugin, vrstyle.xr.mirror, "
+    code = ("import sys, vrstyle.cli, vrstyle.commands.headset, vrstyle.commands.stylize, vrstyle.xr.app, "
+            "vrstyle.xr.plugin, vrstyle.xr.mirror, "
             "vrstyle.pipeline, vrstyle.transport, vrstyle.gl.scene, vrstyle.gl.compositor; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

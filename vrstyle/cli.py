@@ -18,6 +18,10 @@ from vrstyle.errors import VrstyleError
 COMMANDS = {
     "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
     "headset": ("vrstyle.commands.headset", "show the stylised demo scene in an OpenXR headset"),
+    "broker": ("vrstyle.commands.broker", "route tiles from clients to style workers"),
+    "worker": ("vrstyle.commands.worker", "serve styles on one device for a broker"),
+    "workers": ("vrstyle.commands.workers", "start one worker per GPU (or N on the CPU) and keep them running"),
+    "keys": ("vrstyle.commands.keys", "make CurveZMQ key pairs for a broker beyond loopback"),
 }
 """Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""
 

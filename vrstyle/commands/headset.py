@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from vrstyle import settings
+from vrstyle.commands._common import add_curve_arguments
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", metavar="URL",
                         help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
                              "--workers local workers, which needs torch here)")
+    add_curve_arguments(parser, default_name="client")
     parser.add_argument("--workers", type=int, default=1, help="local workers to start without --broker")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help=f"style or model name the workers serve (default {settings.DEFAULT_STYLE})")
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vrstyle.commands.stylize import remote_backend
     from vrstyle.errors import VrstyleError
     from vrstyle.xr.app import HeadsetApp, HeadsetOptions
 
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             raise VrstyleError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.frames < 0 or args.pipeline_depth < 0 or args.reconnect_timeout < 0:
         raise VrstyleError("--frames, --pipeline-depth and --reconnect-timeout cannot be negative")
+    if args.curve and not args.broker:
+        raise VrstyleError("--curve needs --broker")
     options = HeadsetOptions(graphics=args.graphics, depth=args.pipeline_depth, frames=args.frames,
                              mirror=args.mirror, reconnect_s=args.reconnect_timeout, record=args.record,
                              record_every=args.record_every)
@@ -64,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         if args.broker is None:
             clusters.append(start_local_workers(args))
             args.broker = clusters[0].client_endpoint
-        backend, workers = connect_workers(args)
+        backend = remote_backend(args)
+        workers = sum(args.style in worker["styles"] for worker in backend.status()["workers"])
         return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
                                   overlap=args.overlap)
 
@@ -90,22 +96,3 @@ def start_local_workers(args: argparse.Namespace):
                            "--broker at running workers (vrstyle workers) or install vrstyle[torch]")
     log.info("starting %d local worker(s) for %s", args.workers, args.style)
     return LocalCluster([args.style], workers=args.workers).start()
-
-
-def connect_workers(args: argparse.Namespace):
-    """(transport client, worker count) for the broker, checked to serve the style."""
-    from vrstyle.errors import VrstyleError
-    from vrstyle.transport import TransportClient
-
-    client = TransportClient(args.broker)
-    try:
-        workers = client.status()["workers"]
-        serving = [w for w in workers if args.style in w["styles"]]
-        if not serving:
-            offered = sorted({style for w in workers for style in w["styles"]})
-            raise VrstyleError(f"no worker at {args.broker} serves style {args.style!r} "
-                               f"(they serve: {', '.join(offered) or 'nothing; no workers'})")
-    except BaseException:
-        client.close()
-        raise
-    return client, len(serving)
