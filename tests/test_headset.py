@@ -108,13 +108,21 @@ class Run:
              "--record-every", str(every), *extra],
             env={**monado.client_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def wait_for_frame(self, index: int, timeout: float = RUN_TIMEOUT_S) -> None:
-        """Until the client has recorded frame ``index`` (or later)."""
+    def wait_for(self, done, what: str, timeout: float = RUN_TIMEOUT_S) -> None:
+        """Until ``done()`` holds while the client runs."""
         until = time.monotonic() + timeout
-        while not any(int(p.stem[5:]) >= index for p in self.folder.glob("frame*.npz")):
+        while not done():
             assert self.process.poll() is None, self.process.communicate()
-            assert time.monotonic() < until, f"frame {index} not reached in {timeout} s"
-            time.sleep(0.1)
+            assert time.monotonic() < until, f"{what} not reached in {timeout} s"
+            time.sleep(0.2)
+
+    def wait_for_frame(self, index: int) -> None:
+        """Until the client has recorded frame ``index`` (or later)."""
+        self.wait_for(lambda: any(int(p.stem[5:]) >= index for p in self.recordings()), f"frame {index}")
+
+    def wait_for_complete_frame(self) -> None:
+        """Until the client has recorded a frame whose tiles all came back stylised in time."""
+        self.wait_for(lambda: any(_complete(p) for p in self.recordings()), "a completely stylised frame")
 
     def finish(self) -> dict:
         stdout, stderr = self.process.communicate(timeout=RUN_TIMEOUT_S)
@@ -129,18 +137,25 @@ class Run:
         return [json.loads(line) for line in (self.folder / "timeline.jsonl").read_text().splitlines()]
 
 
+def _complete(path: Path) -> bool:
+    return len(np.load(path)["fallback"]) == 0
+
+
 def check_recording(path: Path, engine) -> int:
-    """Check one recorded frame; returns how many of its tiles were freshly stylised."""
+    """Check one recorded frame; returns how many of its tiles were freshly stylised.
+
+    What went to the headset is always the CPU stitch of the frame's tiles (GL within one
+    step); fresh tiles are the workers' stylisation of exactly this frame's raw eyes with the
+    recorded statistics, and with any of them the image is not the raw render.
+    """
     record = np.load(path)
     height, width, core_h, core_w, rows, cols, halo, overlap = (int(v) for v in record["grid"])
     grid = tiles.TileGrid(height, width, core_h, core_w, rows, cols, halo, overlap)
     submitted, raw = record["submitted"].astype(int), record["raw"].astype(int)
-    # What went to the headset is the CPU stitch of the frame's tiles (GL within one step).
     assert np.abs(submitted - tiles.stitch(record["tiles"], grid, str(record["ramp"]))).max() <= 1, path
-    # ... and it is not the raw render.
-    assert np.abs(submitted - raw).mean() > 10, path
-    # Fresh tiles are the workers' stylisation of exactly this frame with the recorded statistics.
     fresh = np.setdiff1d(np.arange(len(record["tiles"])), record["fallback"])
+    if len(fresh):
+        assert np.abs(submitted - raw).mean() > 10, path
     if len(fresh) and record["stats"].size:
         again = engine.stylize(tiles.cut(record["raw"], grid)[fresh], record["stats"], crop=halo)
         assert np.abs(again.astype(int) - record["tiles"][fresh]).max() <= 1, path
@@ -163,14 +178,14 @@ def check_poses(timeline: list[dict]) -> None:
 @pytest.mark.xr
 @pytest.mark.slow
 def test_headset_stylises_through_workers_on_time(xrenv, monado, workers, tiny_engine):
-    run = Run(xrenv, monado, workers.client_endpoint, frames=60, depth=3)
+    run = Run(xrenv, monado, workers.client_endpoint, frames=60, depth=3, every=5)
     summary = run.finish()
     assert summary["frames"] >= 60 and summary["layers"] >= 55
     assert summary["eye_size"][0] > 0 and summary["swapchain_format"]
     assert summary["max_frame_interval_s"] < MAX_FRAME_INTERVAL_S
     assert summary["fresh_tiles"] > 0
     recordings = run.recordings()
-    assert len(recordings) >= 4
+    assert len(recordings) >= 8
     assert sum(check_recording(path, tiny_engine) for path in recordings) > 0
     check_poses(run.timeline())
 
@@ -180,7 +195,7 @@ def test_headset_stylises_through_workers_on_time(xrenv, monado, workers, tiny_e
 def test_a_killed_worker_does_not_stop_the_frames(xrenv, monado, workers, tiny_engine):
     run = Run(xrenv, monado, workers.client_endpoint, 60, 3, 5)
     try:
-        run.wait_for_frame(15)
+        run.wait_for_complete_frame()  # every tile stylised once: fallbacks are stylised from here on
         workers.kill_worker(0)
         killed_at = max(int(p.stem[5:]) for p in run.recordings())
         summary = run.finish()
@@ -188,8 +203,12 @@ def test_a_killed_worker_does_not_stop_the_frames(xrenv, monado, workers, tiny_e
         workers.start_worker(0)
     assert summary["frames"] >= 60 and summary["losses"] == 0
     assert summary["max_frame_interval_s"] < MAX_FRAME_INTERVAL_S
-    after = [p for p in run.recordings() if int(p.stem[5:]) > killed_at + 10]
-    assert after and sum(check_recording(path, tiny_engine) for path in after) > 0  # the other worker took over
+    after = [p for p in run.recordings() if int(p.stem[5:]) > killed_at]
+    assert after
+    for path in after:  # still the stitch of stylised tiles: fresh ones, or the previous stylised ones
+        check_recording(path, tiny_engine)
+        record = np.load(path)
+        assert np.abs(record["submitted"].astype(int) - record["raw"]).mean() > 10, path
 
 
 @pytest.mark.xr
@@ -228,16 +247,21 @@ def test_glx_binding_with_a_mirror_window(xrenv, monado, workers):
 def test_plugin_api_stylises_an_existing_pyopenxr_app(xrenv, monado, workers):
     folder = xrenv.temp_dir("app")
     app = f"{xrenv.source}/tests/xr_plugin_app.py"
-    done = xrenv.run([xrenv.python, app, workers.client_endpoint, "tiny", "40", folder, "2"],
+    done = xrenv.run([xrenv.python, app, workers.client_endpoint, "tiny", "40", folder, "3"],
                      env=monado.client_env(), timeout=RUN_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     host = xrenv.host_path(folder)
     timeline = json.loads((host / "timeline.json").read_text())
     assert len(timeline) == 40
     check_poses(timeline)
-    grid = tiles.plan_grid_for_workers(*np.load(sorted(host.glob("frame*.npz"))[0])["raw"].shape[1:3], 2, 16, 8)
-    for path in sorted(host.glob("frame*.npz")):
+    recordings = sorted(host.glob("frame*.npz"))
+    grid = tiles.plan_grid_for_workers(*np.load(recordings[0])["raw"].shape[1:3], 2, 16, 8)
+    stylised = 0
+    for path in recordings:  # read back from a linear (RGBA16F) swapchain
         record = np.load(path)
         submitted = record["submitted"].astype(int)
-        assert np.abs(submitted - tiles.stitch(record["tiles"], grid)).max() <= 1, path  # linear swapchain
-        assert np.abs(submitted - record["raw"].astype(int)).mean() > 10, path
+        assert np.abs(submitted - tiles.stitch(record["tiles"], grid)).max() <= 1, path
+        if len(record["fallback"]) < len(record["tiles"]):
+            assert np.abs(submitted - record["raw"].astype(int)).mean() > 10, path
+            stylised += 1
+    assert stylised

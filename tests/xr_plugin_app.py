@@ -98,7 +98,7 @@ def main() -> None:
 
             shown = stylizer.apply(frame_state, textures, views)  # <- the plugin API
 
-            if stylizer.shown.result is not None and count % 10 == 0:
+            if stylizer.shown.result is not None and count % 5 == 0:
                 result = stylizer.shown.result
                 np.savez_compressed(record / f"frame{count:05d}.npz", submitted=np.stack([read_texture(t) for t in textures]),
                                     raw=stylizer.shown.eyes, tiles=result.tiles, fallback=np.array(sorted(result.fallback)))

@@ -217,7 +217,7 @@ class HeadsetApp:
                     "frame": self.report.frames, "submitted": self.stylizer.submitted, "shown": shown.frame_id,
                     "located": pose_array(frame.views).tolist(), "poses": pose_array(shown_views).tolist()}) + "\n")
                 if frame.index % self.options.record_every == 0:
-                    self._record(frame, targets)
+                    self._record(targets)
             if self.mirror is not None and not self.mirror.show(targets, session.sizes[0]):
                 session.request_exit()
         finally:
@@ -225,24 +225,27 @@ class HeadsetApp:
         self._layer = session.projection_layer(shown_views)  # alive until xrEndFrame has read it
         frame.layers = [ctypes.byref(self._layer)]
 
-    def _record(self, frame, targets) -> None:
+    def _record(self, targets) -> None:
         """Save what this frame submitted, with what it came from, for checking offline."""
         from vrstyle.xr.textures import read_texture
 
         shown = self.stylizer.shown
         if shown.result is None:
             return
-        result = shown.result
-        path = self.options.record / f"frame{self.report.frames:05d}.npz"
-        grid = result.grid
+        result, grid = shown.result, shown.result.grid
         fallback = sorted(result.fallback.items())
-        np.savez_compressed(
-            path, submitted=np.stack([read_texture(t) for t in targets]), raw=shown.eyes, tiles=result.tiles,
+        arrays = dict(
+            submitted=np.stack([read_texture(t) for t in targets]), raw=shown.eyes, tiles=result.tiles,
             frame_id=shown.frame_id, stats=np.zeros(0) if result.stats is None else result.stats,
             fallback=np.array([index for index, _ in fallback], dtype=np.int64),
             fallback_source=np.array([f.source for _, f in fallback], dtype=str),
             grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
                            grid.overlap]), ramp=result.ramp)
+        path = self.options.record / f"frame{self.report.frames:05d}.npz"
+        partial = path.with_suffix(".partial")
+        with open(partial, "wb") as out:
+            np.savez_compressed(out, **arrays)
+        partial.replace(path)  # whole files only, for whoever watches the folder
         self.report.recorded.append(path.name)
 
     def _lost(self, reason) -> None:
