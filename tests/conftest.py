@@ -121,3 +121,31 @@ def cluster(tiny_model):
 
     with LocalCluster([tiny_model], workers=2, heartbeat_s=0.5, threads=1) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def xrenv():
+    """Where Monado and the OpenXR client run (natively, or the chroot mounted with this checkout
+    at /src) for the session; skips with the reason where neither is possible."""
+    import xrenv as places
+
+    place, reason = places.open_place()
+    if place is None:
+        pytest.skip(f"OpenXR runtime tests: {reason}")
+    with place:
+        missing = place.missing_client_modules()
+        if missing:
+            pytest.skip(f"OpenXR runtime tests: the chroot lacks client modules ({missing}): run .ci/xrroot.sh")
+        yield place
+
+
+@pytest.fixture(scope="session")
+def monado(xrenv):
+    """``monado-service`` (simulated headset, null compositor) running for the session."""
+    import xrenv as places
+
+    service = places.Monado(xrenv)
+    try:
+        yield service.start()
+    finally:
+        service.remove()

@@ -18,6 +18,7 @@ from vrstyle.errors import VrstyleError
 COMMANDS = {
     "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
     "mirror": ("vrstyle.commands.mirror", "show the demo scene or a stereo source stylised live in a window"),
+    "headset": ("vrstyle.commands.headset", "show the stylised demo scene in an OpenXR headset"),
     "broker": ("vrstyle.commands.broker", "route tiles from clients to style workers"),
     "worker": ("vrstyle.commands.worker", "serve styles on one device for a broker"),
     "workers": ("vrstyle.commands.workers", "start one worker per GPU (or N on the CPU) and keep them running"),

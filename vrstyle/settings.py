@@ -71,3 +71,21 @@ SCENE_SAMPLES = 4
 """Multisampling of the demo scene (0 for none)."""
 PHOTO_SECONDS = 8.0
 """How long a folder slideshow shows each photo before the next."""
+
+# Headset (OpenXR client).
+XR_APP_NAME = "vrstyle"
+XR_PIPELINE_DEPTH = 1
+"""Frames between rendering an eye pair and showing its stylised version: the workers get
+``depth`` display periods per frame; the layer carries the pose each image was rendered with."""
+XR_FRAME_BUDGET = 0.5
+"""Fraction of a display period after xrWaitFrame that the client waits for stylised tiles
+before it falls back and submits; the rest is left for compositing and xrEndFrame."""
+XR_SWAPCHAIN_FORMATS = ("GL_SRGB8_ALPHA8", "GL_RGBA16F", "GL_RGB10_A2", "GL_RGBA16", "GL_RGBA8", "GL_SRGB8")
+"""Colour formats in order of preference, taken from the runtime's list. sRGB first: eye
+images are sRGB-encoded bytes, which an sRGB swapchain stores exactly."""
+XR_RECONNECT_INTERVAL_S = 1.0
+"""How often the client looks for the runtime again after losing it."""
+XR_RECONNECT_TIMEOUT_S = 60.0
+"""How long the client looks for a lost runtime before it gives up and leaves."""
+XR_NEAR, XR_FAR = 0.05, 100.0
+"""Clip planes of the eye projections, metres."""

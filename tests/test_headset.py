@@ -1,0 +1,267 @@
+"""The headset client against a real OpenXR runtime (Monado, see xrenv.py) and real workers.
+
+The client runs as a user runs it (``python -m vrstyle.cli headset``), inside the Monado chroot
+where the system has no Monado of its own, with no torch there; the style workers run on the
+host (a real broker and worker processes) and are reached over tcp loopback. What the client
+submitted is read back from the swapchain images (``--record``) and checked here against the
+CPU pipeline: the same tiles stitched by :func:`tiles.stitch`, and those tiles recomputed from
+the recorded raw eyes and statistics by an in-process engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tiles
+from vrstyle.errors import VrstyleError
+
+HEADSET = ["-m", "vrstyle.cli", "headset"]
+RUN_TIMEOUT_S = 300
+"""A generous bound for a client run on a busy two-core machine (the null compositor paces 20 FPS)."""
+MAX_FRAME_INTERVAL_S = 1.5
+"""Longest tolerated time between two xrEndFrame calls: waiting on a dead worker would take
+the broker's heartbeat timeout (3 s); the client never waits past its frame budget."""
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("vrstyle headset: error: "), stderr
+    return lines[0]
+
+
+def test_no_runtime_is_one_line(tmp_path):
+    pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
+    env = {**os.environ, "XR_RUNTIME_JSON": str(tmp_path / "nowhere.json")}
+    done = subprocess.run([sys.executable, *HEADSET], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "XR_RUNTIME_JSON" in one_line_error(done.stderr)
+
+
+def test_runtime_without_opengl_is_refused():
+    pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
+    from vrstyle.xr.runtime import choose_binding
+
+    with pytest.raises(VrstyleError, match="does not support OpenGL.*XR_KHR_vulkan_enable2"):
+        choose_binding(["XR_KHR_vulkan_enable2", "XR_MNDX_egl_enable"], platform="linux")
+    with pytest.raises(VrstyleError, match="no EGL binding"):
+        choose_binding(["XR_KHR_opengl_enable"], "egl", platform="linux")
+    assert choose_binding(["XR_KHR_opengl_enable", "XR_MNDX_egl_enable"], platform="win32") == "wgl"
+
+
+@pytest.mark.xr
+def test_runtime_service_not_running_is_one_line(xrenv):
+    xdg = xrenv.temp_dir("vn")  # a runtime directory no service listens in
+    done = xrenv.run([xrenv.python, *HEADSET], env={"XDG_RUNTIME_DIR": xdg}, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "is its service running" in one_line_error(done.stderr)
+
+
+def test_the_headset_client_imports_no_torch():
+    pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
+    code = ("import sys, vrstyle.cli, vrstyle.commands.headset, vrstyle.commands.stylize, vrstyle.xr.app, "
+            "vrstyle.xr.plugin, vrstyle.xr.mirror, "
+            "vrstyle.pipeline, vrstyle.transport, vrstyle.gl.scene, vrstyle.gl.compositor; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def workers(tiny_model):
+    """A broker and two CPU workers serving ``tiny`` on this host, clients on tcp loopback (the
+    chroot shares the host's network, not its /tmp)."""
+    from vrstyle.transport.cluster import LocalCluster
+
+    cluster = LocalCluster([tiny_model], workers=2, threads=1)
+    cluster.client_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with cluster:
+        yield cluster
+
+
+class Run:
+    """``vrstyle headset`` running in the OpenXR place, recording into a folder both sides see."""
+
+    def __init__(self, xrenv, monado, broker: str, frames: int, depth: int = 2, every: int = 10, *extra: str,
+                 env: dict[str, str] | None = None):
+        self.xrenv = xrenv
+        self.inside = xrenv.temp_dir("rec")
+        self.folder = xrenv.host_path(self.inside)
+        self.process = xrenv.popen(
+            [xrenv.python, *HEADSET, "--broker", broker, "--style", "tiny", "--halo", "16", "--overlap", "8",
+             "--frames", str(frames), "--pipeline-depth", str(depth), "--record", self.inside,
+             "--record-every", str(every), *extra],
+            env={**monado.client_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(self, done, what: str, timeout: float = RUN_TIMEOUT_S) -> None:
+        """Until ``done()`` holds while the client runs."""
+        until = time.monotonic() + timeout
+        while not done():
+            assert self.process.poll() is None, self.process.communicate()
+            assert time.monotonic() < until, f"{what} not reached in {timeout} s"
+            time.sleep(0.2)
+
+    def wait_for_frame(self, index: int) -> None:
+        """Until the client has recorded frame ``index`` (or later)."""
+        self.wait_for(lambda: any(int(p.stem[5:]) >= index for p in self.recordings()), f"frame {index}")
+
+    def wait_for_complete_frame(self) -> None:
+        """Until the client has recorded a frame whose tiles all came back stylised in time."""
+        self.wait_for(lambda: any(_complete(p) for p in self.recordings()), "a completely stylised frame")
+
+    def finish(self) -> dict:
+        stdout, stderr = self.process.communicate(timeout=RUN_TIMEOUT_S)
+        assert self.process.returncode == 0, stderr
+        assert "Traceback" not in stderr, stderr
+        return json.loads((self.folder / "summary.json").read_text())
+
+    def recordings(self) -> list[Path]:
+        return sorted(self.folder.glob("frame*.npz"))
+
+    def timeline(self) -> list[dict]:
+        return [json.loads(line) for line in (self.folder / "timeline.jsonl").read_text().splitlines()]
+
+
+def _complete(path: Path) -> bool:
+    return len(np.load(path)["fallback"]) == 0
+
+
+def check_recording(path: Path, engine) -> int:
+    """Check one recorded frame; returns how many of its tiles were freshly stylised.
+
+    What went to the headset is always the CPU stitch of the frame's tiles (GL within one
+    step); fresh tiles are the workers' stylisation of exactly this frame's raw eyes with the
+    recorded statistics, and with any of them the image is not the raw render.
+    """
+    record = np.load(path)
+    height, width, core_h, core_w, rows, cols, halo, overlap = (int(v) for v in record["grid"])
+    grid = tiles.TileGrid(height, width, core_h, core_w, rows, cols, halo, overlap)
+    submitted, raw = record["submitted"].astype(int), record["raw"].astype(int)
+    assert np.abs(submitted - tiles.stitch(record["tiles"], grid, str(record["ramp"]))).max() <= 1, path
+    fresh = np.setdiff1d(np.arange(len(record["tiles"])), record["fallback"])
+    if len(fresh):
+        assert np.abs(submitted - raw).mean() > 10, path
+    if len(fresh) and record["stats"].size:
+        again = engine.stylize(tiles.cut(record["raw"], grid)[fresh], record["stats"], crop=halo)
+        assert np.abs(again.astype(int) - record["tiles"][fresh]).max() <= 1, path
+    return len(fresh)
+
+
+def check_poses(timeline: list[dict]) -> None:
+    """Each layer carries the poses located for the frame whose image it shows, not the current ones."""
+    located = {entry["submitted"]: entry["located"] for entry in timeline}
+    lagging = 0
+    for entry in timeline:
+        if entry["shown"] is None:  # the pipeline was filling: the raw current frame
+            assert entry["poses"] == entry["located"]
+            continue
+        assert np.allclose(entry["poses"], located[entry["shown"]]), entry
+        lagging += not np.allclose(entry["poses"], entry["located"])
+    assert lagging, "the simulated headset moves, so shown poses must differ from current ones"
+
+
+@pytest.mark.xr
+@pytest.mark.slow
+def test_headset_stylises_through_workers_on_time(xrenv, monado, workers, tiny_engine):
+    run = Run(xrenv, monado, workers.client_endpoint, frames=60, depth=3, every=5)
+    summary = run.finish()
+    assert summary["frames"] >= 60 and summary["layers"] >= 55
+    assert summary["eye_size"][0] > 0 and summary["swapchain_format"]
+    assert summary["max_frame_interval_s"] < MAX_FRAME_INTERVAL_S
+    assert summary["fresh_tiles"] > 0
+    recordings = run.recordings()
+    assert len(recordings) >= 8
+    assert sum(check_recording(path, tiny_engine) for path in recordings) > 0
+    check_poses(run.timeline())
+
+
+@pytest.mark.xr
+@pytest.mark.slow
+def test_a_killed_worker_does_not_stop_the_frames(xrenv, monado, workers, tiny_engine):
+    run = Run(xrenv, monado, workers.client_endpoint, 60, 3, 5)
+    try:
+        run.wait_for_complete_frame()  # every tile stylised once: fallbacks are stylised from here on
+        workers.kill_worker(0)
+        killed_at = max(int(p.stem[5:]) for p in run.recordings())
+        summary = run.finish()
+    finally:
+        workers.start_worker(0)
+    assert summary["frames"] >= 60 and summary["losses"] == 0
+    assert summary["max_frame_interval_s"] < MAX_FRAME_INTERVAL_S
+    after = [p for p in run.recordings() if int(p.stem[5:]) > killed_at]
+    assert after
+    for path in after:  # still the stitch of stylised tiles: fresh ones, or the previous stylised ones
+        check_recording(path, tiny_engine)
+        record = np.load(path)
+        assert np.abs(record["submitted"].astype(int) - record["raw"]).mean() > 10, path
+
+
+@pytest.mark.xr
+@pytest.mark.slow
+def test_a_lost_runtime_is_reconnected_and_frames_go_on(xrenv, workers):
+    import xrenv as places
+
+    service = places.Monado(xrenv).start()
+    try:
+        run = Run(xrenv, service, workers.client_endpoint, 60, 2, 5, "--reconnect-timeout", "60")
+        run.wait_for_frame(15)
+        service.stop()  # the runtime goes away mid-session
+        time.sleep(1.0)
+        service.start()
+        summary = run.finish()
+    finally:
+        service.remove()
+    assert summary["losses"] == 1 and summary["sessions"] == 2
+    assert summary["frames"] >= 60
+
+
+@pytest.mark.xr
+@pytest.mark.slow
+def test_glx_binding_with_a_mirror_window(xrenv, monado, workers):
+    display = xrenv.xvfb()
+    if display is None:
+        pytest.skip("needs Xvfb where the client runs")
+    run = Run(xrenv, monado, workers.client_endpoint, 30, 1, 10, "--graphics", "glx", "--mirror",
+              env={"DISPLAY": display})
+    summary = run.finish()
+    assert summary["frames"] >= 30 and summary["layers"] >= 25
+
+
+@pytest.mark.xr
+@pytest.mark.slow
+def test_plugin_api_stylises_an_existing_pyopenxr_app(xrenv, monado, workers):
+    folder = xrenv.temp_dir("app")
+    app = f"{xrenv.source}/tests/xr_plugin_app.py"
+    done = xrenv.run([xrenv.python, app, workers.client_endpoint, "tiny", "40", folder, "3"],
+                     env=monado.client_env(), timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    host = xrenv.host_path(folder)
+    timeline = json.loads((host / "timeline.json").read_text())
+    assert len(timeline) == 40
+    check_poses(timeline)
+    recordings = sorted(host.glob("frame*.npz"))
+    grid = tiles.plan_grid_for_workers(*np.load(recordings[0])["raw"].shape[1:3], 2, 16, 8)
+    stylised = 0
+    for path in recordings:  # read back from a linear (RGBA16F) swapchain
+        record = np.load(path)
+        submitted = record["submitted"].astype(int)
+        assert np.abs(submitted - tiles.stitch(record["tiles"], grid)).max() <= 1, path
+        if len(record["fallback"]) < len(record["tiles"]):
+            assert np.abs(submitted - record["raw"].astype(int)).mean() > 10, path
+            stylised += 1
+    assert stylised

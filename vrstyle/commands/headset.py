@@ -1,0 +1,98 @@
+"""Show the demo scene in an OpenXR headset, stylised by style workers, at the headset's frame rate.
+
+Works with any OpenXR runtime that offers OpenGL: SteamVR, Monado, Meta Link. The workers
+run elsewhere (--broker) or are started on this machine; this client itself needs no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from vrstyle import settings
+from vrstyle.commands._common import add_curve_arguments
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", metavar="URL",
+                        help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
+                             "--workers local workers, which needs torch here)")
+    add_curve_arguments(parser, default_name="client")
+    parser.add_argument("--workers", type=int, default=1, help="local workers to start without --broker")
+    parser.add_argument("--style", default=settings.DEFAULT_STYLE,
+                        help=f"style or model name the workers serve (default {settings.DEFAULT_STYLE})")
+    parser.add_argument("--halo", type=int, default=settings.HALO,
+                        help=f"context read around each tile, px (default {settings.HALO}; smaller for small models)")
+    parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
+                        help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
+    parser.add_argument("--pipeline-depth", type=int, default=settings.XR_PIPELINE_DEPTH, metavar="N",
+                        help="show frame t-N while frame t is stylised; the layer carries the pose each image "
+                             "was rendered with, so reprojection stays right "
+                             f"(default {settings.XR_PIPELINE_DEPTH})")
+    parser.add_argument("--frames", type=int, default=0, help="end the session after this many frames (default: run "
+                                                              "until the runtime ends it)")
+    parser.add_argument("--graphics", choices=("auto", "egl", "glx", "wgl"), default="auto",
+                        help="OpenGL binding: EGL where the runtime offers it (no display needed), else GLX/WGL")
+    parser.add_argument("--mirror", action="store_true", help="show what the headset shows in a desktop window")
+    parser.add_argument("--reconnect-timeout", type=float, default=settings.XR_RECONNECT_TIMEOUT_S, metavar="S",
+                        help="seconds to wait for a lost runtime to come back (0: leave at once)")
+    parser.add_argument("--record", type=Path, metavar="DIR",
+                        help="save submitted eye images with their raw render, tiles and poses (.npz) and a summary")
+    parser.add_argument("--record-every", type=int, default=10, metavar="N", help="record every Nth frame (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vrstyle.commands.stylize import remote_backend
+    from vrstyle.errors import VrstyleError
+    from vrstyle.xr.app import HeadsetApp, HeadsetOptions
+
+    for name in ("workers", "record_every"):
+        if getattr(args, name) < 1:
+            raise VrstyleError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.frames < 0 or args.pipeline_depth < 0 or args.reconnect_timeout < 0:
+        raise VrstyleError("--frames, --pipeline-depth and --reconnect-timeout cannot be negative")
+    if args.curve and not args.broker:
+        raise VrstyleError("--curve needs --broker")
+    options = HeadsetOptions(graphics=args.graphics, depth=args.pipeline_depth, frames=args.frames,
+                             mirror=args.mirror, reconnect_s=args.reconnect_timeout, record=args.record,
+                             record_every=args.record_every)
+
+    clusters = []
+
+    def make_pipeline(height: int, width: int):
+        """Called once the runtime is up and has said its eye size: runtime errors come first."""
+        from vrstyle.pipeline import FramePipeline
+
+        if args.broker is None:
+            clusters.append(start_local_workers(args))
+            args.broker = clusters[0].client_endpoint
+        backend = remote_backend(args)
+        workers = sum(args.style in worker["styles"] for worker in backend.status()["workers"])
+        return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
+                                  overlap=args.overlap)
+
+    try:
+        report = HeadsetApp(options, make_pipeline).run()
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+    print(f"vrstyle headset: {report.frames} frames in {report.seconds:.1f} s, {report.stylised} stylised, "
+          f"{report.losses} runtime losses")
+    return 0
+
+
+def start_local_workers(args: argparse.Namespace):
+    """A broker and ``--workers`` style workers on this machine (they need torch; the client does not)."""
+    import importlib.util
+
+    from vrstyle.errors import VrstyleError
+    from vrstyle.transport.cluster import LocalCluster
+
+    if importlib.util.find_spec("torch") is None:
+        raise VrstyleError("no --broker given and torch is not installed here to run local workers: point "
+                           "--broker at running workers (vrstyle workers) or install vrstyle[torch]")
+    log.info("starting %d local worker(s) for %s", args.workers, args.style)
+    return LocalCluster([args.style], workers=args.workers).start()

@@ -1,0 +1,293 @@
+"""The headset application: the demo scene for the headset's eyes, stylised, on time, every frame.
+
+Each frame: wait for the runtime's pacing, locate both views at the predicted display time,
+render the scene with them at the recommended eye size, hand the eyes to the pipeline through
+the :class:`~vrstyle.xr.plugin.Stylizer` (the same plugin API other apps use), composite the
+stylised eyes of an earlier frame straight into the swapchain images and submit them in a
+projection layer with the poses they were rendered with.
+
+A lost runtime (service stopped, headset unplugged) does not end the app: the session is
+dropped, the runtime is looked for again, and frames resume in a new session with the same GL
+context, scene and workers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import xr
+from tqdm import tqdm
+
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+from vrstyle.xr.runtime import (
+    LOST, choose_binding, open_runtime, runtime_extensions, use_gl_platform,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HeadsetOptions:
+    """What ``vrstyle headset`` was asked to do (defaults in :mod:`vrstyle.settings`)."""
+
+    graphics: str = "auto"
+    depth: int = settings.XR_PIPELINE_DEPTH
+    frames: int = 0
+    """Stop after this many frames (0: run until the runtime ends the session)."""
+    mirror: bool = False
+    reconnect_s: float = settings.XR_RECONNECT_TIMEOUT_S
+    """How long to look for a lost runtime before giving up (0: do not reconnect)."""
+    record: Path | None = None
+    record_every: int = 10
+
+
+@dataclass
+class HeadsetReport:
+    """What happened, for the summary line, ``summary.json`` and the tests."""
+
+    frames: int = 0
+    """Frames ended with xrEndFrame, in all sessions."""
+    layers: int = 0
+    """Frames that submitted a projection layer."""
+    stylised: int = 0
+    """Frames that showed a stylised pipeline result."""
+    sessions: int = 0
+    losses: int = 0
+    fresh_tiles: int = 0
+    fallback_tiles: int = 0
+    """Tiles shown from the previous stylised frame or the raw render because they were late or lost."""
+    max_frame_interval_s: float = 0.0
+    """Longest time between two successive frames of one session (the runtime paces them)."""
+    seconds: float = 0.0
+    eye_size: tuple[int, int] = (0, 0)
+    swapchain_format: str = ""
+    recorded: list[str] = field(default_factory=list)
+
+
+def pose_array(views) -> np.ndarray:
+    """(N, 11) position xyz, orientation xyzw, fov left right up down of each view."""
+    return np.array([[v.pose.position.x, v.pose.position.y, v.pose.position.z,
+                      v.pose.orientation.x, v.pose.orientation.y, v.pose.orientation.z, v.pose.orientation.w,
+                      v.fov.angle_left, v.fov.angle_right, v.fov.angle_up, v.fov.angle_down] for v in views])
+
+
+def eye_matrices(views) -> tuple[np.ndarray, np.ndarray]:
+    """(views (2, 4, 4) world-to-eye, projections (2, 4, 4)) of located OpenXR views."""
+    from vrstyle.gl import transforms
+
+    poses = pose_array(views)
+    view_matrices = np.stack([np.linalg.inv(transforms.pose_matrix(p[0:3], p[3:7])) for p in poses])
+    projections = np.stack([transforms.fov_projection(*p[7:11], near=settings.XR_NEAR, far=settings.XR_FAR)
+                            for p in poses])
+    return view_matrices, projections
+
+
+class HeadsetApp:
+    """Runs sessions until the runtime ends one, the frame count is reached, or the runtime stays lost.
+
+    Args:
+        options: what to do.
+        make_pipeline: builds the frame pipeline for an eye size ``(height, width)``; called
+            once the runtime has said what size it recommends.
+    """
+
+    def __init__(self, options: HeadsetOptions, make_pipeline: Callable[[int, int], object]):
+        self.options = options
+        self.make_pipeline = make_pipeline
+        self.report = HeadsetReport()
+        self.pipeline = self.scene = self.stylizer = self.mirror = None
+        self.first_display_time: int | None = None
+        self._layer = None
+        self.timeline = None
+        if options.record is not None:
+            options.record.mkdir(parents=True, exist_ok=True)
+            self.timeline = open(options.record / "timeline.jsonl", "w")
+
+    def run(self) -> HeadsetReport:
+        """Run until done; raises :class:`VrstyleError` if the runtime cannot be used at all."""
+        from vrstyle.xr.graphics import create_context
+
+        extensions = runtime_extensions()
+        requested = "glx" if self.options.mirror and self.options.graphics == "auto" else self.options.graphics
+        binding = choose_binding(extensions, requested)
+        use_gl_platform(binding)
+        runtime = open_runtime(binding, extensions)
+        context = None
+        start = time.monotonic()
+        bar = tqdm(total=self.options.frames or None, unit="frame", desc="headset", disable=None)
+        try:
+            context = create_context(binding, self.options.mirror)
+            while not self._session(runtime, binding, context, bar):
+                runtime.close()
+                runtime = self._reconnect(binding, extensions)
+        except xr.XrException as exc:  # not a lost runtime: a failure the runtime reported
+            raise VrstyleError(f"the OpenXR runtime failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            bar.close()
+            self.report.seconds = time.monotonic() - start
+            self._close(context, runtime)
+        return self.report
+
+    def _session(self, runtime, binding: str, context, bar) -> bool:
+        """One session; True when it ended for good (exit, frame count), False when it was lost."""
+        from vrstyle.xr.session import HeadsetSession
+
+        try:
+            session = HeadsetSession(runtime, binding, context)
+        except LOST as exc:
+            self._lost(exc)
+            return False
+        self.report.sessions += 1
+        last_end = None
+        try:
+            self._prepare(session)
+            for frame in session.frames():
+                if last_end is not None:
+                    interval = time.monotonic() - last_end
+                    self.report.max_frame_interval_s = max(self.report.max_frame_interval_s, interval)
+                if self.options.frames and self.report.frames >= self.options.frames:
+                    session.request_exit()
+                if frame.views and not session.exit_requested:
+                    self._draw(session, frame)
+                    self.report.layers += 1
+                self.report.frames += 1
+                bar.update()
+                if self.stylizer is not None and self.report.frames % 30 == 0:
+                    stats = self.stylizer.stats
+                    late = stats.fallback_tiles / max(stats.fallback_tiles + stats.fresh_tiles, 1)
+                    bar.set_postfix(late_tiles=f"{late:.0%}", losses=self.report.losses, refresh=False)
+                last_end = time.monotonic()  # the loop ends the frame before the next comes
+            if session.lost:
+                self._lost("the runtime is losing the session")
+                return False
+            return True
+        except LOST as exc:
+            self._lost(exc)
+            return False
+        finally:
+            session.close()
+            self._layer = None
+            if self.stylizer is not None:
+                self.stylizer.reset()
+
+    def _prepare(self, session) -> None:
+        """Scene, pipeline and stylizer for the session's eye size (kept across reconnects)."""
+        from vrstyle.gl.scene import DemoScene
+        from vrstyle.xr.plugin import Stylizer
+
+        sizes = set(session.sizes)
+        if len(sizes) != 1:
+            raise VrstyleError(f"the headset recommends different eye sizes {sorted(sizes)}; vrstyle needs one")
+        width, height = sizes.pop()
+        self.report.eye_size, self.report.swapchain_format = (width, height), session.swapchains.color.name
+        if self.scene is not None and (self.scene.width, self.scene.height) == (width, height):
+            return
+        self._release_gl()
+        self.scene = DemoScene(height, width)
+        if self.pipeline is None or (self.pipeline.grid.width, self.pipeline.grid.height) != (width, height):
+            if self.pipeline is not None:
+                self.pipeline.backend.close()
+            self.pipeline = self.make_pipeline(height, width)
+        self.stylizer = Stylizer(self.pipeline, depth=self.options.depth)
+        if self.options.mirror:
+            from vrstyle.xr.mirror import Mirror
+
+            self.mirror = Mirror(session.context)
+
+    def _draw(self, session, frame) -> None:
+        if self.first_display_time is None:
+            self.first_display_time = frame.state.predicted_display_time
+        scene_time = (frame.state.predicted_display_time - self.first_display_time) / 1e9
+        targets = session.swapchains.acquire()
+        try:
+            self.scene.render(*eye_matrices(frame.views), scene_time)
+            eyes = self.scene.read()
+            shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started)
+            shown = self.stylizer.shown
+            if self.timeline is not None:
+                self.timeline.write(json.dumps({
+                    "frame": self.report.frames, "submitted": self.stylizer.submitted, "shown": shown.frame_id,
+                    "located": pose_array(frame.views).tolist(), "poses": pose_array(shown_views).tolist()}) + "\n")
+                if frame.index % self.options.record_every == 0:
+                    self._record(targets)
+            if self.mirror is not None and not self.mirror.show(targets, session.sizes[0]):
+                session.request_exit()
+        finally:
+            session.swapchains.release()
+        self._layer = session.projection_layer(shown_views)  # alive until xrEndFrame has read it
+        frame.layers = [ctypes.byref(self._layer)]
+
+    def _record(self, targets) -> None:
+        """Save what this frame submitted, with what it came from, for checking offline."""
+        from vrstyle.xr.textures import read_texture
+
+        shown = self.stylizer.shown
+        if shown.result is None:
+            return
+        result, grid = shown.result, shown.result.grid
+        fallback = sorted(result.fallback.items())
+        arrays = dict(
+            submitted=np.stack([read_texture(t) for t in targets]), raw=shown.eyes, tiles=result.tiles,
+            frame_id=shown.frame_id, stats=np.zeros(0) if result.stats is None else result.stats,
+            fallback=np.array([index for index, _ in fallback], dtype=np.int64),
+            fallback_source=np.array([f.source for _, f in fallback], dtype=str),
+            grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
+                           grid.overlap]), ramp=result.ramp)
+        path = self.options.record / f"frame{self.report.frames:05d}.npz"
+        partial = path.with_suffix(".partial")
+        with open(partial, "wb") as out:
+            np.savez_compressed(out, **arrays)
+        partial.replace(path)  # whole files only, for whoever watches the folder
+        self.report.recorded.append(path.name)
+
+    def _lost(self, reason) -> None:
+        self.report.losses += 1
+        log.warning("OpenXR runtime lost (%s)%s", reason,
+                    "; looking for it again" if self.options.reconnect_s > 0 else "")
+
+    def _reconnect(self, binding: str, extensions: list[str]):
+        """The runtime again; :class:`VrstyleError` when it stays away for the reconnect timeout."""
+        deadline = time.monotonic() + self.options.reconnect_s
+        while time.monotonic() < deadline:
+            time.sleep(settings.XR_RECONNECT_INTERVAL_S)
+            try:
+                runtime = open_runtime(binding, extensions)
+            except VrstyleError as exc:
+                log.debug("runtime not back yet: %s", exc)
+                continue
+            log.warning("OpenXR runtime back: %s", runtime.runtime_name)
+            return runtime
+        raise VrstyleError(f"the OpenXR runtime went away and did not come back within "
+                           f"{self.options.reconnect_s:g} s (--reconnect-timeout)")
+
+    def _release_gl(self) -> None:
+        if self.stylizer is not None:
+            stats = self.stylizer.stats
+            self.report.stylised += stats.stylised
+            self.report.fresh_tiles += stats.fresh_tiles
+            self.report.fallback_tiles += stats.fallback_tiles
+        for part in (self.stylizer, self.scene, self.mirror):
+            if part is not None:
+                (part.close if hasattr(part, "close") else part.delete)()
+        self.stylizer = self.scene = self.mirror = None
+
+    def _close(self, context, runtime) -> None:
+        if context is not None:
+            self._release_gl()
+            context.close()
+        if self.pipeline is not None:
+            self.pipeline.backend.close()
+        if runtime is not None:
+            runtime.close()
+        if self.timeline is not None:
+            self.timeline.close()
+            (self.options.record / "summary.json").write_text(json.dumps(asdict(self.report), indent=1))
+

@@ -1,0 +1,185 @@
+"""The plugin API: stylise the eye textures an OpenXR app rendered, just before it ends the frame.
+
+An existing pyopenxr app keeps its own loop and adds one call per frame, with both eye
+textures rendered and still acquired::
+
+    stylizer = Stylizer(pipeline, depth=1)
+    ...
+    shown = stylizer.apply(frame_state, [left_texture, right_texture], views)
+    # build the projection layer from shown[i].pose and shown[i].fov, then xr.end_frame(...)
+
+Frame t's eyes are read back and handed to the workers; the textures are overwritten with
+the stylised eyes of frame ``t - depth`` (stitched on the GPU), and the views those eyes were
+rendered with are returned, so the runtime reprojects them to the current head pose. The call
+never waits past its budget: tiles that miss it come from the previous stylised frame or the
+raw render (the pipeline's fallback), so ``xrEndFrame`` goes out on time every frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+import tiles
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+from vrstyle.xr.textures import read_texture, texture_info, write_texture
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Shown:
+    """What a frame's eye textures hold after :meth:`Stylizer.apply`."""
+
+    frame_id: int | None
+    """The pipeline frame shown; None while nothing is stylised yet (the raw render is shown)."""
+    views: list
+    """The views (pose, fov) its eyes were rendered with: submit these in the projection layer."""
+    eyes: np.ndarray
+    """(2, H, W, 3) uint8 raw eyes of that frame, as sent to the workers."""
+    result: object | None = None
+    """The pipeline's :class:`~vrstyle.pipeline.FrameResult` (tiles, fallbacks, statistics)."""
+
+
+@dataclass
+class StylizerStats:
+    """Counts over a session, for the summary line and the tests."""
+
+    frames: int = 0
+    """Frames composited."""
+    stylised: int = 0
+    """Frames showing a pipeline result (fresh or fallback tiles)."""
+    raw: int = 0
+    """Frames showing the raw render while the pipeline filled."""
+    fresh_tiles: int = 0
+    fallback_tiles: int = 0
+    wait_s: float = 0.0
+    """Longest wait for a result within :meth:`Stylizer.apply`."""
+
+
+class Stylizer:
+    """Sends each frame's eyes through the pipeline and composites an earlier frame's result.
+
+    Args:
+        pipeline: a :class:`vrstyle.pipeline.FramePipeline` planned for the eye size.
+        depth: frames between rendering an eye pair and showing it stylised (0: the same frame,
+            waiting up to the budget; N: the workers get N display periods more).
+        budget: fraction of a display period :meth:`apply` may wait for a result.
+
+    Raises:
+        VrstyleError: a negative depth or a budget outside (0, 1].
+    """
+
+    def __init__(self, pipeline, depth: int = settings.XR_PIPELINE_DEPTH, budget: float = settings.XR_FRAME_BUDGET):
+        if not isinstance(depth, int) or depth < 0:
+            raise VrstyleError(f"pipeline depth must be a whole number of frames >= 0, got {depth!r}")
+        if not 0.0 < budget <= 1.0:
+            raise VrstyleError(f"frame budget must be a fraction of a display period in (0, 1], got {budget}")
+        self.pipeline, self.depth, self.budget = pipeline, depth, budget
+        pipeline.depth = max(pipeline.depth, depth + 1)  # frames t - depth .. t are in flight together
+        self.interval: float | None = None
+        self._last_start: float | None = None
+        self.pending: deque[Shown] = deque()
+        self.compositor = None
+        self.shown: Shown | None = None
+        self.submitted: int | None = None
+        self.stats = StylizerStats()
+
+    def apply(self, frame_state, textures: Sequence[int], views: Sequence, started: float | None = None) -> list:
+        """Stylise the app's eye textures in place; returns the views to submit with them.
+
+        Args:
+            frame_state: this frame's ``xr.FrameState`` (its display period sets the deadlines).
+            textures: the two eye textures (GL_TEXTURE_2D names, e.g. swapchain images), any
+                colour format, rendered and still acquired, with the app's GL context current.
+            views: the ``xr.View`` each texture was rendered with.
+            started: ``time.monotonic()`` when xrWaitFrame returned (default: now).
+
+        Returns:
+            The views of the frame now in the textures (the given ones while the pipeline fills).
+        """
+        eyes = np.stack([read_texture(texture) for texture in textures])
+        return self.process(frame_state, eyes, views, textures, started)
+
+    def process(self, frame_state, eyes: np.ndarray, views: Sequence, targets: Sequence[int],
+                started: float | None = None) -> list:
+        """:meth:`apply` for eyes already in memory, composited into ``targets``.
+
+        Args:
+            eyes: (2, H, W, 3) uint8 upright sRGB eye images of this frame.
+            targets: the two textures to composite the shown frame into.
+        """
+        start = time.monotonic() if started is None else started
+        period = frame_state.predicted_display_period / 1e9
+        interval = self._frame_interval(start, period)
+        self.pipeline.deadline_s = self.depth * interval + self.budget * period  # due when its display slot comes
+        self.submitted = self.pipeline.submit(eyes)
+        self.pending.append(Shown(self.submitted, list(views), eyes))
+        if len(self.pending) <= self.depth:  # the pipeline is filling: show this frame unstylised
+            shown, frame_tiles = Shown(None, list(views), eyes), self._raw_tiles(eyes)
+            self.stats.raw += 1
+        else:
+            shown = self.pending.popleft()
+            waited = time.monotonic()
+            self.pipeline.ready(shown.frame_id)  # takes in tiles that arrived, even past the deadline
+            budget_left = max(start + self.budget * period - waited, 0.0)
+            shown.result = self.pipeline.result(shown.frame_id, timeout=budget_left)
+            self.stats.wait_s = max(self.stats.wait_s, time.monotonic() - waited)
+            frame_tiles = shown.result.tiles
+            self.stats.stylised += 1
+            self.stats.fallback_tiles += len(shown.result.fallback)
+            self.stats.fresh_tiles += len(frame_tiles) - len(shown.result.fallback)
+        self._composite(frame_tiles, targets)
+        self.stats.frames += 1
+        self.shown = shown
+        return shown.views
+
+    def reset(self) -> None:
+        """Forget frames in flight (after a session loss: their views belong to a dead session)."""
+        self.pending.clear()
+        self._last_start = None
+
+    def _frame_interval(self, start: float, period: float) -> float:
+        """Seconds between this app's frames: the display period, or more when the app runs slower
+        (a frame's result is needed ``depth`` of these after it was submitted)."""
+        if self._last_start is not None:
+            measured = start - self._last_start
+            self.interval = measured if self.interval is None else 0.8 * self.interval + 0.2 * measured
+        self._last_start = start
+        return max(period, self.interval or 0.0)
+
+    def close(self) -> None:
+        """Free the GL objects (the context must be current)."""
+        if self.compositor is not None:
+            self.compositor.delete()
+            self.compositor = None
+
+    def _raw_tiles(self, eyes: np.ndarray) -> np.ndarray:
+        grid = self.pipeline.grid
+        return tiles.crop_halo(tiles.cut(eyes, grid), grid)
+
+    def _composite(self, frame_tiles: np.ndarray, targets: Sequence[int]) -> None:
+        """Stitch the tiles into the targets on the GPU.
+
+        sRGB targets (what runtimes offer first) are written directly. Linear ones hold linear
+        light (OpenXR's reading of non-sRGB swapchains): the stitched sRGB eyes are decoded on
+        the way in, a slower path through host memory.
+        """
+        from vrstyle.gl.compositor import Compositor
+
+        if self.compositor is None or self.compositor.grid != self.pipeline.grid:
+            self.close()
+            self.compositor = Compositor(self.pipeline.grid, self.pipeline.ramp)
+        self.compositor.upload(frame_tiles)
+        if all(texture_info(target)[2] for target in targets):
+            self.compositor.composite(list(targets))
+            return
+        self.compositor.composite()
+        for eye, target in enumerate(targets):
+            write_texture(target, self.compositor.read(eye))

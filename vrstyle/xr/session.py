@@ -1,0 +1,158 @@
+"""An OpenXR session with OpenGL: lifecycle, stereo views, eye swapchains and the frame loop.
+
+Lifecycle as the specification has it: ``xrBeginSession`` on READY, ``xrEndSession`` on
+STOPPING, leave on EXITING, and on LOSS_PENDING (or a lost instance) leave so the caller can
+reconnect. Every frame waits for the runtime's pacing, locates both views at the predicted
+display time and ends with the layers the caller set, on time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import xr
+import xr.utils
+
+from vrstyle.errors import VrstyleError
+from vrstyle.xr.graphics import session_binding
+from vrstyle.xr.runtime import Runtime, opengl_requirements
+from vrstyle.xr.swapchain import EyeSwapchains, choose_format
+
+log = logging.getLogger(__name__)
+
+STEREO = xr.ViewConfigurationType.PRIMARY_STEREO
+IDLE_POLL_S = 0.01
+"""Event polling interval while the session is not running (no xrWaitFrame to pace us)."""
+
+
+@dataclass
+class Frame:
+    """One frame of the loop: set ``layers`` before the loop ends it."""
+
+    index: int
+    state: xr.FrameState
+    views: list = field(default_factory=list)
+    """Located views (pose, fov) at the predicted display time; empty when nothing should render."""
+    started: float = 0.0
+    """``time.monotonic()`` when xrWaitFrame returned."""
+    layers: list = field(default_factory=list)
+
+
+def check_gl_version(minimum: xr.Version, maximum: xr.Version) -> None:
+    """Refuse a current GL context older than the runtime supports (:class:`VrstyleError`)."""
+    from vrstyle.gl.context import current_version
+
+    have = current_version()
+    if have < (minimum.major, minimum.minor):
+        raise VrstyleError(f"the OpenXR runtime needs OpenGL {minimum.major}.{minimum.minor} to "
+                           f"{maximum.major}.{maximum.minor}; this context is {have[0]}.{have[1]}")
+
+
+class HeadsetSession:
+    """A running OpenXR session drawing with the current GL context.
+
+    Args:
+        runtime: instance and headset (:func:`~vrstyle.xr.runtime.open_runtime`).
+        binding: ``egl``, ``glx`` or ``wgl``, matching ``context``.
+        context: the GL context (vrstyle.gl's), current on this thread.
+
+    Raises:
+        xr.SessionLostError, xr.InstanceLostError: the runtime went away (as from every call here).
+    """
+
+    def __init__(self, runtime: Runtime, binding: str, context):
+        self.runtime = runtime
+        self.context = context
+        self.session = self.space = self.swapchains = None
+        self.exit_requested = False
+        try:
+            check_gl_version(*opengl_requirements(runtime))
+            self.binding = session_binding(binding, context)  # alive as long as the session
+            self.session = xr.create_session(runtime.instance, xr.SessionCreateInfo(
+                system_id=runtime.system_id, next=ctypes.cast(ctypes.pointer(self.binding), ctypes.c_void_p)))
+            self.space = xr.create_reference_space(self.session, xr.ReferenceSpaceCreateInfo(
+                reference_space_type=xr.ReferenceSpaceType.LOCAL))
+            color = choose_format(list(xr.enumerate_swapchain_formats(self.session)))
+            self.swapchains = EyeSwapchains(runtime.instance, runtime.system_id, self.session, color)
+        except BaseException:
+            self.close()
+            raise
+        self.lifecycle = xr.utils.SessionStateManager(runtime.instance, self.session, STEREO)
+        log.info("session: %s swapchains of %s", color.name, " and ".join(f"{w}x{h}" for w, h in self.sizes))
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of each eye, as the runtime recommends."""
+        return self.swapchains.sizes
+
+    @property
+    def lost(self) -> bool:
+        """The loop ended because the runtime is losing the session (reconnect to go on)."""
+        return self.lifecycle.request_restart
+
+    def frames(self) -> Iterator[Frame]:
+        """Run the frame loop until the session exits or is lost.
+
+        Yields each frame after ``xrBeginFrame`` with its views located; the caller draws,
+        sets ``frame.layers`` and the loop ends the frame when the caller asks for the next.
+        """
+        index = 0
+        while True:
+            self._poll()
+            if self.lifecycle.exit_render_loop:
+                return
+            if not self.lifecycle.session_is_running:
+                time.sleep(IDLE_POLL_S)
+                continue
+            state = xr.wait_frame(self.session)
+            started = time.monotonic()
+            xr.begin_frame(self.session)
+            frame = Frame(index, state, started=started)
+            if state.should_render:
+                frame.views = self._locate(state.predicted_display_time)
+            yield frame
+            xr.end_frame(self.session, xr.FrameEndInfo(
+                display_time=state.predicted_display_time,
+                environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
+                layers=frame.layers))
+            index += 1
+
+    def projection_layer(self, views) -> xr.CompositionLayerProjection:
+        """A projection layer of the acquired eye images, shown as seen from ``views``' poses."""
+        return xr.CompositionLayerProjection(space=self.space, views=self.swapchains.projection_views(views))
+
+    def request_exit(self) -> None:
+        """Ask the runtime to end the session; frames keep coming until it has (STOPPING)."""
+        if not self.exit_requested and self.lifecycle.session_is_running:
+            with contextlib.suppress(xr.SessionNotRunningError):
+                xr.request_exit_session(self.session)
+            self.exit_requested = True
+
+    def close(self) -> None:
+        """Destroy swapchains, space and session (tolerating a runtime that is already gone)."""
+        if self.swapchains is not None:
+            self.swapchains.destroy()
+            self.swapchains = None
+        for destroy, handle in ((xr.destroy_space, self.space), (xr.destroy_session, self.session)):
+            if handle is not None:
+                with contextlib.suppress(xr.XrException):
+                    destroy(handle)
+        self.space = self.session = None
+
+    def _locate(self, display_time: int) -> list:
+        _, views = xr.locate_views(self.session, xr.ViewLocateInfo(
+            view_configuration_type=STEREO, display_time=display_time, space=self.space))
+        return list(views)
+
+    def _poll(self) -> None:
+        while True:
+            try:
+                event = xr.poll_event(self.runtime.instance)
+            except xr.EventUnavailable:
+                return
+            self.lifecycle.handle_xr_event(event)

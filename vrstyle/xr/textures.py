@@ -1,0 +1,82 @@
+"""Eye textures to and from numpy: upright sRGB uint8 images, whatever the texture stores.
+
+Style networks see sRGB-encoded 8-bit images, upright. GL textures are bottom-up, and a linear
+format (RGBA16F, RGBA8) holds linear light (OpenXR reads non-sRGB swapchains as linear), so
+those are encoded to sRGB on the way out and decoded on the way in. sRGB textures hold the
+encoded bytes themselves: they round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from OpenGL import GL
+
+SRGB_INTERNAL_FORMATS = frozenset({GL.GL_SRGB8_ALPHA8, GL.GL_SRGB8, GL.GL_SRGB_ALPHA, GL.GL_SRGB})
+
+
+def _decode_table() -> np.ndarray:
+    c = np.arange(256, dtype=np.float64) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+SRGB_DECODE = _decode_table()
+"""Linear value of every sRGB-encoded byte (IEC 61966-2-1)."""
+
+
+def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
+    """sRGB-encoded uint8 -> linear float32 in [0, 1].
+
+    >>> srgb_to_linear(np.array([0, 255], np.uint8)).tolist()
+    [0.0, 1.0]
+    """
+    return SRGB_DECODE[encoded]
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    """Linear float in [0, 1] -> sRGB-encoded uint8 (clipped, rounded).
+
+    >>> image = np.arange(256, dtype=np.uint8)
+    >>> bool((linear_to_srgb(srgb_to_linear(image)) == image).all())
+    True
+    """
+    c = np.clip(linear, 0.0, 1.0)
+    encoded = np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055)
+    return np.rint(encoded * 255.0).astype(np.uint8)
+
+
+def texture_info(texture: int) -> tuple[int, int, bool]:
+    """(width, height, stores sRGB) of a 2D texture."""
+    GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+    width = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_WIDTH))
+    height = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_HEIGHT))
+    internal = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_INTERNAL_FORMAT))
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    return width, height, internal in SRGB_INTERNAL_FORMATS
+
+
+def read_texture(texture: int) -> np.ndarray:
+    """An eye texture as an upright (H, W, 3) uint8 sRGB image."""
+    width, height, srgb = texture_info(texture)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+    GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+    if srgb:  # glGetTexImage returns sRGB texels as stored
+        data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
+        image = np.frombuffer(data, np.uint8).reshape(height, width, 3)
+    else:
+        data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_RGB, GL.GL_FLOAT)
+        image = linear_to_srgb(np.frombuffer(data, np.float32).reshape(height, width, 3))
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    return np.ascontiguousarray(image[::-1])
+
+
+def write_texture(texture: int, image: np.ndarray) -> None:
+    """Replace an eye texture's pixels with an upright (H, W, 3) uint8 sRGB image of its size."""
+    width, height, srgb = texture_info(texture)
+    if image.shape != (height, width, 3) or image.dtype != np.uint8:
+        raise ValueError(f"image {image.shape} {image.dtype} does not fit a {width}x{height} texture")
+    flipped = np.ascontiguousarray(image[::-1])
+    pixels, kind = (flipped, GL.GL_UNSIGNED_BYTE) if srgb else (srgb_to_linear(flipped), GL.GL_FLOAT)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+    GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
+    GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, width, height, GL.GL_RGB, kind, pixels)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
