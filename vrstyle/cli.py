@@ -17,6 +17,8 @@ from vrstyle.errors import VrstyleError
 
 COMMANDS = {
     "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
+    "distill": ("vrstyle.commands.distill", "train a (binary) student network from a teacher"),
+    "eval": ("vrstyle.commands.eval", "compare models with their teacher: fidelity, size, ops, CPU speed"),
 }
 """Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""
 

@@ -29,3 +29,9 @@ BATCH_TILES = 4
 DEFAULT_STYLE = "candy"
 DATA_ENV = "VRSTYLE_DATA"
 """Environment variable naming the shared data folder (teachers, VGG, photos)."""
+
+# Students and distillation.
+CALIBRATION_IMAGES = 16
+"""BSDS500 training photos a student is calibrated on, layer by layer."""
+MODEL_FILE_LIMIT = 300_000
+"""Largest shipped model file, bytes."""
