@@ -156,3 +156,52 @@ def test_gptq_and_sign_refinement_beat_plain_signs():
     refined = signs.double() * best.double()[:, None]
     assert objective(q) < objective(plain)
     assert objective(refined) <= objective(q)
+
+
+def _tiny_teacher() -> torch.nn.Module:
+    torch.manual_seed(3)
+    teacher = create_model("johnson", width=8, blocks=2)
+    with torch.no_grad():
+        for name, p in teacher.named_parameters():
+            if name.endswith("weight") and p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+    return teacher.eval()
+
+
+def _images() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(3, 3, 12, 16, generator=generator), scale_factor=4,
+                                             mode="bilinear")
+    return smooth * 255
+
+
+def test_calibration_reproduces_a_float_student_and_fits_a_binary_one():
+    from vrstyle.train.calibrate import calibrate, relative_error
+
+    teacher, images = _tiny_teacher(), _images()
+    with torch.no_grad():
+        reference = teacher(images)
+    same = StudentNet(width=8, blocks=2, layers={})
+    calibrate(same, teacher, images, positions=4000)
+    binary = StudentNet(width=8, blocks=2, planes=2)
+    calibrate(binary, teacher, images, positions=4000)
+    plain = StudentNet(width=8, blocks=2, planes=2)
+    plain.load_state_dict(teacher.state_dict(), strict=False)
+    with torch.no_grad():
+        assert relative_error(same(images), reference) < 0.05
+        fitted = relative_error(binary(images), reference)
+        assert fitted < 0.5 * relative_error(plain.eval()(images), reference)  # far better than a copy
+
+
+def test_calibration_of_a_narrower_student_selects_channels():
+    from vrstyle.train.calibrate import calibrate, relative_error, select_channels
+
+    teacher, images = _tiny_teacher(), _images()
+    keep = select_channels(teacher, 4)
+    assert len(keep["stream"]) == 16 and len(keep["in1"]) == 4 and keep["stream"].unique().numel() == 16
+    narrow = StudentNet(width=4, blocks=2, layers={}).eval()
+    with torch.no_grad():
+        untrained = relative_error(narrow(images), teacher(images))
+    calibrate(narrow, teacher, images, positions=4000)
+    with torch.no_grad():
+        assert relative_error(narrow(images), teacher(images)) < min(0.9, untrained / 2)

@@ -54,7 +54,8 @@ def decode(stored: dict[str, torch.Tensor], model: nn.Module, path: Path | str =
             raise VrstyleError(f"{path}: packed weights {key} come without their scales {name + SCALE}")
         scale = state.pop(name + SCALE).float()
         if scale.shape != shape[:1]:
-            raise VrstyleError(f"{path}: {name + SCALE} has shape {tuple(scale.shape)}, expected {shape[:1]}")
+            raise VrstyleError(f"{path}: {name + SCALE} has shape {tuple(scale.shape)}, the network expects "
+                               f"{shape[:1]}")
         try:
             signs = unpack_signs(state.pop(key).numpy(), shape)
         except PackingError as exc:
@@ -66,7 +67,8 @@ def decode(stored: dict[str, torch.Tensor], model: nn.Module, path: Path | str =
         if values.dtype != torch.int8 or step is None or name + ".weight" not in expected:
             raise VrstyleError(f"{path}: {key} is not int8 weights of an int8 layer of this network")
         if step.shape != values.shape[:1]:
-            raise VrstyleError(f"{path}: {name}.scale has shape {tuple(step.shape)}, expected {tuple(values.shape[:1])}")
+            raise VrstyleError(f"{path}: {name}.scale has shape {tuple(step.shape)}, the int8 weights need "
+                               f"{tuple(values.shape[:1])}")
         state[name + ".weight"] = values.float() * step.float()[:, None, None, None]
     return {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
 

@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 POSITIONS = 24_000
 """Sampled output positions per layer for the least-squares statistics."""
 DAMPING = 0.01
-"""Ridge term, as a fraction of the mean diagonal of the input covariance."""
+"""GPTQ's ridge term, as a fraction of the mean diagonal of the input covariance."""
+SOLVE_DAMPING = 1e-5
+"""Ridge term of the least-squares solve for real weights (same units)."""
 SIGN_SWEEPS = 3
 """Coordinate-descent passes over the signs of 1-bit weights after GPTQ."""
 LLOYD_ITERATIONS = 12
@@ -193,7 +195,7 @@ def fit_layer(name: str, student: ConvLayer, teacher: ConvLayer, a_s: torch.Tens
     conv = student.conv2d
     p_s, p_t = _conv_input(student, a_s), _conv_input(teacher, a_t)
     u_t = teacher.conv2d(p_t)
-    if type(conv) is nn.Conv2d and torch.equal(p_s, p_t):
+    if target is None and type(conv) is nn.Conv2d and torch.equal(p_s, p_t):
         return u_t
     target = u_t if target is None else target
     if isinstance(conv, BinaryConv2d) and conv.act is not None:
@@ -217,7 +219,7 @@ def fit_layer(name: str, student: ConvLayer, teacher: ConvLayer, a_s: torch.Tens
             cols = torch.cat([cols, torch.ones_like(cols[:1])])
         pick = torch.randint(cols.shape[1], (min(per_image, cols.shape[1]),), generator=generator)
         moments.add(cols[:, pick], target[:, pick])
-    h = moments.xx + DAMPING * torch.diag(moments.xx).mean() * torch.eye(len(moments.xx), dtype=moments.xx.dtype)
+    h = moments.xx + SOLVE_DAMPING * torch.diag(moments.xx).mean() * torch.eye(len(moments.xx), dtype=moments.xx.dtype)
     w_real = torch.linalg.solve(h, moments.yx.T).T  # (O, K[+1])
     error_real = moments.relative_error(w_real)
     bias = None
@@ -280,47 +282,93 @@ def calibrate(student: StudentNet, teacher: TransformerNet, images: torch.Tensor
     Returns:
         PSNR (dB) of the student against the teacher on ``images`` after each stage.
     """
-    if (student.width, student.blocks) != (teacher.width, teacher.blocks):
-        raise ValueError("calibration needs a student with the teacher's width and depth")
+    if student.blocks != teacher.blocks or student.width > teacher.width:
+        raise ValueError("calibration needs a student with the teacher's depth and at most its width")
     if any(getattr(block, "bireal", False) for block in student.residual_blocks()):
         raise ValueError("calibration does not support Bi-Real shortcuts; train those by distillation")
-    student.load_state_dict(teacher.state_dict(), strict=False)
+    keep = select_channels(teacher, student.width)
+    if student.width == teacher.width:
+        student.load_state_dict(teacher.state_dict(), strict=False)
     student.eval(), teacher.eval()
     generator = torch.Generator().manual_seed(seed)
     blocks = list(zip(student.residual_blocks(), teacher.residual_blocks()))
-    steps = 3 + 2 * len(blocks) + 3
-    bar = tqdm(total=steps, desc="calibrate", unit="layer", disable=None if progress is None else not progress)
-
+    bar = tqdm(total=3 + 2 * len(blocks) + 3, desc="calibrate", unit="layer",
+               disable=None if progress is None else not progress)
     names = {module: name for name, module in student.named_modules()}
 
-    def layer(s: ConvLayer, t: ConvLayer, a_s, a_t, centred=True, target=None):
-        u_t = fit_layer(names[s], s, t, a_s, a_t, centred, positions, generator, target)
+    def layer(s: ConvLayer, t: ConvLayer, a_s, a_t, channels, centred=True, target=None):
+        u_t = fit_layer(names[s], s, t, a_s, a_t, centred, positions, generator,
+                        u_t_target(t, a_t, channels) if target is None else target)
         bar.update()
         return s(a_s), u_t
 
+    def u_t_target(t: ConvLayer, a_t, channels):
+        return None if channels is None else t(a_t)[:, channels]
+
     s = t = images.float()
     for conv, norm in (("conv1", "in1"), ("conv2", "in2"), ("conv3", "in3")):
-        u_s, u_t = layer(getattr(student, conv), getattr(teacher, conv), s, t)
-        t = F.relu(getattr(teacher, norm)(u_t))
-        s = F.relu(fit_norm(getattr(student, norm), u_s, t))
-    for bs, bt in blocks:
-        u_s, u_t = layer(bs.conv1, bt.conv1, s, t)
+        channels = keep["stream"] if norm == "in3" else keep[norm]
+        u_s, u_t = layer(getattr(student, conv), getattr(teacher, conv), s, t, channels)
+        n_t = getattr(teacher, norm)(u_t)
+        s = F.relu(fit_norm(getattr(student, norm), u_s, _pick(n_t, channels)))
+        t = F.relu(n_t)
+    stream = keep["stream"]
+    for index, (bs, bt) in enumerate(blocks):
+        inner = keep[f"res{index + 1}"]
+        u_s, u_t = layer(bs.conv1, bt.conv1, s, t, inner)
         y_t = bt.in1(u_t)
-        y_s = bs.act(fit_norm(bs.in1, u_s, y_t))
+        y_s = bs.act(fit_norm(bs.in1, u_s, _pick(y_t, inner)))
         # The second convolution aims at the residual the stream needs, so each block also
         # corrects the drift the blocks before it left (the norm's affine absorbs the scale).
         t_next = t + bt.in2(bt.conv2(F.relu(y_t)))
-        u_s, _ = layer(bs.conv2, bt.conv2, y_s, F.relu(y_t), target=t_next - s)
-        s = s + fit_norm(bs.in2, u_s, t_next - s)
+        needed = _pick(t_next, stream) - s
+        u_s, _ = layer(bs.conv2, bt.conv2, y_s, F.relu(y_t), stream, target=needed)
+        s = s + fit_norm(bs.in2, u_s, needed)
         t = t_next
-        log.info("%s: residual stream error %.4f", names[bs], relative_error(s, t))
+        log.info("%s: residual stream error %.4f", names[bs], relative_error(s, _pick(t, stream)))
     for conv, norm in (("deconv1", "in4"), ("deconv2", "in5")):
-        u_s, u_t = layer(getattr(student, conv), getattr(teacher, conv), s, t)
-        t = F.relu(getattr(teacher, norm)(u_t))
-        s = F.relu(fit_norm(getattr(student, norm), u_s, t))
-    out_s, out_t = layer(student.deconv3, teacher.deconv3, s, t, centred=False)
+        u_s, u_t = layer(getattr(student, conv), getattr(teacher, conv), s, t, keep[norm])
+        n_t = getattr(teacher, norm)(u_t)
+        s = F.relu(fit_norm(getattr(student, norm), u_s, _pick(n_t, keep[norm])))
+        t = F.relu(n_t)
+    out_s, out_t = layer(student.deconv3, teacher.deconv3, s, t, None, centred=False)
     bar.close()
     return {"psnr_calibration_set": psnr(out_s, out_t)}
+
+
+def _pick(x: torch.Tensor, channels: torch.Tensor | None) -> torch.Tensor:
+    return x if channels is None else x[:, channels]
+
+
+def select_channels(teacher: TransformerNet, width: int) -> dict[str, torch.Tensor | None]:
+    """Which teacher channels a narrower student keeps, per norm layer (None: all of them).
+
+    A channel's importance is its norm gain times the weight its consumers give it
+    (squared norms), as in magnitude-based channel pruning; the residual stream's channels
+    are chosen once for all blocks, from every layer that writes or reads the stream.
+    """
+    names = ["in1", "in2", "in4", "in5", "stream"] + [f"res{i + 1}" for i in range(teacher.blocks)]
+    if width == teacher.width:
+        return dict.fromkeys(names)
+    scale = width / teacher.width
+
+    def gain(norm: FrameNorm) -> torch.Tensor:
+        return norm.weight.detach().pow(2)
+
+    def reads(layer: ConvLayer) -> torch.Tensor:
+        return layer.conv2d.weight.detach().pow(2).sum(dim=(0, 2, 3))
+
+    def top(importance: torch.Tensor) -> torch.Tensor:
+        return importance.topk(round(len(importance) * scale)).indices.sort().values
+
+    blocks = teacher.residual_blocks()
+    stream = gain(teacher.in3) + sum(gain(b.in2) for b in blocks)
+    stream = stream * (sum(reads(b.conv1) for b in blocks) + reads(teacher.deconv1))
+    keep = {"in1": top(gain(teacher.in1) * reads(teacher.conv2)), "in2": top(gain(teacher.in2) * reads(teacher.conv3)),
+            "in4": top(gain(teacher.in4) * reads(teacher.deconv2)), "in5": top(gain(teacher.in5) * reads(teacher.deconv3)),
+            "stream": top(stream)}
+    keep.update({f"res{i + 1}": top(gain(b.in1) * reads(b.conv2)) for i, b in enumerate(blocks)})
+    return keep
 
 
 def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
