@@ -126,3 +126,27 @@ def test_bad_model_files_are_one_clear_error_line(small_student_file, tmp_path, 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vrstyle stylize: error:") and message.split("'")[0] in lines[0]
+
+
+def test_shipped_student_tiles_without_seams():
+    """With frame-shared statistics the binary student's tiles agree with the whole image."""
+    import tiles
+    from vrstyle.models import StyleEngine
+    from vrstyle.pipeline import measure_stats, stylize_image, stylize_untiled
+
+    from test_seams import seam_mask
+
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(1, 3, 8, 12, generator=generator) * 255
+    fine = torch.rand(1, 3, 256, 384, generator=generator) * 60 - 30
+    image = (torch.nn.functional.interpolate(coarse, size=(256, 384), mode="bicubic") + fine).clamp(0, 255)
+    image = image[0].permute(1, 2, 0).round().to(torch.uint8).numpy()
+    engine = StyleEngine(resolve_model("candy").load())
+    grid = tiles.plan_grid(256, 384, tile=128, halo=56, overlap=16)
+    stats = measure_stats(engine, image, grid, count=len(grid))
+    whole = stylize_untiled(engine, image, grid, stats).astype(int)
+    tiled = stylize_image(engine, image, grid, batch=3).astype(int)
+    difference = np.abs(tiled - whole)
+    assert difference.mean() < 0.05 and (difference > 1).mean() < 1e-3, (difference.mean(), difference.max())
+    naive = np.abs(stylize_image(engine, image, grid, shared_stats=False).astype(int) - whole).max(axis=2)
+    assert naive[seam_mask(grid)].mean() > 5 * max(difference.mean(), 0.1)

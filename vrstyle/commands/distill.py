@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--run", required=True, help="run folder: checkpoint and loss log (resumes if present)")
+    parser.add_argument("--run", dest="run_dir", required=True, help="run folder: checkpoint and loss log (resumes if present)")
     parser.add_argument("--output", help="write the student here as a bit-packed .safetensors model file")
     parser.add_argument("--name", help="model name stored in the file (default <teacher>/<student>)")
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                         calibration_images=args.calibration_images, steps=args.steps, batch=args.batch,
                         crop=args.crop, lr=args.lr, vgg_weight=args.vgg_weight, colour=args.colour,
                         seed=args.seed, device=args.device)
-    student = distill(cfg, Path(args.run), progress=None)
+    student = distill(cfg, Path(args.run_dir), progress=None)
     if args.output:
         size = export(student, cfg, Path(args.output), args.name or f"{args.teacher}/{args.student}")
         print(f"wrote {args.output} ({size / 1000:.1f} KB)")

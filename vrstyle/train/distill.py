@@ -105,8 +105,9 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     teacher = load_model(f"{cfg.teacher}/teacher").to(device).requires_grad_(False)
     checkpoint_path = run_dir / CHECKPOINT
     checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False) if checkpoint_path.is_file() else None
-    if checkpoint is not None and checkpoint["config"] != asdict(cfg):
-        raise VrstyleError(f"{checkpoint_path} belongs to a run with other settings; use a new --run folder")
+    if checkpoint is not None and _without_steps(checkpoint["config"]) != _without_steps(asdict(cfg)):
+        raise VrstyleError(f"{checkpoint_path} belongs to a run with other settings; use a new --run folder "
+                           "(only --steps may change when resuming)")
     if checkpoint is None:
         student = initial_student(cfg, teacher.cpu(), progress).to(device)
         teacher.to(device)
@@ -157,6 +158,10 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
                 log_file.flush()
                 _save_checkpoint(checkpoint_path, cfg, student, optimiser, crops, step)
     return student.eval()
+
+
+def _without_steps(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key != "steps"}
 
 
 def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int) -> None:

@@ -51,11 +51,11 @@ class VGGFeatures(nn.Module):
                 channels = spec
         depth = max(RELU[name] for name in layers) + 1
         self.features = nn.Sequential(*modules[:depth])
-        state = read_state_dict(path)
-        wanted = {key: value.float() for key, value in state.items() if int(key.split(".")[0]) < depth}
+        state = {key.removeprefix("features."): value for key, value in read_state_dict(path).items()}
         try:
+            wanted = {key: value.float() for key, value in state.items() if int(key.split(".")[0]) < depth}
             self.features.load_state_dict(wanted, strict=True)
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             raise VrstyleError(f"{path}: not VGG19 features ({str(exc).splitlines()[0]})") from None
         self.taps = sorted(RELU[name] for name in layers)
         self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
