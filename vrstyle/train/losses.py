@@ -80,9 +80,9 @@ def perceptual_loss(vgg: VGGFeatures, output: torch.Tensor, target: torch.Tensor
 
 
 def psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
-    """PSNR (dB) of images clamped to 0..255."""
+    """PSNR (dB) of images clamped to 0..255; ``inf`` for identical images."""
     mse = F.mse_loss(output.clamp(0, 255).double(), reference.clamp(0, 255).double()).item()
-    return 10 * math.log10(255**2 / max(mse, 1e-12))
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
 def ssim(output: torch.Tensor, reference: torch.Tensor) -> float:

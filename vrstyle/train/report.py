@@ -25,10 +25,18 @@ def table(reports: list[Report]) -> str:
         def s(value: float | None) -> str:
             return f"{value:.2f}" if value is not None else "-"
 
-        lines.append(f"| {r.name} | {r.psnr:.2f} | {r.ssim:.3f} | {r.vgg_distance:.3f} | {r.file_bytes / 1000:.0f} "
+        fidelity = "reference" if r.psnr == float("inf") else f"{r.psnr:.2f}"
+        lines.append(f"| {r.name} | {fidelity} | {r.ssim:.3f} | {r.vgg_distance:.3f} | {r.file_bytes / 1000:.0f} "
                      f"| {k(c['float_macs'])} | {k(c['int8_macs'])} | {k(c['binary_weight_macs'])} "
                      f"| {k(c['binary_ops'])} | {s(r.cpu_seconds_per_frame)} | {s(r.popcount_seconds_per_frame)} |")
     return "\n".join(lines)
+
+
+def _finite(value):
+    """JSON has no infinity: a model identical to the teacher gets ``psnr: null``."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return None if isinstance(value, float) and value == float("inf") else value
 
 
 def write_report(out: Path, reports: list[Report], grid: list[tuple[str, np.ndarray]], style: str,
@@ -43,7 +51,7 @@ def write_report(out: Path, reports: list[Report], grid: list[tuple[str, np.ndar
     machine = f"{platform.machine()} CPU, {threads} torch thread(s)"
     out.with_suffix(".json").write_text(json.dumps(
         {"style": style, "sets": list(sets), "limit": limit, "command": command, "machine": machine,
-         "models": [r.as_dict() for r in reports]}, indent=2) + "\n")
+         "models": [_finite(r.as_dict()) for r in reports]}, indent=2) + "\n")
     text = [f"# Students vs the {style} teacher", "",
             f"Photos: {photos}, full size, each network with its own per-image statistics; "
             "PSNR/SSIM/VGG distance (relu3_1, relative squared error) against the teacher's uint8 output. "
@@ -54,7 +62,7 @@ def write_report(out: Path, reports: list[Report], grid: list[tuple[str, np.ndar
 
     figure = plt.figure(figsize=(3.2 * len(grid), 3.2 * 2.1))
     axis = figure.add_subplot(2, 1, 1)
-    for r in reports:
+    for r in (r for r in reports if r.psnr != float("inf")):
         axis.scatter(r.file_bytes / 1000, r.psnr, s=40)
         axis.annotate(r.name, (r.file_bytes / 1000, r.psnr), textcoords="offset points", xytext=(6, 4), fontsize=8)
     axis.set_xscale("log")
