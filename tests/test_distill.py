@@ -43,11 +43,13 @@ def test_eval_writes_table_json_and_plot(shared_data, tmp_path, capsys):
     assert main(["distill", "--teacher", "candy", *TINY, "--steps", "1", "--run", str(tmp_path / "run"),
                  "--output", str(model)]) == 0
     out = tmp_path / "table"
-    assert main(["eval", str(model), "--teacher", "candy", "--sets", "bsds500/test", "--limit", "1",
+    assert main(["eval", "candy/teacher", str(model), "--teacher", "candy", "--sets", "bsds500/test", "--limit", "1",
                  "--cache", str(tmp_path / "cache"), "--out", str(out), "--threads", "1"]) == 0
     result = json.loads(out.with_suffix(".json").read_text())
-    (report,) = result["models"]
+    reference, report = result["models"]
+    assert reference["psnr"] is None and reference["cost"]["float_macs"] == pytest.approx(153_792, rel=0.01)
     assert 0 < report["psnr"] < 40 and 0 < report["ssim"] <= 1 and report["images"] == 1
     assert report["cost"]["float_macs"] > 0 and report["file_bytes"] == model.stat().st_size
-    assert "| candy/johnson |" in out.with_suffix(".md").read_text()
+    table = out.with_suffix(".md").read_text()
+    assert "| candy/teacher | reference |" in table and "| candy/johnson |" in table
     assert out.with_suffix(".png").stat().st_size > 10_000

@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from vrstyle.images import read_rgb
     from vrstyle.kernels import use_popcount
     from vrstyle.models import load_model, resolve_model
     from vrstyle.train.data import photo_paths
-    from vrstyle.train.evaluate import TeacherCache, cpu_seconds, evaluate, photo_key
+    from vrstyle.train.evaluate import (TeacherCache, cpu_seconds, eval_photo, evaluate, photo_key,
+                                        reference_report)
     from vrstyle.train.report import write_report
 
     if args.threads:
@@ -58,17 +58,20 @@ def run(args: argparse.Namespace) -> int:
     for index, spec in enumerate(specs):
         label = labels[index] if labels else spec.name
         model = spec.load()
-        keep: dict = {}
-        report = evaluate(model, label, spec.path.stat().st_size, teacher, sets, args.limit, keep=keep)
-        grid.append((label, keep[photo_key(first)]))
+        if spec.name == f"{args.teacher}/teacher":  # the reference itself: no need to stylise again
+            report = reference_report(model, label, spec.path.stat().st_size)
+        else:
+            keep: dict = {}
+            report = evaluate(model, label, spec.path.stat().st_size, teacher, sets, args.limit, keep=keep)
+            grid.append((label, keep[photo_key(first)]))
         if args.speed:
             report.cpu_seconds_per_frame = cpu_seconds(model)
             if report.cost["binary_ops"]:
                 report.popcount_seconds_per_frame = cpu_seconds(use_popcount(model), repeats=1)
         reports.append(report)
         log.info("%s: %.2f dB", label, report.psnr)
-    grid = [("photo", read_rgb(first)[:grid[0][1].shape[0], :grid[0][1].shape[1]]),
-            ("teacher", read_rgb(teacher.folder / f"{photo_key(first)}.png"))] + grid
+    photo = eval_photo(first)
+    grid = [("photo", photo), ("teacher", teacher.output(first, photo))] + grid
     command = "vrstyle " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     write_report(out, reports, grid, args.teacher, sets, args.limit, command, torch.get_num_threads())
     print(json.dumps({r.name: round(r.psnr, 2) for r in reports}))

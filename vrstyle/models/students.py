@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from vrstyle.models.binary import LAYER_KINDS, RPReLU, conv_class
-from vrstyle.models.norm import FrameNorm
 from vrstyle.models.transformer import ConvLayer, ResidualBlock, TransformerNet
 
 SHIPPED_LAYERS = {"conv2": "int8", "conv3": "binary_weights", "body": "binary",
@@ -94,13 +93,4 @@ class StudentNet(TransformerNet):
                                                   rprelu, bireal))
         self.deconv1 = ConvLayer(w4, w2, 3, upsample=True, conv=make(layers["deconv1"]))
         self.deconv2 = ConvLayer(w2, w1, 3, upsample=True, conv=make(layers["deconv2"]))
-
-
-def convolutions(model: nn.Module) -> dict[str, nn.Conv2d]:
-    """Every convolution of a network by state-dict prefix (``res1.conv1.conv2d``, ...)."""
-    return {name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
-
-
-def norm_layers(model: nn.Module) -> dict[str, FrameNorm]:
-    return {name: module for name, module in model.named_modules() if isinstance(module, FrameNorm)}
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from vrstyle.images import read_rgb, write_rgb
 from vrstyle.models.binary import BinaryConv2d, Int8Conv2d
 from vrstyle.models.engine import StyleEngine
+from vrstyle.models.transformer import STRIDE
 from vrstyle.train.data import data_dir, photo_paths
 from vrstyle.train.losses import VGGFeatures, psnr, ssim
 
@@ -86,6 +87,12 @@ class Report:
         return asdict(self)
 
 
+def eval_photo(path: Path) -> np.ndarray:
+    """A held-out photo as (H, W, 3) uint8, cropped to multiples of the network stride."""
+    image = read_rgb(path)
+    return image[:image.shape[0] - image.shape[0] % STRIDE, :image.shape[1] - image.shape[1] % STRIDE]
+
+
 def photo_key(photo: Path) -> str:
     """``kodak24-kodim01``: a photo's name, unique across sets."""
     return f"{photo.parent.name}-{photo.stem}"
@@ -123,8 +130,7 @@ def evaluate(model: nn.Module, name: str, file_bytes: int, teacher: TeacherCache
     per_set: dict[str, dict[str, list[float]]] = {}
     paths = photo_paths(sets, limit)
     for path in tqdm(paths, desc=f"eval {name}", unit="photo", disable=None if progress is None else not progress):
-        image = read_rgb(path)
-        image = image[:image.shape[0] - image.shape[0] % 4, :image.shape[1] - image.shape[1] % 4]
+        image = eval_photo(path)
         reference = teacher.output(path, image)
         styled = engine.stylize(image[None], stats=None)[0]
         if keep is not None:
@@ -138,10 +144,18 @@ def evaluate(model: nn.Module, name: str, file_bytes: int, teacher: TeacherCache
         scores["ssim"].append(ssim(out_t, ref_t))
         scores["vgg"].append(float((f_out - f_ref).pow(2).mean() / f_ref.pow(2).mean()))
     everything = {key: [v for s in per_set.values() for v in s[key]] for key in ("psnr", "ssim", "vgg")}
+    cost = arithmetic(model)
     return Report(name=name, file_bytes=file_bytes, psnr=float(np.mean(everything["psnr"])),
                   ssim=float(np.mean(everything["ssim"])), vgg_distance=float(np.mean(everything["vgg"])),
-                  images=len(paths), cost=asdict(arithmetic(model)) | {"total_macs": arithmetic(model).total_macs},
+                  images=len(paths), cost=asdict(cost) | {"total_macs": cost.total_macs},
                   per_set={k: {m: float(np.mean(v)) for m, v in s.items()} for k, s in per_set.items()})
+
+
+def reference_report(teacher: nn.Module, name: str, file_bytes: int) -> Report:
+    """The teacher's own row: identical to itself by definition, with its size and arithmetic."""
+    cost = arithmetic(teacher)
+    return Report(name=name, file_bytes=file_bytes, psnr=float("inf"), ssim=1.0, vgg_distance=0.0, images=0,
+                  cost=asdict(cost) | {"total_macs": cost.total_macs})
 
 
 def cpu_seconds(model: nn.Module, repeats: int = 3, size: tuple[int, int] = SPEED_SIZE) -> float:
