@@ -87,6 +87,7 @@ def wrong_shapes_model(tmp_path) -> str:
     (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "0"], "tile height must be a positive"),
     (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "64", "--overlap", "40"], "overlap (40 px)"),
     (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--batch", "0"], "--batch must be at least 1"),
+    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--stats-tiles", "-2"], "--stats-tiles must be at least 1"),
     (lambda t, i, m: [i, str(t / "no" / "o.png"), "--style", m, "--tile", "64", "--halo", "8"], "does not exist"),
     (lambda t, i, m: [i, str(t / "o.xyz"), "--style", m, "--tile", "64", "--halo", "8"], "unknown image format"),
     (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--device", "tpu"], "unknown device 'tpu'"),

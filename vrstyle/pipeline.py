@@ -44,7 +44,7 @@ def measure_stats(engine: StyleEngine, images: np.ndarray, grid: TileGrid,
 
 def stylize_image(engine: StyleEngine, image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
                   batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP,
-                  progress: bool | None = False) -> np.ndarray:
+                  stats_tiles: int = settings.STATS_TILES, progress: bool | None = False) -> np.ndarray:
     """Stylise one (H, W, 3) uint8 image through its tile grid.
 
     Args:
@@ -55,12 +55,13 @@ def stylize_image(engine: StyleEngine, image: np.ndarray, grid: TileGrid, shared
             gives each tile its own InstanceNorm statistics (seams; for comparison).
         batch: tiles per forward pass.
         ramp: feather ramp.
+        stats_tiles: tiles measured together for the statistics (see :func:`measure_stats`).
         progress: show a progress bar (None: only on a terminal).
 
     Returns:
         (H, W, 3) uint8 stylised image.
     """
-    stats = measure_stats(engine, image, grid) if shared_stats else None
+    stats = measure_stats(engine, image, grid, stats_tiles) if shared_stats else None
     out = np.empty_like(image)
     previous: dict[int, np.ndarray] = {}
     with tqdm(total=len(grid), unit="tile", disable=None if progress is None else not progress, desc="stylize") as bar:

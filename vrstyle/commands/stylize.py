@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
                         help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
-    parser.add_argument("--batch", type=int, default=settings.BATCH_TILES, help="tiles per forward pass")
+    parser.add_argument("--batch", type=int, default=settings.BATCH_TILES,
+                        help=f"tiles per forward pass (default {settings.BATCH_TILES}; memory grows with it)")
+    parser.add_argument("--stats-tiles", type=int, default=settings.STATS_TILES,
+                        help="tiles measured together for the normalisation statistics "
+                             f"(default {settings.STATS_TILES}; memory grows with it)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--no-shared-stats", action="store_true",
                         help="give each tile its own normalisation statistics (shows seams)")
@@ -35,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from vrstyle.models import StyleEngine, resolve_model
     from vrstyle.pipeline import stylize_image
 
-    if args.batch < 1:
-        raise tiles.GridError(f"--batch must be at least 1, got {args.batch}")
+    for option in ("batch", "stats_tiles"):
+        if getattr(args, option) < 1:
+            raise tiles.GridError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     image = read_rgb(args.input)
     grid = tiles.plan_grid(image.shape[0], image.shape[1], args.tile, args.halo, args.overlap, settings.ALIGN)
     spec = resolve_model(args.style)
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
              len(grid), "x".join(map(str, grid.in_shape)))
     start = time.perf_counter()
     result = stylize_image(engine, image, grid, shared_stats=not args.no_shared_stats, batch=args.batch,
-                           ramp=args.ramp, progress=None)
+                           ramp=args.ramp, stats_tiles=args.stats_tiles, progress=None)
     write_rgb(args.output, result)
     log.info("wrote %s in %.1f s", args.output, time.perf_counter() - start)
     return 0
