@@ -24,7 +24,6 @@ teacher's output pixels, which is what PSNR measures.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Callable
 
 import torch
@@ -36,6 +35,7 @@ from vrstyle.models.binary import INT8_MAX, BinaryConv2d, Int8Conv2d, sign
 from vrstyle.models.norm import FrameNorm
 from vrstyle.models.students import StudentNet
 from vrstyle.models.transformer import ConvLayer, TransformerNet
+from vrstyle.train.losses import psnr
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def fit_norm(norm: FrameNorm, u: torch.Tensor, target: torch.Tensor) -> torch.Te
 @torch.no_grad()
 def calibrate(student: StudentNet, teacher: TransformerNet, images: torch.Tensor, positions: int = POSITIONS,
               seed: int = 0, progress: bool | None = None) -> dict[str, float]:
-    """Calibrate ``student`` (same width and depth as ``teacher``) on a batch of photos.
+    """Calibrate ``student`` (the teacher's depth, its width or narrower) on a batch of photos.
 
     Args:
         student: a :class:`StudentNet`; its weights are overwritten.
@@ -280,7 +280,7 @@ def calibrate(student: StudentNet, teacher: TransformerNet, images: torch.Tensor
         progress: show a progress bar (None: only on a terminal).
 
     Returns:
-        PSNR (dB) of the student against the teacher on ``images`` after each stage.
+        ``{"psnr_calibration_set": dB}``: the calibrated student against the teacher on ``images``.
     """
     if student.blocks != teacher.blocks or student.width > teacher.width:
         raise ValueError("calibration needs a student with the teacher's depth and at most its width")
@@ -376,8 +376,3 @@ def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
     centred = reference - reference.mean(dim=(2, 3), keepdim=True)
     return float((x - reference).double().pow(2).sum() / centred.double().pow(2).sum().clamp_min(1e-12))
 
-
-def psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
-    """PSNR (dB) of clamped 0..255 images."""
-    mse = F.mse_loss(output.clamp(0, 255).double(), reference.clamp(0, 255).double()).item()
-    return 10 * math.log10(255**2 / max(mse, 1e-12))
