@@ -16,7 +16,6 @@ import json
 import platform
 import shlex
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -54,15 +53,15 @@ Calibration: {calibration_images} BSDS500 training photos at full size (seed {se
 {data_sgd}Evaluation: held out, never trained on: {eval_sets}.
 
 ## Budget and device
-{seconds:.0f} s of training on a **CPU** ({machine}; a 2-core machine shared with other jobs), no GPU.
+{seconds:.0f} s of calibration and training on a **CPU** ({machine}; a 2-core machine shared with other jobs), no GPU.
 These are small-budget CPU models: a distillation run on a GPU (`vrstyle distill --teacher {style}
 --student student --steps 20000 --batch 8 --crop 256 --device cuda --run runs/{style}`) should improve them.
 
 ## Metrics (against the teacher, full-size photos, per-image statistics)
 {metrics}
 
-Arithmetic per output pixel and CPU time are in the table above
-(`benchmarks/results/binary-{style}.md`).
+Arithmetic per output pixel and CPU time: `benchmarks/results/binary-{style}.md`; the comparison
+with the teacher and other students (candy): `benchmarks/results/distill-candy.md`.
 """
 
 
@@ -85,9 +84,8 @@ def main() -> int:
         cfg = DistillConfig(teacher=style, arch="student", config={"planes": args.planes},
                             calibration_images=args.calibration_images, steps=args.steps, seed=0)
         run_dir = Path(args.runs) / f"{style}-binary"
-        start = time.perf_counter()
         student = distill(cfg, run_dir, progress=True)
-        seconds = time.perf_counter() - start
+        seconds = run_seconds(run_dir)
         path = SHIPPED_DIR / f"{style}-binary.safetensors"
         size = export(student, cfg, path, f"{style}/binary")
         model = load_model(str(path))  # evaluate what ships, as it loads
@@ -98,6 +96,11 @@ def main() -> int:
         write_card(style, path, report, cfg, seconds, command, machine, sets, args.limit)
         print(f"{style}: {report.psnr:.2f} dB, {size / 1000:.0f} KB, {seconds:.0f} s", flush=True)
     return 0
+
+
+def run_seconds(run_dir: Path) -> float:
+    """Seconds the run has spent training, over all its sessions (from its checkpoint)."""
+    return torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False).get("seconds", 0.0)
 
 
 def write_results(style: str, report: Report, command: str, machine: str) -> None:

@@ -108,17 +108,23 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     if checkpoint is not None and _without_steps(checkpoint["config"]) != _without_steps(asdict(cfg)):
         raise VrstyleError(f"{checkpoint_path} belongs to a run with other settings; use a new --run folder "
                            "(only --steps may change when resuming)")
+    started = time.perf_counter()
     if checkpoint is None:
         student = initial_student(cfg, teacher.cpu(), progress).to(device)
         teacher.to(device)
-        step = 0
+        step, seconds = 0, 0.0
     else:
         student = create_model(cfg.arch, **cfg.config).to(device)
         student.load_state_dict(checkpoint["model"])
-        step = checkpoint["step"]
+        step, seconds = checkpoint["step"], checkpoint.get("seconds", 0.0)
         log.info("resuming %s at step %d", run_dir, step)
+
+    def elapsed() -> float:
+        return seconds + time.perf_counter() - started
+
     if step >= cfg.steps:
-        _save_checkpoint(checkpoint_path, cfg, student, None, None, step)
+        if checkpoint is None:
+            _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed())
         return student.eval()
     optimiser = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     crops = RandomCrops(photo_paths(TRAIN_SETS), cfg.crop, cfg.seed)
@@ -156,7 +162,7 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
             bar.update()
             if step % 25 == 0 or step == cfg.steps:
                 log_file.flush()
-                _save_checkpoint(checkpoint_path, cfg, student, optimiser, crops, step)
+                _save_checkpoint(checkpoint_path, cfg, student, optimiser, crops, step, elapsed())
     return student.eval()
 
 
@@ -164,8 +170,8 @@ def _without_steps(config: dict) -> dict:
     return {key: value for key, value in config.items() if key != "steps"}
 
 
-def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int) -> None:
-    state = {"config": asdict(cfg), "model": student.state_dict(), "step": step}
+def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int, seconds: float) -> None:
+    state = {"config": asdict(cfg), "model": student.state_dict(), "step": step, "seconds": seconds}
     if optimiser is not None:
         state.update(optimiser=optimiser.state_dict(), data=crops.state(), rng=torch.get_rng_state())
     temporary = path.with_suffix(".tmp")

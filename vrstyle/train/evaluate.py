@@ -93,6 +93,12 @@ def eval_photo(path: Path) -> np.ndarray:
     return image[:image.shape[0] - image.shape[0] % STRIDE, :image.shape[1] - image.shape[1] % STRIDE]
 
 
+def photo_set(photo: Path) -> str:
+    """``kodak24`` or ``bsds500/test``: the set a photo belongs to, as named in the data folder."""
+    parent = photo.parent
+    return parent.name if parent.parent.name == "photos" else f"{parent.parent.name}/{parent.name}"
+
+
 def photo_key(photo: Path) -> str:
     """``kodak24-kodim01``: a photo's name, unique across sets."""
     return f"{photo.parent.name}-{photo.stem}"
@@ -139,7 +145,7 @@ def evaluate(model: nn.Module, name: str, file_bytes: int, teacher: TeacherCache
         ref_t = torch.from_numpy(reference).permute(2, 0, 1)[None].float()
         with torch.no_grad():
             (f_out,), (f_ref,) = vgg(out_t), vgg(ref_t)
-        scores = per_set.setdefault(path.parent.name, {"psnr": [], "ssim": [], "vgg": []})
+        scores = per_set.setdefault(photo_set(path), {"psnr": [], "ssim": [], "vgg": []})
         scores["psnr"].append(psnr(out_t, ref_t))
         scores["ssim"].append(ssim(out_t, ref_t))
         scores["vgg"].append(float((f_out - f_ref).pow(2).mean() / f_ref.pow(2).mean()))
