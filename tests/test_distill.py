@@ -28,7 +28,7 @@ def test_distill_trains_checkpoints_resumes_and_exports(shared_data, tmp_path):
     spec = resolve_model(str(tmp_path / "tiny.safetensors"))
     assert spec.name == "candy/johnson" and spec.config == {"width": 4, "blocks": 1}
     spec.load()
-    assert main(["distill", "--teacher", "candy", *TINY, "--lr", "1", "--run", str(run), "--steps", "4"]) == 2
+    assert main(["distill", "--teacher", "mosaic", *TINY, "--run", str(run), "--steps", "4"]) == 2
 
 
 def test_distill_rejects_bad_settings_in_one_line(shared_data, tmp_path, capsys):

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 INITS = ("calibrate", "teacher", "random")
 COLOURS = ("none", "luminance")
+IDENTITY = ("teacher", "arch", "config", "init", "calibration_images", "seed")
+"""Settings that define the student of a run; the others (steps, batch, lr, ...) may change on resuming."""
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 
@@ -105,9 +107,9 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     teacher = load_model(f"{cfg.teacher}/teacher").to(device).requires_grad_(False)
     checkpoint_path = run_dir / CHECKPOINT
     checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False) if checkpoint_path.is_file() else None
-    if checkpoint is not None and _without_steps(checkpoint["config"]) != _without_steps(asdict(cfg)):
-        raise VrstyleError(f"{checkpoint_path} belongs to a run with other settings; use a new --run folder "
-                           "(only --steps may change when resuming)")
+    if checkpoint is not None and _identity(checkpoint["config"]) != _identity(asdict(cfg)):
+        raise VrstyleError(f"{checkpoint_path} belongs to another student ({_identity(checkpoint['config'])}); "
+                           "use a new --run folder")
     started = time.perf_counter()
     if checkpoint is None:
         student = initial_student(cfg, teacher.cpu(), progress).to(device)
@@ -166,8 +168,8 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     return student.eval()
 
 
-def _without_steps(config: dict) -> dict:
-    return {key: value for key, value in config.items() if key != "steps"}
+def _identity(config: dict) -> dict:
+    return {key: config[key] for key in IDENTITY}
 
 
 def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int, seconds: float) -> None:
