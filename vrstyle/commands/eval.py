@@ -7,7 +7,6 @@ Writes ``<out>.json`` (every number), ``<out>.md`` (the table and the command) a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -74,5 +73,6 @@ def run(args: argparse.Namespace) -> int:
     grid = [("photo", photo), ("teacher", teacher.output(first, photo))] + grid
     command = "vrstyle " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     write_report(out, reports, grid, args.teacher, sets, args.limit, command, torch.get_num_threads())
-    print(json.dumps({r.name: round(r.psnr, 2) for r in reports}))
+    for r in reports:
+        print(f"{r.name}: " + ("reference" if r.psnr == float("inf") else f"{r.psnr:.2f} dB, SSIM {r.ssim:.3f}"))
     return 0

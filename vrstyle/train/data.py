@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vrstyle.errors import VrstyleError
@@ -45,7 +44,7 @@ def load_photo(path: Path) -> torch.Tensor:
     """(3, H, W) float 0..255, cropped to multiples of the network stride."""
     image = read_rgb(str(path))
     h, w = (s - s % STRIDE for s in image.shape[:2])
-    return torch.from_numpy(np.ascontiguousarray(image[:h, :w])).permute(2, 0, 1).float()
+    return torch.from_numpy(image[:h, :w].copy()).permute(2, 0, 1).float()  # PIL arrays are read-only
 
 
 def load_batch(paths: list[Path]) -> torch.Tensor:

@@ -142,7 +142,7 @@ def evaluate(model: nn.Module, name: str, file_bytes: int, teacher: TeacherCache
         if keep is not None:
             keep[photo_key(path)] = styled
         out_t = torch.from_numpy(styled).permute(2, 0, 1)[None].float()
-        ref_t = torch.from_numpy(reference).permute(2, 0, 1)[None].float()
+        ref_t = torch.from_numpy(reference.copy()).permute(2, 0, 1)[None].float()  # cached PNGs are read-only
         with torch.no_grad():
             (f_out,), (f_ref,) = vgg(out_t), vgg(ref_t)
         scores = per_set.setdefault(photo_set(path), {"psnr": [], "ssim": [], "vgg": []})
