@@ -41,3 +41,47 @@ def photo(shared_data) -> np.ndarray:
 
     image = Image.open(shared_data / "photos" / "kodak24" / "kodim01.png").convert("RGB")
     return np.asarray(image.resize((1024, 768), Image.LANCZOS))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A small random Johnson net (width 8, one block) saved as a model file named ``tiny``.
+
+    Norm layers get non-trivial affine parameters, so statistics visibly matter. Lets real
+    workers start fast without the shared data.
+    """
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from vrstyle.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("johnson", width=8, blocks=1)
+    with torch.no_grad():
+        for module in net.modules():
+            if hasattr(module, "channels") and hasattr(module, "weight"):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_file(net.state_dict(), str(path), metadata={"name": "tiny", "arch": "johnson",
+                                                     "config": json.dumps({"width": 8, "blocks": 1})})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model):
+    """The in-process engine for ``tiny_model``: the reference workers must match bit for bit."""
+    from vrstyle.models import StyleEngine, resolve_model
+
+    return StyleEngine(resolve_model(tiny_model).load())
+
+
+@pytest.fixture(scope="session")
+def cluster(tiny_model):
+    """A real broker and two real CPU worker processes serving ``tiny``, shared by the session."""
+    from vrstyle.transport.cluster import LocalCluster
+
+    with LocalCluster([tiny_model], workers=2, heartbeat_s=0.5, threads=1) as running:
+        yield running

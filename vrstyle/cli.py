@@ -17,6 +17,10 @@ from vrstyle.errors import VrstyleError
 
 COMMANDS = {
     "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
+    "broker": ("vrstyle.commands.broker", "route tiles from clients to style workers"),
+    "worker": ("vrstyle.commands.worker", "serve styles on one device for a broker"),
+    "workers": ("vrstyle.commands.workers", "start one worker per GPU (or N on the CPU) and keep them running"),
+    "keys": ("vrstyle.commands.keys", "make CurveZMQ key pairs for a broker beyond loopback"),
     "distill": ("vrstyle.commands.distill", "train a (binary) student network from a teacher"),
     "eval": ("vrstyle.commands.eval", "compare models with their teacher: fidelity, size, ops, CPU speed"),
 }

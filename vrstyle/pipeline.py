@@ -1,23 +1,73 @@
-"""The pipeline: images or eye buffers -> tiles -> style network -> stitched images.
+"""The pipeline: images or eye buffers -> tiles -> style workers -> stylised tiles -> images.
 
-Here the single-image path used by ``vrstyle stylize``: tiles are stylised row by row and
-stitched band by band, so memory is bounded by a row of tiles, not by the image.
+Tiles go to a *backend*: :class:`~vrstyle.transport.local.LocalBackend` runs them in this
+process, :class:`~vrstyle.transport.client.TransportClient` through a broker to workers on
+this host or others; both give identical tiles. Two ways in:
+
+* single images (``vrstyle stylize``): :func:`measure_stats` then :func:`stylize_image`,
+  stitched band by band so memory is bounded by a couple of rows of tiles;
+* frame streams (mirror window, headset, benchmark): :class:`FramePipeline`, several frames
+  in flight, a deadline per frame with fallback tiles, never a black tile.
+
+Normalisation statistics of a stream live here. Each batch of tiles carries the stream's
+current statistics; the workers stylise with them and, in the same pass, measure the moments
+of every layer over the tile cores. The pipeline merges a frame's moments, smooths them into
+the statistics for the next frame, and so normalises each frame with the exact
+full-resolution statistics of the frames before it: no extra pass, no extra round trip.
+The first frame of a stream has none yet: each batch is normalised with its own joint
+statistics (batches may then differ slightly, for that one frame).
+
+This module imports no torch (the headset client uses it); engines are passed in built.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 import tiles
-from tiles import Stitcher, TileGrid
+from tiles import GridError, Stitcher, TileGrid
 from vrstyle import settings
-from vrstyle.models.engine import StyleEngine
-from vrstyle.normstats import combine_moments, moments_to_stats
+from vrstyle.errors import VrstyleError
+from vrstyle.normstats import combine_moments, moments_to_stats, smooth_stats
+from vrstyle.transport.local import LocalBackend
+from vrstyle.transport.protocol import ProtocolError, Reply, TileBatch
+
+if TYPE_CHECKING:
+    from vrstyle.models.engine import StyleEngine
 
 log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """Where tile batches are stylised: in process or through a broker (one thread at a time)."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def submit(self, batch: TileBatch) -> int: ...
+
+    def poll(self, timeout: float = 0.0) -> list[Reply]: ...
+
+    def status(self, timeout: float = ...) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def as_backend(engine_or_backend: "StyleEngine | Backend") -> Backend:
+    """A backend as is; a style engine wrapped in a :class:`LocalBackend`."""
+    if hasattr(engine_or_backend, "submit"):
+        return engine_or_backend
+    return LocalBackend(engine_or_backend)
+
+
+# Single images.
 
 
 def sample_tiles(grid: TileGrid, count: int) -> list[int]:
@@ -31,59 +81,109 @@ def sample_tiles(grid: TileGrid, count: int) -> list[int]:
     return np.linspace(0, len(grid) - 1, count).round().astype(int).tolist()
 
 
-def measure_stats(engine: StyleEngine, images: np.ndarray, grid: TileGrid,
-                  count: int = settings.STATS_TILES) -> np.ndarray:
+def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: TileGrid,
+                  count: int = settings.STATS_TILES, style: str = settings.DEFAULT_STYLE) -> np.ndarray:
     """Normalisation statistics (2, C) of one image or a stereo pair, at full resolution.
 
     Measured jointly over the cores of ``count`` tiles spread over each image (both eyes
-    together, so they match), never from a downscaled thumbnail.
+    together, so they match), never from a downscaled thumbnail; in one request, so a
+    worker measures exactly what an in-process engine does.
     """
+    backend = as_backend(engine)
     sample = tiles.cut(images, grid, sample_tiles(grid, count))
-    return moments_to_stats(combine_moments([engine.measure(sample, grid.margin)]))
+    rid = _submit(backend, TileBatch(style, sample, margin=grid.margin, measure=True))
+    reply = _wait_for(backend, {rid})[0]
+    return moments_to_stats(combine_moments([reply.moments]))
 
 
-def stylize_image(engine: StyleEngine, image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
+def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
                   batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP,
-                  stats_tiles: int = settings.STATS_TILES, progress: bool | None = False) -> np.ndarray:
+                  stats_tiles: int = settings.STATS_TILES, progress: bool | None = False,
+                  style: str = settings.DEFAULT_STYLE, inflight: int = settings.STYLIZE_INFLIGHT) -> np.ndarray:
     """Stylise one (H, W, 3) uint8 image through its tile grid.
 
     Args:
-        engine: the style network.
+        engine: a style engine (run here) or a backend (e.g. a broker client).
         image: (H, W, 3) uint8 RGB.
         grid: tile grid planned for the image.
         shared_stats: normalise every tile with the image's statistics (seam-free); False
-            gives each tile its own InstanceNorm statistics (seams; for comparison).
-        batch: tiles per forward pass.
+            gives each tile its own statistics (seams; for comparison), one tile per request.
+        batch: tiles per request.
         ramp: feather ramp.
         stats_tiles: tiles measured together for the statistics (see :func:`measure_stats`).
         progress: show a progress bar (None: only on a terminal).
+        style: the style a backend's workers know the model by.
+        inflight: requests outstanding at once (to keep several workers busy).
 
     Returns:
         (H, W, 3) uint8 stylised image.
+
+    Raises:
+        VrstyleError: a request failed or was lost, or nothing came back for
+            :data:`~vrstyle.settings.STYLIZE_STALL_S`.
     """
-    stats = measure_stats(engine, image, grid, stats_tiles) if shared_stats else None
+    backend = as_backend(engine)
+    stats = measure_stats(backend, image, grid, stats_tiles, style) if shared_stats else None
+    size, margin = (batch, grid.margin) if shared_stats else (1, 0)
+    chunks = [(row, list(range(row * grid.cols + start, row * grid.cols + min(start + size, grid.cols))))
+              for row in range(grid.rows) for start in range(0, grid.cols, size)]
     out = np.empty_like(image)
-    previous: dict[int, np.ndarray] = {}
+    rows: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
+    submitted: dict[int, tuple[int, list[int]]] = {}
+    next_chunk = band = 0
     with tqdm(total=len(grid), unit="tile", disable=None if progress is None else not progress, desc="stylize") as bar:
-        for row in range(grid.rows):
-            indices = list(range(row * grid.cols, (row + 1) * grid.cols))
-            current: dict[int, np.ndarray] = {}
-            for start in range(0, len(indices), batch):
-                chunk = indices[start:start + batch]
-                styled = engine.stylize(tiles.cut(image, grid, chunk), stats, crop=grid.halo)
-                current.update(zip(chunk, styled))
-                bar.update(len(chunk))
-            top = 0 if row == 0 else row * grid.core_h - grid.overlap
-            bottom = grid.height if row == grid.rows - 1 else (row + 1) * grid.core_h - grid.overlap
-            band = Stitcher(grid, ramp=ramp, rows=(top, bottom))
-            for index, tile in {**previous, **current}.items():
-                band.add(index, tile)
-            out[top:bottom] = band.result(np.uint8)[0]
-            previous = current
+        while band < grid.rows:
+            # Bounded memory: requests for at most the band being assembled and the row after it.
+            while next_chunk < len(chunks) and len(submitted) < inflight and chunks[next_chunk][0] <= band + 1:
+                row, indices = chunks[next_chunk]
+                pieces = tiles.cut(image, grid, indices)
+                rid = _submit(backend, TileBatch(style, pieces, stats, crop=grid.halo, margin=margin,
+                                                 first_tile=indices[0]))
+                submitted[rid] = chunks[next_chunk]
+                next_chunk += 1
+            for reply in _wait_for(backend, set(submitted), any_one=True):
+                row, indices = submitted.pop(reply.request_id)
+                rows[row].update(zip(indices, reply.tiles))
+                bar.update(len(indices))
+            while band < grid.rows and len(rows[band]) == grid.cols:
+                top = 0 if band == 0 else band * grid.core_h - grid.overlap
+                bottom = grid.height if band == grid.rows - 1 else (band + 1) * grid.core_h - grid.overlap
+                stitcher = Stitcher(grid, ramp=ramp, rows=(top, bottom))
+                for index, tile in {**rows.get(band - 1, {}), **rows[band]}.items():
+                    stitcher.add(index, tile)
+                out[top:bottom] = stitcher.result(np.uint8)[0]
+                rows.pop(band - 1, None)
+                band += 1
     return out
 
 
-def stylize_untiled(engine: StyleEngine, image: np.ndarray, grid: TileGrid, stats: np.ndarray | None) -> np.ndarray:
+def _submit(backend: Backend, batch: TileBatch) -> int:
+    try:
+        return backend.submit(batch)
+    except ProtocolError as exc:
+        raise VrstyleError(f"cannot send {len(batch.tiles)} tiles of {batch.tiles.shape[1]}x{batch.tiles.shape[2]} "
+                           f"px: {exc}") from None
+
+
+def _wait_for(backend: Backend, request_ids: set[int], any_one: bool = False) -> list[Reply]:
+    """Replies for ``request_ids`` (all of them, or at least one); failures are errors here."""
+    replies: list[Reply] = []
+    waiting = set(request_ids)
+    while waiting and not (any_one and replies):
+        arrived = backend.poll(settings.STYLIZE_STALL_S)
+        if not arrived:
+            raise VrstyleError(f"no tile came back for {settings.STYLIZE_STALL_S:g} s (are workers running?)")
+        for reply in arrived:
+            if reply.request_id not in waiting:
+                continue
+            if reply.status != "ok":
+                raise VrstyleError(f"tiles {reply.status} ({reply.reason}): {reply.message}")
+            waiting.discard(reply.request_id)
+            replies.append(reply)
+    return replies
+
+
+def stylize_untiled(engine: "StyleEngine", image: np.ndarray, grid: TileGrid, stats: np.ndarray | None) -> np.ndarray:
     """The whole-image computation the grid's tiles reproduce: one pass over the padded image.
 
     The image is reflected out by the grid's margin exactly as the tiles see it, so with
@@ -92,3 +192,318 @@ def stylize_untiled(engine: StyleEngine, image: np.ndarray, grid: TileGrid, stat
     padded = tiles.pad_frame(image, grid)[None]
     styled = engine.stylize(padded, stats)[0]
     return tiles.crop_frame(styled, grid)
+
+
+# Frame streams.
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Why a tile of a frame is not freshly stylised, and what stands in for it.
+
+    ``reason``: "late" (not back by the deadline), "lost" (its worker died and no other could
+    finish in time, or the broker went away) or "error" (refused or failed; see ``message``).
+    ``source``: "previous" (the tile's last stylised version) or "raw" (the input, cropped to
+    core + overlap, when there is no stylised version yet). Never black.
+    """
+
+    reason: str
+    source: str
+    message: str = ""
+
+
+@dataclass
+class FrameResult:
+    """One frame, stylised: tiles in tile order for the GPU compositor, and a CPU stitch.
+
+    Attributes:
+        frame_id: the id given at :meth:`FramePipeline.submit`.
+        grid: the tile grid of one eye.
+        tiles: (eyes * len(grid), out_h, out_w, 3) uint8, tile ``t`` of eye ``e`` at
+            ``e * len(grid) + t``; fallbacks already filled in. Read-only by convention.
+        fallback: tile index -> :class:`Fallback`, for every tile not freshly stylised.
+        stats: the (2, C) statistics the tiles were normalised with (None: the stream's first
+            frame, each batch normalised with its own joint statistics).
+        timings: seconds per stage: ``split`` (cutting tiles), ``send`` (handing batches to the
+            backend), ``queue`` / ``inference`` / ``return`` (per request, averaged: waiting in
+            broker and worker, the forward pass, the rest of the round trip), ``total``
+            (submit to result) and, once :meth:`stitched` ran, ``stitch``.
+    """
+
+    frame_id: int
+    grid: TileGrid
+    tiles: np.ndarray
+    fallback: dict[int, Fallback]
+    stats: np.ndarray | None
+    timings: dict[str, float]
+    ramp: str = settings.RAMP
+    _stitched: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def eyes(self) -> int:
+        return len(self.tiles) // len(self.grid)
+
+    @property
+    def complete(self) -> bool:
+        """Every tile freshly stylised."""
+        return not self.fallback
+
+    def stitched(self) -> np.ndarray:
+        """(eyes, H, W, 3) uint8 eye images, stitched on the CPU (computed once)."""
+        if self._stitched is None:
+            start = time.perf_counter()
+            self._stitched = tiles.stitch(self.tiles, self.grid, self.ramp)
+            self.timings["stitch"] = time.perf_counter() - start
+        return self._stitched
+
+
+@dataclass(eq=False)
+class _Frame:
+    frame_id: int
+    style: str
+    start: float
+    deadline: float | None
+    stats: np.ndarray | None
+    inputs: np.ndarray
+    tiles: np.ndarray
+    requests: dict[int, tuple[int, int]] = field(default_factory=dict)
+    received: np.ndarray | None = None
+    failures: dict[int, tuple[str, str]] = field(default_factory=dict)
+    moments: dict[int, np.ndarray] = field(default_factory=dict)
+    replies: list[Reply] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.received.all())
+
+
+class FramePipeline:
+    """Stereo (or mono) frames through a backend, several in flight, each by a deadline.
+
+    Not thread-safe: use it, and its backend, from one thread at a time (it may be a
+    background thread; a ZeroMQ client may be handed over between threads, not shared).
+
+    Args:
+        backend: a :class:`~vrstyle.transport.client.TransportClient`, a
+            :class:`~vrstyle.transport.local.LocalBackend`, or a style engine (run here).
+        grid: the tile grid of one eye (see :meth:`plan`).
+        style: the style the workers serve.
+        eyes: images per frame (2: stereo).
+        deadline_s: seconds after :meth:`submit` when missing tiles are filled by fallback
+            (None: wait for every tile).
+        request_tiles: tiles per request (smaller spreads a frame over more workers).
+        depth: frames in flight at most; submitting another drops the oldest.
+        momentum: weight of the past in the statistics' moving average.
+        stats: (2, C) statistics to start from (else the first frame measures its own).
+        ramp: feather ramp of :meth:`FrameResult.stitched`.
+
+    >>> from vrstyle.transport.local import LocalBackend
+    >>> class Invert:  # a stand-in engine: any object with the StyleEngine methods works
+    ...     stats_channels = 1
+    ...     def stylize_and_measure(self, tiles, stats, crop, margin):
+    ...         out = 255 - tiles[:, crop:tiles.shape[1] - crop, crop:tiles.shape[2] - crop]
+    ...         return out, np.ones((1 if stats is None else len(tiles), 3, 1))
+    >>> pipe = FramePipeline.plan(LocalBackend(Invert()), 64, 96, "invert", tile=32, halo=8, overlap=4)
+    >>> result = pipe.process(np.zeros((2, 64, 96, 3), np.uint8))
+    >>> result.tiles.shape, result.complete, int(result.stitched().min())
+    ((12, 40, 40, 3), True, 255)
+    """
+
+    def __init__(self, backend: "Backend | StyleEngine", grid: TileGrid, style: str, *, eyes: int = 2,
+                 deadline_s: float | None = settings.FRAME_DEADLINE_S, request_tiles: int = settings.REQUEST_TILES,
+                 depth: int = settings.PIPELINE_DEPTH, momentum: float = settings.STATS_MOMENTUM,
+                 stats: np.ndarray | None = None, ramp: str = settings.RAMP):
+        if eyes < 1 or request_tiles < 1 or depth < 1:
+            raise VrstyleError(f"eyes, request_tiles and depth must be at least 1, got {eyes}, {request_tiles}, {depth}")
+        if deadline_s is not None and deadline_s <= 0:
+            raise VrstyleError(f"deadline must be positive, got {deadline_s}")
+        smooth_stats(None, np.zeros(1), momentum)  # validates momentum
+        tiles.tile_weights(grid, 0, ramp)  # validates the ramp
+        self.backend = as_backend(backend)
+        self.grid, self.eyes, self.deadline_s = grid, eyes, deadline_s
+        self.request_tiles, self.depth, self.momentum, self.ramp = request_tiles, depth, momentum, ramp
+        self._style = style
+        self._stats = stats
+        self._frames: dict[int, _Frame] = {}
+        self._requests: dict[int, _Frame] = {}
+        self._previous: np.ndarray | None = None
+        self._previous_ok: np.ndarray | None = None
+        self._last_id = -1
+        self.counters: dict[str, int] = defaultdict(int)
+
+    @classmethod
+    def plan(cls, backend: "Backend | StyleEngine", eye_height: int, eye_width: int, style: str, *,
+             tile: int | tuple[int, int] = settings.TILE, halo: int = settings.HALO, overlap: int = settings.OVERLAP,
+             workers: int | None = None, **options) -> "FramePipeline":
+        """A pipeline with the grid planned for the eye size: tiles of at most ``tile`` px, or
+        (``workers`` given) about that many balanced tiles per eye."""
+        if workers is not None:
+            grid = tiles.plan_grid_for_workers(eye_height, eye_width, workers, halo, overlap, settings.ALIGN)
+        else:
+            grid = tiles.plan_grid(eye_height, eye_width, tile, halo, overlap, settings.ALIGN)
+        return cls(backend, grid, style, **options)
+
+    @property
+    def style(self) -> str:
+        return self._style
+
+    @style.setter
+    def style(self, name: str) -> None:
+        """Switch style; statistics and previous tiles belong to the old model and are forgotten."""
+        self._style = name
+        self.reset()
+
+    @property
+    def stats(self) -> np.ndarray | None:
+        """The (2, C) statistics the next frame will be normalised with."""
+        return self._stats
+
+    @property
+    def in_flight(self) -> list[int]:
+        """Ids of frames submitted and not yet collected or dropped."""
+        return list(self._frames)
+
+    def reset(self, stats: np.ndarray | None = None) -> None:
+        """Forget the stream's statistics and previous tiles (a scene cut, a new style)."""
+        self._stats, self._previous, self._previous_ok = stats, None, None
+
+    def submit(self, eyes: np.ndarray, frame_id: int | None = None) -> int:
+        """Cut a frame into tiles and send them off; returns at once.
+
+        Args:
+            eyes: (eyes, H, W, 3 or 4) uint8. RGBA goes to the workers as is (they ignore
+                alpha; dropping it here would cost a slow strided copy); pass RGB to save
+                bandwidth on remote links.
+            frame_id: increasing id (default: the last plus one).
+
+        Returns:
+            The frame id, for :meth:`result`.
+
+        Raises:
+            GridError: the frame does not fit the grid.
+            ValueError: a frame id not above the last one.
+            VrstyleError: the backend cannot send (e.g. no broker answers the client's first
+                status request).
+        """
+        start = time.monotonic()
+        expected = (self.eyes, self.grid.height, self.grid.width)
+        if not isinstance(eyes, np.ndarray) or eyes.dtype != np.uint8 or eyes.shape[:3] != expected \
+                or eyes.ndim != 4 or eyes.shape[3] not in (3, 4):
+            raise GridError(f"frame must be {expected + ('3|4',)} uint8, got {getattr(eyes, 'shape', '?')} "
+                            f"{getattr(eyes, 'dtype', type(eyes).__name__)}")
+        frame_id = self._last_id + 1 if frame_id is None else int(frame_id)
+        if frame_id <= self._last_id:
+            raise ValueError(f"frame id {frame_id} is not above the last one ({self._last_id})")
+        self._last_id = frame_id
+        while len(self._frames) >= self.depth:
+            self._drop(min(self._frames))
+        inputs = tiles.cut(eyes, self.grid)  # RGBA stays RGBA: workers drop alpha for free, numpy slowly
+        split = time.monotonic()
+        out_h, out_w = self.grid.out_shape
+        deadline = None if self.deadline_s is None else start + self.deadline_s
+        frame = _Frame(frame_id, self._style, start, deadline, self._stats, inputs,
+                       np.empty((len(inputs), out_h, out_w, 3), np.uint8), received=np.zeros(len(inputs), bool))
+        self._frames[frame_id] = frame
+        for first in range(0, len(inputs), self.request_tiles):
+            last = min(first + self.request_tiles, len(inputs))
+            budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+            rid = self.backend.submit(TileBatch(self._style, inputs[first:last], frame.stats, crop=self.grid.halo,
+                                                margin=self.grid.margin, frame_id=frame_id, first_tile=first,
+                                                deadline_s=budget, out=frame.tiles[first:last]))
+            frame.requests[rid] = (first, last)
+            self._requests[rid] = frame
+        frame.timings.update(split=split - start, send=time.monotonic() - split)
+        self.counters["frames"] += 1
+        return frame_id
+
+    def ready(self, frame_id: int) -> bool:
+        """Whether every tile of the frame is back (collects arrived replies; never waits)."""
+        self._pump(0.0)
+        frame = self._frames.get(frame_id)
+        return frame is not None and frame.complete
+
+    def result(self, frame_id: int, timeout: float | None = None) -> FrameResult:
+        """The frame once all its tiles are back, or at its deadline (or after ``timeout``
+        s, if sooner) with fallbacks for the rest. Older frames still in flight are dropped.
+
+        Raises:
+            KeyError: the frame is not in flight (never submitted, dropped or collected).
+        """
+        frame = self._frames.get(frame_id)
+        if frame is None:
+            raise KeyError(f"frame {frame_id} is not in flight (dropped as stale, or already collected)")
+        for older in [f for f in self._frames if f < frame_id]:
+            self._drop(older)
+        limits = [t for t in (frame.deadline, None if timeout is None else time.monotonic() + timeout) if t is not None]
+        end = min(limits) if limits else None
+        self._pump(0.0)  # whatever has arrived counts, even past the deadline
+        while not frame.complete:
+            remaining = None if end is None else end - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self._pump(settings.CONNECT_TIMEOUT_S if remaining is None else remaining)
+        return self._finish(frame)
+
+    def process(self, eyes: np.ndarray) -> FrameResult:
+        """:meth:`submit` then :meth:`result`: one frame, synchronously."""
+        return self.result(self.submit(eyes))
+
+    def _pump(self, timeout: float) -> None:
+        for reply in self.backend.poll(timeout):
+            frame = self._requests.pop(reply.request_id, None)
+            if frame is None:
+                self.counters["stale_replies"] += 1
+                continue
+            first, last = frame.requests.pop(reply.request_id)
+            if reply.status == "ok":
+                frame.received[first:last] = True
+                frame.moments[first] = reply.moments
+                frame.replies.append(reply)
+            else:
+                self.counters[reply.status] += last - first
+                for index in range(first, last):
+                    frame.failures[index] = (reply.status, reply.message)
+
+    def _drop(self, frame_id: int) -> None:
+        frame = self._frames.pop(frame_id)
+        for rid in frame.requests:
+            self._requests.pop(rid, None)
+        self.counters["dropped_frames"] += 1
+
+    def _finish(self, frame: _Frame) -> FrameResult:
+        self._frames.pop(frame.frame_id)
+        for rid in frame.requests:  # still out: their late replies must not write into this result
+            self._requests.pop(rid, None)
+        result_tiles = frame.tiles.copy() if frame.requests else frame.tiles
+        fallback: dict[int, Fallback] = {}
+        for index in np.flatnonzero(~frame.received).tolist():
+            reason, message = frame.failures.get(index, ("late", "not back by the deadline"))
+            if self._previous_ok is not None and self._previous_ok[index]:
+                result_tiles[index] = self._previous[index]
+                source = "previous"
+            else:
+                result_tiles[index] = tiles.crop_halo(frame.inputs[index], self.grid)[..., :3]
+                source = "raw"
+            fallback[index] = Fallback(reason, source, message)
+        if fallback:
+            self.counters["late"] += sum(f.reason == "late" for f in fallback.values())
+        if frame.style == self._style:  # else the stream was reset for a new style meanwhile
+            previous_ok = self._previous_ok if self._previous_ok is not None else np.zeros(len(frame.received), bool)
+            self._previous, self._previous_ok = result_tiles, frame.received | previous_ok
+            if frame.moments:
+                # Merged in tile order, so the result does not depend on arrival order.
+                measured = moments_to_stats(combine_moments(frame.moments[k] for k in sorted(frame.moments)))
+                known = self._stats if self._stats is not None and self._stats.shape == measured.shape else None
+                self._stats = smooth_stats(known, measured, self.momentum)
+        frame.timings.update(_reply_timings(frame.replies), total=time.monotonic() - frame.start)
+        return FrameResult(frame.frame_id, self.grid, result_tiles, fallback, frame.stats, frame.timings, self.ramp)
+
+
+def _reply_timings(replies: list[Reply]) -> dict[str, float]:
+    if not replies:
+        return {"queue": 0.0, "inference": 0.0, "return": 0.0}
+    queue = float(np.mean([r.queue_s for r in replies]))
+    inference = float(np.mean([r.infer_s for r in replies]))
+    rest = float(np.mean([max(r.round_trip_s - r.queue_s - r.infer_s, 0.0) for r in replies]))
+    return {"queue": queue, "inference": inference, "return": rest}

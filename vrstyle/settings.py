@@ -30,6 +30,34 @@ DEFAULT_STYLE = "candy"
 DATA_ENV = "VRSTYLE_DATA"
 """Environment variable naming the shared data folder (teachers, VGG, photos)."""
 
+# Transport (protocol constants, heartbeats and size limits are in vrstyle.transport.protocol).
+BROKER_CLIENTS = "tcp://127.0.0.1:5555"
+"""Where the broker listens for clients (loopback: no keys needed)."""
+BROKER_WORKERS = "tcp://127.0.0.1:5556"
+"""Where the broker listens for workers."""
+BROKER_MAX_QUEUE = 4096
+"""Requests waiting for a worker beyond which the broker refuses new ones."""
+WORKER_CREDIT = 2
+"""Requests a worker holds at once: one computing, one arriving."""
+BATCH_WINDOW_S = 0.001
+"""How long a worker waits for more requests to share a forward pass with the first."""
+WORKER_BATCH_TILES = 16
+"""Most tiles in one forward pass of a worker."""
+CONNECT_TIMEOUT_S = 10.0
+"""How long a client waits for the broker's first answer."""
+
+# Frame pipeline.
+REQUEST_TILES = 2
+"""Tiles per request: small enough to spread a frame over several workers."""
+FRAME_DEADLINE_S = 0.1
+"""Seconds after submission when a frame's missing tiles are filled from the previous frame."""
+PIPELINE_DEPTH = 2
+"""Frames in flight at once; submitting more drops the oldest."""
+STYLIZE_INFLIGHT = 8
+"""Requests in flight while stylising one image (keeps every worker busy)."""
+STYLIZE_STALL_S = 300.0
+"""Single-image stylisation gives up when no tile has come back for this long."""
+
 # Students and distillation.
 CALIBRATION_IMAGES = 16
 """BSDS500 training photos a student is calibrated on, layer by layer."""

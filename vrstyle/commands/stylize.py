@@ -7,6 +7,8 @@ import logging
 import time
 
 from vrstyle import settings
+from vrstyle.commands._common import add_curve_arguments
+from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +33,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--no-shared-stats", action="store_true",
                         help="give each tile its own normalisation statistics (shows seams)")
+    parser.add_argument("--broker", metavar="ENDPOINT",
+                        help="stylise on the workers of the broker at ENDPOINT (e.g. tcp://127.0.0.1:5555) "
+                             "instead of in this process; the result is identical")
+    add_curve_arguments(parser, default_name="client")
 
 
 def run(args: argparse.Namespace) -> int:
     import tiles
     from vrstyle.images import read_rgb, write_rgb
-    from vrstyle.models import StyleEngine, resolve_model
     from vrstyle.pipeline import stylize_image
 
     for option in ("batch", "stats_tiles"):
         if getattr(args, option) < 1:
             raise tiles.GridError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    if args.broker and args.device != "cpu":
+        raise VrstyleError("--device applies to stylising in this process; with --broker the workers' devices count")
+    if args.curve and not args.broker:
+        raise VrstyleError("--curve needs --broker")
     image = read_rgb(args.input)
     grid = tiles.plan_grid(image.shape[0], image.shape[1], args.tile, args.halo, args.overlap, settings.ALIGN)
-    spec = resolve_model(args.style)
-    engine = StyleEngine(spec.load(), device=args.device)
-    log.info("%s: %dx%d px, %s, %d tiles of %s px", args.input, image.shape[1], image.shape[0], spec.name,
-             len(grid), "x".join(map(str, grid.in_shape)))
+    backend = remote_backend(args) if args.broker else local_backend(args)
+    log.info("%s: %dx%d px, %d tiles of %s px", args.input, image.shape[1], image.shape[0], len(grid),
+             "x".join(map(str, grid.in_shape)))
     start = time.perf_counter()
-    result = stylize_image(engine, image, grid, shared_stats=not args.no_shared_stats, batch=args.batch,
-                           ramp=args.ramp, stats_tiles=args.stats_tiles, progress=None)
+    try:
+        result = stylize_image(backend, image, grid, shared_stats=not args.no_shared_stats, batch=args.batch,
+                               ramp=args.ramp, stats_tiles=args.stats_tiles, progress=None, style=args.style)
+    finally:
+        backend.close()
     write_rgb(args.output, result)
     log.info("wrote %s in %.1f s", args.output, time.perf_counter() - start)
     return 0
+
+
+def local_backend(args: argparse.Namespace):
+    from vrstyle.models import StyleEngine, resolve_model
+    from vrstyle.transport.local import LocalBackend
+
+    spec = resolve_model(args.style)
+    log.info("model %s on %s", spec.name, args.device)
+    return LocalBackend(StyleEngine(spec.load(), device=args.device))
+
+
+def remote_backend(args: argparse.Namespace):
+    """A broker client, after checking that some worker serves the style."""
+    from vrstyle.transport.client import TransportClient
+    from vrstyle.transport.security import peer_keys
+
+    keys = peer_keys(args.curve, args.key_name) if args.curve else None
+    client = TransportClient(args.broker, keys=keys)
+    try:
+        workers = client.status()["workers"]
+        if not workers:
+            raise VrstyleError(f"the broker at {args.broker} has no workers (start some with `vrstyle worker`)")
+        served = sorted({style for worker in workers for style in worker["styles"]})
+        if args.style not in served:
+            raise VrstyleError(f"no worker of the broker at {args.broker} serves style {args.style!r} "
+                               f"(served: {', '.join(served)})")
+    except BaseException:
+        client.close()
+        raise
+    return client

@@ -38,9 +38,15 @@ class StyleEngine:
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         half: run in fp16 (CUDA only).
         channels_last: NHWC memory layout (faster convolutions on GPUs).
+        compile: run the tile path with given statistics (network, crop, rounding to uint8)
+            through ``torch.compile(mode="reduce-overhead", dynamic=False)``: CUDA graphs for
+            fixed tile shapes, batches padded to a power of two so a handful of graphs cover
+            every batch size; :meth:`warmup` builds them ahead of time. A stream's first frame
+            (no statistics yet) and :meth:`stylize` stay eager.
     """
 
-    def __init__(self, model: nn.Module, device: str = "cpu", half: bool = False, channels_last: bool = False):
+    def __init__(self, model: nn.Module, device: str = "cpu", half: bool = False, channels_last: bool = False,
+                 compile: bool = False):
         self.device = pick_device(device)
         if half and self.device.type != "cuda":
             raise VrstyleError("fp16 inference needs a CUDA device")
@@ -48,15 +54,48 @@ class StyleEngine:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
         self.stats_channels: int = model.stats_channels
+        self._compiled = torch.compile(self._run, mode="reduce-overhead", dynamic=False) if compile else None
 
     def to_input(self, tiles: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 -> (N, 3, H, W) network input on the device."""
-        if tiles.dtype != np.uint8 or tiles.ndim != 4 or tiles.shape[-1] != 3:
-            raise VrstyleError(f"expected (N, H, W, 3) uint8 tiles, got {tiles.shape} {tiles.dtype}")
-        if not tiles.flags.writeable:  # e.g. straight from PIL; torch wants writable memory
+        """(N, H, W, 3 or 4) uint8 -> (N, 3, H, W) network input on the device (alpha dropped)."""
+        return self._to_network(self._upload(tiles))
+
+    def _upload(self, tiles: np.ndarray) -> torch.Tensor:
+        """Pixels to the device as they are: RGBA stays RGBA, since dropping alpha on the
+        device (in the conversion to float) is free and on the CPU a slow strided copy."""
+        if tiles.dtype != np.uint8 or tiles.ndim != 4 or tiles.shape[-1] not in (3, 4):
+            raise VrstyleError(f"expected (N, H, W, 3 or 4) uint8 tiles, got {tiles.shape} {tiles.dtype}")
+        if not tiles.flags.writeable:  # e.g. straight from PIL or a socket; torch wants writable memory
             tiles = tiles.copy()
-        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device, non_blocking=True)
-        return x.permute(0, 3, 1, 2).to(self.dtype, memory_format=self.memory_format)
+        return torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device, non_blocking=True)
+
+    def _to_network(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels[..., :3].permute(0, 3, 1, 2).to(self.dtype, memory_format=self.memory_format)
+
+    def _given(self, stats: np.ndarray | None) -> torch.Tensor | None:
+        if stats is None:
+            return None
+        given = torch.from_numpy(np.array(stats, dtype=np.float32)).to(self.device)  # a copy: may be read-only
+        if given.shape[-2:] != (2, self.stats_channels) or given.ndim not in (2, 3):
+            raise VrstyleError(f"statistics of shape {tuple(given.shape)} do not fit this model "
+                               f"(expects (2, {self.stats_channels}))")
+        return given
+
+    def _run(self, pixels: torch.Tensor, given: torch.Tensor | None, crop: int, margin: int,
+             capture_rows: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 NHWC in, uint8 NHWC out (cropped), plus the capture buffer if asked for.
+
+        The capture buffer is made here rather than passed in, so a compiled version mutates
+        none of its inputs (CUDA graphs need that).
+        """
+        capture = None
+        if capture_rows is not None:
+            shape = (3, self.stats_channels) if capture_rows == 0 else (capture_rows, 3, self.stats_channels)
+            capture = torch.empty(shape, device=self.device)
+        out = self.model(self._to_network(pixels), stats=given, capture=capture, margin=margin)
+        height, width = pixels.shape[1:3]
+        out = out[:, :, crop:height - crop, crop:width - crop]
+        return out.float().clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous(), capture
 
     @torch.inference_mode()
     def measure(self, tiles: np.ndarray, margin: int) -> np.ndarray:
@@ -81,13 +120,51 @@ class StyleEngine:
         Returns:
             (N, H - 2 crop, W - 2 crop, 3) uint8.
         """
-        given = None
-        if stats is not None:
-            given = torch.as_tensor(stats, dtype=torch.float32, device=self.device)
-            if given.shape[-2:] != (2, self.stats_channels):
-                raise VrstyleError(f"statistics of shape {tuple(given.shape)} do not fit this model "
-                                   f"(expects (2, {self.stats_channels}))")
-        height, width = tiles.shape[1:3]
-        out = self.model(self.to_input(tiles), stats=given)
-        out = out[:, :, crop:height - crop, crop:width - crop]
-        return out.float().clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out, _ = self._run(self._upload(tiles), self._given(stats), crop, 0, None)
+        return out.cpu().numpy()
+
+    @torch.inference_mode()
+    def stylize_and_measure(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int,
+                            margin: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stylise tiles and, in the same pass, measure their cores' moments for the next frame.
+
+        Args:
+            tiles: (N, H, W, 3 or 4) uint8 (alpha is ignored).
+            stats: (2, C) or (N, 2, C) statistics to normalise with, or None to normalise with
+                the joint statistics of the whole batch (a stream's first frame) and return them.
+            crop: pixels to drop on each side of the output (the halo).
+            margin: pixels on each side of a tile outside its core (overlap + halo); the
+                moments cover only the cores, which partition the frame.
+
+        Returns:
+            (N, H - 2 crop, W - 2 crop, 3) uint8 tiles, and (M, 3, C) float64 moments to merge
+            with :func:`~vrstyle.normstats.combine_moments`: one row per tile when statistics
+            are given (M = N; each tile's own, whatever else shares the batch), else one joint
+            row (M = 1).
+        """
+        given = self._given(stats)
+        pixels = self._upload(tiles)
+        count = len(tiles)
+        if given is None:  # a stream's first frame: eager, as a graph per batch size would not pay
+            out, capture = self._run(pixels, None, crop, margin, 0)
+            return out.cpu().numpy(), capture[None].cpu().numpy().astype(np.float64)
+        if self._compiled is None:
+            out, capture = self._run(pixels, given, crop, margin, count)
+        else:  # one graph per power-of-two batch: RGB, per-tile statistics, padded
+            padded = 1 << (count - 1).bit_length()
+            pixels = pixels[..., :3]
+            pixels = torch.cat([pixels, pixels[:1].expand(padded - count, -1, -1, -1)])
+            given = given.expand(count, -1, -1) if given.ndim == 2 else given
+            given = torch.cat([given, given[:1].expand(padded - count, -1, -1)])
+            out, capture = self._compiled(pixels, given, crop, margin, padded)
+        return out[:count].cpu().numpy(), capture[:count].cpu().numpy().astype(np.float64)
+
+    def warmup(self, tile_shape: tuple[int, int], max_batch: int, crop: int, margin: int) -> None:
+        """Build the CUDA graphs of a compiled engine for ``tile_shape`` tiles ahead of time: one
+        per power-of-two batch size up to ``max_batch``, so no request pays for compilation."""
+        if self._compiled is None:
+            return
+        tiles = np.random.default_rng(0).integers(0, 256, (max_batch, *tile_shape, 3), dtype=np.uint8)
+        stats = np.stack([np.zeros(self.stats_channels), np.ones(self.stats_channels)]).astype(np.float32)
+        for count in sorted({1 << i for i in range(max(max_batch - 1, 0).bit_length() + 1)}):
+            self.stylize_and_measure(tiles[:count], stats, crop, margin)

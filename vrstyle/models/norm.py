@@ -33,13 +33,15 @@ class FrameNorm(nn.Module):
     * neither: plain per-image InstanceNorm, as the network was trained.
 
     With both ``stats`` and ``capture``, the layer normalises with ``stats`` and records the
-    moments of its input, so the tiles of one frame measure the statistics for the next.
+    moments of its input, so the tiles of one frame measure the statistics for the next. A
+    capture of shape ``(N, 3, C_total)`` records each image's moments on its own (so they do
+    not depend on what else shares the batch); a ``(3, C_total)`` one records them jointly.
     Recording skips ``margin`` input pixels on every side (scaled by this layer's ``stride``):
     the halo of a tile, where its own padding disturbs the activations. Recorded moments are
     rows (count, mean, variance); see :func:`combine_moments`.
 
     Shape:
-        x: (N, C, H, W); stats: (2, C_total) or (N, 2, C_total); capture: (3, C_total).
+        x: (N, C, H, W); stats: (2, C_total) or (N, 2, C_total); capture: (3, C_total) or (N, 3, C_total).
     """
 
     def __init__(self, channels: int, offset: int = 0, stride: int = 1, eps: float = EPS):
@@ -54,10 +56,12 @@ class FrameNorm(nn.Module):
         if capture is not None:
             m = margin // self.stride
             inner = x[..., m:x.shape[-2] - m, m:x.shape[-1] - m].float()
-            var, mean = torch.var_mean(inner, dim=(0, 2, 3), correction=0, keepdim=True)
-            capture[0, columns] = inner.numel() // self.channels
-            capture[1, columns] = mean.flatten()
-            capture[2, columns] = var.flatten()
+            per_image = capture.ndim == 3
+            var, mean = torch.var_mean(inner, dim=(2, 3) if per_image else (0, 2, 3), correction=0, keepdim=True)
+            rows = capture.shape[:-2] + (self.channels,)
+            capture[..., 0, columns] = inner.shape[2] * inner.shape[3] * (1 if per_image else inner.shape[0])
+            capture[..., 1, columns] = mean.reshape(rows)
+            capture[..., 2, columns] = var.reshape(rows)
         if stats is not None:
             mean, var = stats[..., 0, columns].float(), stats[..., 1, columns].float()
             mean, var = mean.reshape(-1, self.channels, 1, 1), var.reshape(-1, self.channels, 1, 1)

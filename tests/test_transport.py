@@ -1,0 +1,394 @@
+"""The ZeroMQ transport with real sockets and real broker and worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+import tiles
+from vrstyle.errors import VrstyleError
+from vrstyle.normstats import combine_moments
+from vrstyle.transport import protocol as P
+from vrstyle.transport import TileBatch, TransportClient
+from vrstyle.transport.cluster import LocalCluster
+from vrstyle.transport.shm import host_id
+
+GRID = tiles.plan_grid(96, 128, tile=32, halo=8, overlap=4)
+STYLE = "tiny"
+
+
+def frame_tiles(seed: int, grid: tiles.TileGrid = GRID) -> np.ndarray:
+    eyes = np.random.default_rng(seed).integers(0, 256, (2, grid.height, grid.width, 3), dtype=np.uint8)
+    return tiles.cut(eyes, grid)
+
+
+def stats_for(engine, pieces: np.ndarray) -> np.ndarray:
+    return combine_moments([engine.measure(pieces, GRID.margin)])[1:].astype(np.float32)
+
+
+def batches(pieces: np.ndarray, stats, size: int = 3, **options) -> list[TileBatch]:
+    return [TileBatch(STYLE, pieces[i:i + size], stats, crop=GRID.halo, margin=GRID.margin, first_tile=i, **options)
+            for i in range(0, len(pieces), size)]
+
+
+def collect(client, count: int, timeout: float = 60.0) -> dict[int, P.Reply]:
+    """Exactly ``count`` replies, each request id once."""
+    replies: dict[int, P.Reply] = {}
+    until = time.monotonic() + timeout
+    while len(replies) < count:
+        assert time.monotonic() < until, f"only {len(replies)} of {count} replies in {timeout} s"
+        for reply in client.poll(1.0):
+            assert reply.request_id not in replies, f"request {reply.request_id} answered twice"
+            replies[reply.request_id] = reply
+    return replies
+
+
+def assert_like_in_process(engine, batch: TileBatch, reply: P.Reply) -> None:
+    assert reply.status == "ok", reply.message
+    expected, moments = engine.stylize_and_measure(batch.tiles[..., :3], batch.stats, batch.crop, batch.margin)
+    np.testing.assert_array_equal(reply.tiles, expected)
+    np.testing.assert_array_equal(reply.moments, combine_moments(moments))
+
+
+def test_workers_times_clients_every_tile_once_bit_identical(cluster, tiny_engine):
+    """3 clients at once on 2 workers; each client its own statistics (one without: first frame)."""
+    sent: dict[int, dict[int, TileBatch]] = {}
+    replies: dict[int, dict[int, P.Reply]] = {}
+
+    def run_client(index: int) -> None:
+        with cluster.client() as client:
+            pieces = frame_tiles(index)
+            stats = None if index == 0 else stats_for(tiny_engine, pieces) * (1 + 0.1 * index)
+            mine = {client.submit(b): b for frame in range(3) for b in batches(pieces, stats, size=2 + index)}
+            sent[index] = mine
+            replies[index] = collect(client, len(mine))
+            assert client.counters["stray_replies"] == 0
+
+    threads = [threading.Thread(target=run_client, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(3):
+        assert replies[index].keys() == sent[index].keys()
+        for rid, batch in sent[index].items():
+            assert_like_in_process(tiny_engine, batch, replies[index][rid])
+    served = [w["served"] for w in cluster.status()["workers"]]
+    assert len(served) == 2 and min(served) > 0, f"work was not shared: {served}"
+
+
+def test_rgba_tiles_and_measure_requests(cluster, tiny_engine):
+    pieces = frame_tiles(5)
+    rgba = np.concatenate([pieces, np.full(pieces.shape[:-1] + (1,), 77, np.uint8)], axis=-1)
+    with cluster.client() as client:
+        stats = stats_for(tiny_engine, pieces)
+        stylize = TileBatch(STYLE, rgba[:4], stats, crop=GRID.halo, margin=GRID.margin)
+        measure = TileBatch(STYLE, rgba[:8], margin=GRID.margin, measure=True)
+        ids = [client.submit(stylize), client.submit(measure)]
+        got = collect(client, 2)
+    assert_like_in_process(tiny_engine, TileBatch(STYLE, pieces[:4], stats, GRID.halo, GRID.margin), got[ids[0]])
+    assert got[ids[1]].tiles is None
+    np.testing.assert_array_equal(got[ids[1]].moments, tiny_engine.measure(pieces[:8], GRID.margin))
+
+
+@pytest.mark.parametrize("payload", ["copy", "zerocopy", "shm", "auto"])
+def test_payload_paths_give_identical_results(cluster, tiny_engine, payload):
+    pieces = frame_tiles(7)
+    stats = stats_for(tiny_engine, pieces)
+    with cluster.client(payload=payload) as client:
+        sent = {client.submit(b): b for b in batches(pieces, stats, size=4)}
+        got = collect(client, len(sent))
+        if payload == "auto":
+            assert client._mode(STYLE) == "shm", "every worker is local: auto should pick shared memory"
+        names = set(client._blocks._all) if client._blocks is not None else set()
+    for rid, batch in sent.items():
+        assert_like_in_process(tiny_engine, batch, got[rid])
+    assert bool(names) == (payload in ("shm", "auto"))
+    assert not [name for name in names if Path("/dev/shm", name).exists()], "segments left after close()"
+
+
+def test_out_arrays_are_filled_in_place(cluster, tiny_engine):
+    pieces = frame_tiles(8)
+    out = np.zeros((4, *GRID.out_shape, 3), np.uint8)
+    with cluster.client(payload="shm") as client:
+        rid = client.submit(TileBatch(STYLE, pieces[:4], None, GRID.halo, GRID.margin, out=out))
+        reply = collect(client, 1)[rid]
+    assert reply.tiles is out
+    expected, _ = tiny_engine.stylize_and_measure(pieces[:4], None, GRID.halo, GRID.margin)
+    np.testing.assert_array_equal(out, expected)
+
+
+def raw_socket(endpoint: str) -> zmq.Socket:
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.linger = 0
+    socket.rcvtimeo = 10_000
+    socket.connect(endpoint)
+    return socket
+
+
+def good_request(rid: int, **fields) -> list:
+    pieces = frame_tiles(9)[:2]
+    header = TileBatch(STYLE, pieces, None, GRID.halo, GRID.margin).header(rid)
+    header = replace(header, **fields)
+    return P.request_frames(header, pieces, None, None)
+
+
+def malformed_messages() -> list[tuple[str, list, int]]:
+    good = good_request(1)
+    header = P.Header.unpack(good[0])
+    stats = np.ones((2, 143), np.float32)
+    with_stats = replace(header, flags=P.FLAG_STATS, stats_channels=143)
+    oversize = replace(header, count=200, height=1024, width=1024, channels=4)
+    unversioned = bytearray(good[0])
+    unversioned[4] = 2
+    return [
+        ("garbage header", [b"hello", good[1]], P.E_MALFORMED),
+        ("unknown version", [bytes(unversioned), good[1]], P.E_VERSION),
+        ("truncated payload", [good[0], bytes(good[1])[:-10]], P.E_PAYLOAD),
+        ("wrong shape", [replace(header, width=40).pack(), good[1]], P.E_PAYLOAD),
+        ("wrong dtype", [replace(header, dtype=9).pack(), good[1]], P.E_DTYPE),
+        ("oversize", [oversize.pack(), good[1]], P.E_LIMIT),
+        ("too many parts", [*good, b"x"], P.E_MALFORMED),
+        ("unknown style", [replace(header, style="vangogh").pack(), good[1]], P.E_STYLE),
+        ("statistics of another model", [with_stats.pack(), good[1], stats], P.E_STATS),
+        ("a worker's message", [P.Header(P.READY).pack(), b"{}"], P.E_KIND),
+    ]
+
+
+def test_malformed_messages_get_error_replies_and_are_counted(cluster, tiny_engine):
+    before = cluster.status()["counters"].get("rejected", 0)
+    socket = raw_socket(cluster.client_endpoint)
+    messages = malformed_messages()
+    with cluster.client() as client:
+        for name, frames, code in messages:
+            rid = client.submit(batches(frame_tiles(3), None)[0])  # a well-behaved client meanwhile
+            socket.send_multipart(frames)
+            reply = socket.recv_multipart()
+            header = P.Header.unpack(reply[0])
+            assert (header.kind, header.code) == (P.ERROR, code), f"{name}: {reply}"
+            assert reply[1].startswith(b"broker: "), name
+            assert_like_in_process(tiny_engine, batches(frame_tiles(3), None)[0], collect(client, 1)[rid])
+    # The raw socket still gets served after all that.
+    socket.send_multipart(good_request(99))
+    reply = socket.recv_multipart()
+    assert P.Header.unpack(reply[0]).kind == P.RESULT and P.Header.unpack(reply[0]).request_id == 99
+    socket.close()
+    counters = cluster.status()["counters"]
+    assert counters["rejected"] - before == len(messages)
+    assert counters.get("rejected_version", 0) >= 1 and counters.get("rejected_payload", 0) >= 2
+
+
+def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine, tmp_path):
+    """A real worker process behind a broker socket of the test's own."""
+    context = zmq.Context.instance()
+    broker = context.socket(zmq.ROUTER)
+    broker.linger = 0
+    endpoint = f"ipc://{tmp_path}/workers"
+    broker.bind(endpoint)
+    worker = subprocess.Popen([sys.executable, "-m", "vrstyle.cli", "worker", "--broker", endpoint, "--style",
+                               tiny_model, "--threads", "1", "--heartbeat", "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert broker.poll(60_000), "worker never announced itself"
+        identity, header, info = broker.recv_multipart()
+        assert P.Header.unpack(header).kind == P.READY
+        assert P.parse_worker_info(info)["styles"]["tiny"] == tiny_engine.stats_channels
+
+        def exchange(frames: list) -> P.Header:
+            broker.send_multipart([identity, P.Header(P.HEARTBEAT).pack()])
+            broker.send_multipart([identity, *frames])
+            while True:
+                assert broker.poll(30_000), "no reply from the worker"
+                reply = broker.recv_multipart()
+                parsed = P.Header.unpack(reply[1])
+                if parsed.kind != P.HEARTBEAT:
+                    return parsed
+
+        good = good_request(5)
+        header = P.Header.unpack(good[0])
+        shm_header = replace(header, flags=P.FLAG_SHM)
+        missing = P.ShmDescriptor("vrs_0_nothere", 0, good[1].nbytes, good[1].nbytes,
+                                  int(np.prod(header.out_shape)))
+        for frames, code in [
+            ([replace(header, style="vangogh").pack(), good[1]], P.E_STYLE),
+            ([replace(header, flags=P.FLAG_STATS, stats_channels=7).pack(), good[1],
+              np.ones((2, 7), np.float32)], P.E_STATS),
+            ([good[0], bytes(good[1])[:100]], P.E_PAYLOAD),
+            ([b"\x00" * P.HEADER_STRUCT.size, good[1]], P.E_MALFORMED),
+            ([shm_header.pack(), missing.pack()], P.E_SHM),
+        ]:
+            reply = exchange(frames)
+            assert (reply.kind, reply.code) == (P.ERROR, code)
+        expired = exchange(good_request(6, budget_us=1))
+        assert (expired.kind, expired.code) == (P.LOST, P.LOST_EXPIRED)
+        assert exchange(good).kind == P.RESULT
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        broker.close()
+    assert worker.returncode == 0, err
+    assert "rejected a request" in err and "Traceback" not in err
+
+
+def test_killed_worker_loses_no_tile_and_a_restarted_one_rejoins(tiny_model, tiny_engine):
+    grid = tiles.plan_grid(256, 256, tile=128, halo=24, overlap=8)
+    pieces = frame_tiles(11, grid)  # 8 tiles of 192 px: slow enough to catch a worker mid-batch
+    stats = combine_moments([tiny_engine.measure(pieces, grid.margin)])[1:].astype(np.float32)
+    make = lambda deadline=None: [TileBatch(STYLE, pieces[i:i + 1], stats, grid.halo, grid.margin, first_tile=i,
+                                            deadline_s=deadline) for i in range(len(pieces))]
+    with LocalCluster([tiny_model], workers=2, heartbeat_s=0.5, threads=1) as cluster, cluster.client() as client:
+        # A frame in flight; SIGKILL whichever worker holds part of it.
+        sent = {client.submit(b): b for b in make() * 2}
+        victim = _kill_a_busy_worker(cluster)
+        got = collect(client, len(sent))
+        for rid, batch in sent.items():
+            assert_like_in_process(tiny_engine, batch, got[rid])
+        assert any(reply.redispatched for reply in got.values())
+        counters = cluster.status()["counters"]
+        assert counters["redispatched"] >= 1 and counters["workers_died"] >= 1 and counters.get("lost", 0) == 0
+
+        # The restarted worker rejoins and gets work.
+        cluster.start_worker(victim)
+        new_pid = cluster.worker_pid(victim)
+        sent = {client.submit(b): b for b in make() * 2}
+        for rid, reply in collect(client, len(sent)).items():
+            assert_like_in_process(tiny_engine, sent[rid], reply)
+        served = {w["pid"]: w["served"] for w in cluster.status()["workers"]}
+        assert served.get(new_pid, 0) > 0, served
+
+        # No worker left to finish them in time: every request still comes back, LOST at its deadline.
+        sent = {client.submit(b): b for b in make(deadline=2.0) * 3}
+        _kill_a_busy_worker(cluster)
+        for index in range(len(cluster.workers)):
+            cluster.kill_worker(index)
+        got = collect(client, len(sent))
+        assert {r.status for r in got.values()} <= {"ok", "lost"}
+        lost = [r for r in got.values() if r.status == "lost"]
+        assert lost and {r.code for r in lost} <= {P.LOST_WORKER_DIED, P.LOST_EXPIRED}
+
+
+def _kill_a_busy_worker(cluster: LocalCluster) -> int:
+    until = time.monotonic() + 30
+    while time.monotonic() < until:
+        busy = [w["pid"] for w in cluster.status()["workers"] if w["outstanding"] > 0]
+        pids = {cluster.worker_pid(i): i for i, p in enumerate(cluster.workers) if p is not None}
+        for pid in busy:
+            if pid in pids:
+                cluster.kill_worker(pids[pid])
+                return pids[pid]
+        time.sleep(0.005)
+    raise AssertionError("no worker was ever busy")
+
+
+def test_requests_past_their_deadline_come_back_lost(cluster):
+    with cluster.client() as client:
+        rid = client.submit(batches(frame_tiles(1), None, deadline_s=1e-6)[0])
+        reply = collect(client, 1)[rid]
+    assert (reply.status, reply.code) == ("lost", P.LOST_EXPIRED)
+
+
+def test_a_silent_broker_means_lost_requests_not_a_hang(tmp_path):
+    with TransportClient(f"ipc://{tmp_path}/nobody", payload="copy", heartbeat_s=0.1) as client:
+        with pytest.raises(VrstyleError, match="no answer from the broker"):
+            client.status(timeout=0.3)
+        rid = client.submit(batches(frame_tiles(1), None)[0])
+        reply = collect(client, 1, timeout=10)[rid]
+    assert (reply.status, reply.code) == ("lost", P.LOST_BROKER_GONE)
+
+
+def test_curve_refuses_a_wrong_key_and_accepts_the_right_one(tiny_model, tiny_engine, tmp_path):
+    from vrstyle.transport.broker import Broker
+    from vrstyle.transport.security import generate_keys, peer_keys, server_keys
+
+    generate_keys(tmp_path / "keys")
+    generate_keys(tmp_path / "other", ("client",))
+    broker = Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", heartbeat_s=0.25, keys=server_keys(tmp_path / "keys"),
+                    context=zmq.Context())
+    stop = threading.Event()
+    thread = threading.Thread(target=broker.run, args=(stop,))
+    thread.start()
+    worker = subprocess.Popen([sys.executable, "-m", "vrstyle.cli", "worker", "--broker", broker.worker_endpoint,
+                               "--style", tiny_model, "--threads", "1", "--heartbeat", "0.25", "--curve",
+                               str(tmp_path / "keys")], stderr=subprocess.PIPE, text=True)
+    try:
+        right = peer_keys(tmp_path / "keys", "client")
+        with TransportClient(broker.client_endpoint, keys=right, heartbeat_s=0.25) as client:
+            until = time.monotonic() + 60
+            while not client.status()["workers"]:
+                assert time.monotonic() < until and worker.poll() is None, "worker never joined"
+                time.sleep(0.1)
+            rid = client.submit(batches(frame_tiles(2), None)[0])
+            assert_like_in_process(tiny_engine, batches(frame_tiles(2), None)[0], collect(client, 1)[rid])
+        # A client key the broker never authorised (with the right broker key): refused.
+        other = peer_keys(tmp_path / "other", "client")
+        intruder = type(right)(other.public, other.secret, right.server_public)
+        with TransportClient(broker.client_endpoint, keys=intruder) as client:
+            with pytest.raises(VrstyleError, match="refused this client's CURVE key"):
+                client.status(timeout=10)
+        # No keys at all: the handshake never completes, so no answer.
+        with TransportClient(broker.client_endpoint) as client:
+            with pytest.raises(VrstyleError, match="no answer"):
+                client.status(timeout=0.5)
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
+        stop.set()
+        thread.join()
+
+
+def test_shm_segments_are_removed_when_the_client_is_killed(cluster):
+    script = textwrap.dedent(f"""
+        import sys, time, numpy as np
+        from vrstyle.transport import TransportClient, TileBatch
+        client = TransportClient({cluster.client_endpoint!r}, payload="shm")
+        tiles = np.zeros((2, 48, 48, 3), np.uint8)
+        client.submit(TileBatch("tiny", tiles, None, 8, 12))
+        client.poll(30)
+        print(*client._blocks._all, flush=True)
+        time.sleep(60)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    names = process.stdout.readline().split()
+    assert names and all(Path("/dev/shm", name).exists() for name in names)
+    process.kill()
+    process.wait()
+    until = time.monotonic() + 20
+    while any(Path("/dev/shm", name).exists() for name in names):
+        assert time.monotonic() < until, "segments outlived their killed client"
+        time.sleep(0.1)
+
+
+def test_client_broker_and_pipeline_run_without_torch(cluster):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # any import of torch now fails
+        import numpy as np
+        import vrstyle.pipeline, vrstyle.transport.broker, vrstyle.transport.cluster, vrstyle.transport.worker
+        import vrstyle.commands.broker, vrstyle.commands.keys
+        from vrstyle.pipeline import FramePipeline
+        from vrstyle.transport import TransportClient
+        with TransportClient({cluster.client_endpoint!r}) as client:
+            pipe = FramePipeline.plan(client, 64, 96, "tiny", tile=32, halo=8, overlap=4, deadline_s=None)
+            result = pipe.process(np.zeros((2, 64, 96, 4), np.uint8))
+        assert result.complete and result.stitched().shape == (2, 64, 96, 3)
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_host_ids_agree_between_processes():
+    other = subprocess.run([sys.executable, "-c", "from vrstyle.transport.shm import host_id; print(host_id())"],
+                           capture_output=True, text=True, check=True)
+    assert int(other.stdout) == host_id() != 0

@@ -1,0 +1,342 @@
+"""The client side of the transport: submit tile batches to a broker, poll for replies.
+
+:class:`TransportClient` is one DEALER socket and is used from one thread (any one). It
+implements the backend interface of :mod:`vrstyle.pipeline` (``submit``, ``poll``,
+``pending``, ``status``, ``close``), like :class:`~vrstyle.transport.local.LocalBackend`.
+
+Payloads go one of three ways (``payload=``): ``"copy"`` (pyzmq copies the tiles into the
+message), ``"zerocopy"`` (libzmq sends straight from the numpy buffer) or ``"shm"`` (tiles
+and results in shared memory, only descriptors on the socket; same host only). ``"auto"``
+uses shared memory for a style when every worker serving it shares this host, else
+zero-copy, and re-checks with each heartbeat; a shared-memory request that no local worker
+can take comes back as E_NO_LOCAL_WORKER and is resent by copy, transparently.
+
+Heartbeats: while requests are outstanding the client asks for the broker's STATUS every
+interval; a broker silent for ``liveness`` intervals means every outstanding request is
+returned LOST (``broker-gone``), never left hanging.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+from vrstyle.transport import protocol as P
+from vrstyle.transport import shm
+from vrstyle.transport.security import CurveKeys
+
+log = logging.getLogger(__name__)
+
+PAYLOADS = ("auto", "shm", "zerocopy", "copy")
+AUTH_FAILURES = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's CURVE key (it is not among the broker's authorized keys)",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed the CURVE handshake (is the broker's public key right?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed the CURVE handshake (is the broker's public key right?)",
+}
+
+
+@dataclass
+class _Pending:
+    batch: P.TileBatch
+    header: P.Header
+    sent: float
+    block: shm.Block | None
+
+
+class TransportClient:
+    """Talks to a broker: tile batches out, :class:`~vrstyle.transport.protocol.Reply` objects back.
+
+    Args:
+        endpoint: the broker's client endpoint.
+        keys: CURVE keys (``peer_keys(DIR, "client")``) for a broker started with ``--curve``.
+        payload: "auto", "shm", "zerocopy" or "copy" (see the module docstring).
+        heartbeat_s, liveness: heartbeat interval and silent intervals before the broker is gone.
+
+    >>> client = TransportClient("tcp://127.0.0.1:1", payload="copy")
+    >>> client.pending
+    0
+    >>> client.close()
+    """
+
+    def __init__(self, endpoint: str = settings.BROKER_CLIENTS, *, keys: CurveKeys | None = None,
+                 payload: str = "auto", heartbeat_s: float = P.HEARTBEAT_INTERVAL_S,
+                 liveness: int = P.HEARTBEAT_LIVENESS, context: zmq.Context | None = None):
+        if payload not in PAYLOADS:
+            raise VrstyleError(f"unknown payload mode {payload!r}; choose one of {', '.join(PAYLOADS)}")
+        if payload == "shm" and not shm.available():
+            raise VrstyleError("shared memory is not available on this host (no /dev/shm)")
+        self.endpoint, self.payload = endpoint, payload
+        self.heartbeat_s, self.liveness = heartbeat_s, liveness
+        self.context = context or zmq.Context.instance()
+        self.host = shm.host_id()
+        self.counters: dict[str, int] = {"sent": 0, "stray_replies": 0, "resent_by_copy": 0}
+        self._pending: dict[int, _Pending] = {}
+        self._ready: list[P.Reply] = []
+        self._next_id = 1
+        self._blocks = shm.BlockPool() if payload in ("auto", "shm") and shm.available() else None
+        self._status: dict[str, Any] | None = None
+        self._status_asked = 0.0
+        self._heard = time.monotonic()
+        self._closed = False
+        self._socket = self.context.socket(zmq.DEALER)
+        self._socket.linger = 0
+        self._socket.sndhwm = self._socket.rcvhwm = 0
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._monitor = None
+        if keys is not None:
+            keys.apply(self._socket)
+            self._monitor = self._socket.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            self._poller.register(self._monitor, zmq.POLLIN)
+        try:
+            self._socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise VrstyleError(f"cannot connect to broker at {endpoint}: {exc.strerror}") from None
+
+    # The backend interface.
+
+    @property
+    def pending(self) -> int:
+        """Requests submitted and not yet answered."""
+        return len(self._pending)
+
+    def status(self, timeout: float | None = None) -> dict[str, Any]:
+        """The broker's state (workers with their styles and hosts, queue, counters).
+
+        Raises:
+            VrstyleError: no answer within ``timeout`` (default
+                :data:`~vrstyle.settings.CONNECT_TIMEOUT_S`), or the broker refused our keys.
+        """
+        timeout = settings.CONNECT_TIMEOUT_S if timeout is None else timeout
+        self._status = None
+        self._ask_status()
+        until = time.monotonic() + timeout
+        while self._status is None:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                raise VrstyleError(f"no answer from the broker at {self.endpoint} within {timeout:g} s "
+                                   "(is `vrstyle broker` running there?)")
+            self._receive(remaining)
+        return self._status
+
+    def submit(self, batch: P.TileBatch) -> int:
+        """Send a batch; its :class:`Reply` comes from :meth:`poll` later.
+
+        Returns:
+            The request id (echoed in the reply).
+
+        Raises:
+            ValueError (ProtocolError): the batch breaks the protocol's limits.
+            VrstyleError: ``payload="auto"`` and the broker does not answer a first STATUS.
+        """
+        tiles = batch.tiles
+        if not isinstance(tiles, np.ndarray) or tiles.dtype != np.uint8 or tiles.ndim != 4:
+            raise P.ProtocolError(P.E_DTYPE, f"tiles must be a (count, height, width, 3|4) uint8 array, got "
+                                             f"{getattr(tiles, 'shape', '?')} {getattr(tiles, 'dtype', type(tiles))}")
+        rid = self._next_id
+        use_shm = self._mode(batch.style) == "shm"
+        header = batch.header(rid, self.host, shm=use_shm)
+        P.check_request_header(header)
+        header.pack()  # raises for a style name too long for the header
+        self._next_id += 1
+        pending = _Pending(batch, header, time.monotonic(), None)
+        if not self._pending:
+            self._heard = pending.sent  # the silence clock starts with the first outstanding request
+        self._pending[rid] = pending
+        self._send(pending, use_shm)
+        return rid
+
+    def poll(self, timeout: float = 0.0) -> list[P.Reply]:
+        """Replies that have arrived, waiting up to ``timeout`` s for the first one.
+
+        Raises:
+            VrstyleError: the broker refused this client's CURVE key.
+        """
+        until = time.monotonic() + timeout
+        while True:
+            remaining = max(until - time.monotonic(), 0.0)
+            self._receive(remaining)
+            if self._ready or remaining == 0.0:
+                break
+        ready, self._ready = self._ready, []
+        return ready
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._monitor is not None:
+            self._socket.disable_monitor()
+            self._monitor.close()
+        self._socket.close()
+        if self._blocks is not None:
+            self._blocks.close()
+
+    def __enter__(self) -> "TransportClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # Sending.
+
+    def _mode(self, style: str) -> str:
+        if self.payload != "auto":
+            return self.payload
+        if self._blocks is None:
+            return "zerocopy"
+        if self._status is None:
+            self.status()
+        serving = [w for w in self._status["workers"] if style in w["styles"]]
+        local = bool(serving) and all(w["host"] == self.host for w in serving)
+        return "shm" if local else "zerocopy"
+
+    def _send(self, pending: _Pending, use_shm: bool) -> None:
+        batch, header = pending.batch, pending.header
+        budget = 0
+        if batch.deadline_s is not None:
+            budget = max(int((batch.deadline_s - (time.monotonic() - pending.sent)) * 1e6), 1)
+        flags = (header.flags & ~P.FLAG_SHM) | (P.FLAG_SHM if use_shm else 0)
+        header = pending.header = replace(header, budget_us=budget, flags=flags)
+        if use_shm:
+            out_bytes = int(np.prod(header.out_shape)) if header.kind == P.STYLIZE else 0
+            if pending.block is None:
+                pending.block = self._blocks.acquire(batch.tiles.nbytes, out_bytes)
+                pending.block.input(batch.tiles.shape)[...] = batch.tiles
+            frames = P.request_frames(header, None, batch.stats, pending.block.descriptor())
+        else:
+            frames = P.request_frames(header, np.ascontiguousarray(batch.tiles), batch.stats, None)
+        self._socket.send_multipart(frames, copy=self.payload == "copy")
+        self.counters["sent"] += 1
+
+    def _ask_status(self) -> None:
+        self._socket.send(P.Header(P.STATUS).pack())
+        self._status_asked = time.monotonic()
+
+    # Receiving.
+
+    def _receive(self, timeout: float) -> None:
+        """Handle what arrives within ``timeout`` (at most a heartbeat interval, so heartbeats go out on time)."""
+        events = dict(self._poller.poll(timeout=int(1000 * min(timeout, self.heartbeat_s))))
+        if self._monitor is not None and self._monitor in events:
+            event = recv_monitor_message(self._monitor)
+            if event["event"] in AUTH_FAILURES:
+                raise VrstyleError(f"broker at {self.endpoint} {AUTH_FAILURES[event['event']]}")
+        if self._socket in events:
+            while self._socket.poll(0):
+                self._on_message(self._socket.recv_multipart(copy=False))
+        self._keep_alive()
+
+    def _keep_alive(self) -> None:
+        now = time.monotonic()
+        if not self._pending:
+            return
+        if now - self._heard > self.liveness * self.heartbeat_s:
+            log.warning("broker at %s silent for %.1f s: %d request(s) lost", self.endpoint, now - self._heard,
+                        len(self._pending))
+            for rid in list(self._pending):
+                self._finish(rid, P.Reply(rid, "lost", code=P.LOST_BROKER_GONE,
+                                          message=f"broker at {self.endpoint} stopped answering"), retire=True)
+            self._heard = now
+        elif now - self._status_asked > self.heartbeat_s:
+            self._ask_status()
+
+    def _on_message(self, frames: list) -> None:
+        self._heard = time.monotonic()
+        try:
+            header = P.Header.unpack(frames[0].buffer)
+            if header.kind == P.STATUS:
+                self._status = P.decode_json(frames[1]) if len(frames) == 2 else None
+            elif header.kind == P.RESULT:
+                self._on_result(header, frames)
+            elif header.kind in (P.ERROR, P.LOST):
+                self._on_failure(header, P.parse_text(frames[1]) if len(frames) > 1 else "")
+        except P.ProtocolError as exc:
+            log.warning("malformed reply from the broker ignored: %s", exc)
+
+    def _on_result(self, header: P.Header, frames: list) -> None:
+        rid = header.request_id
+        pending = self._pending.get(rid)
+        if pending is None:
+            self.counters["stray_replies"] += 1
+            return
+        try:
+            tiles, moments = self._result_arrays(pending, header, frames)
+        except P.ProtocolError as exc:
+            reply = P.Reply(rid, "error", pending.batch.frame_id, pending.batch.first_tile, pending.header.count,
+                            code=exc.code, message=f"malformed result: {exc}")
+            self._finish(rid, reply, retire=True)
+            return
+        reply = P.Reply(rid, "ok", pending.batch.frame_id, pending.batch.first_tile, pending.header.count, tiles,
+                        moments, queue_s=header.queue_us / 1e6, infer_s=header.infer_us / 1e6,
+                        round_trip_s=time.monotonic() - pending.sent,
+                        redispatched=bool(header.flags & P.FLAG_REDISPATCHED))
+        self._finish(rid, reply, retire=reply.redispatched)
+
+    def _result_arrays(self, pending: _Pending, header: P.Header,
+                       frames: list) -> tuple[np.ndarray | None, np.ndarray]:
+        """The returned tiles (in ``batch.out`` if given) and moments, every size checked."""
+        batch, rid = pending.batch, header.request_id
+        in_shm = bool(header.flags & P.FLAG_SHM) and pending.block is not None
+        expected = 2 if batch.measure or in_shm else 3
+        if len(frames) != expected:
+            raise P.ProtocolError(P.E_MALFORMED, f"{len(frames)} parts, expected {expected}", rid)
+        moments = P.parse_array(frames[-1], P.MOMENTS_DTYPE, (3, header.stats_channels), "moments", rid).copy()
+        if batch.measure:
+            return None, moments
+        shape = pending.header.out_shape
+        if in_shm:
+            source = pending.block.output(shape)
+        else:
+            source = P.parse_array(frames[1], np.dtype(np.uint8), shape, "tiles", rid)
+        if batch.out is not None:
+            batch.out[...] = source
+            return batch.out, moments
+        return (source.copy() if in_shm else source), moments
+
+    def _on_failure(self, header: P.Header, message: str) -> None:
+        rid = header.request_id
+        pending = self._pending.get(rid)
+        if pending is None:
+            self.counters["stray_replies"] += 1
+            log.warning("%s from the broker: %s", header.kind_name, message)
+            return
+        if pending.block is not None and header.code in (P.E_NO_LOCAL_WORKER, P.E_SHM):
+            # Shared memory cannot reach the worker: send the same tiles again by copy.
+            if header.code == P.E_SHM:
+                self._blocks.close()
+                self._blocks = None
+            self.counters["resent_by_copy"] += 1
+            log.info("request %d resent by copy: %s", rid, message)
+            self._release(pending, retire=False)
+            self._send(pending, use_shm=False)
+            return
+        status = "lost" if header.kind == P.LOST else "error"
+        reply = P.Reply(rid, status, pending.batch.frame_id, pending.batch.first_tile, pending.header.count,
+                        code=header.code, message=message, round_trip_s=time.monotonic() - pending.sent)
+        self._finish(rid, reply, retire=header.code == P.LOST_WORKER_DIED)
+
+    def _finish(self, rid: int, reply: P.Reply, retire: bool) -> None:
+        pending = self._pending.pop(rid)
+        self._release(pending, retire)
+        self._ready.append(reply)
+
+    def _release(self, pending: _Pending, retire: bool) -> None:
+        if pending.block is None:
+            return
+        if self._blocks is not None:
+            (self._blocks.retire if retire else self._blocks.release)(pending.block)
+        else:
+            pending.block.destroy()
+        pending.block = None

@@ -1,0 +1,477 @@
+"""The wire protocol between clients, the broker and style workers.
+
+Every message is a ZeroMQ multipart message ``[header, part...]``. The header is one small
+fixed struct (:data:`HEADER_STRUCT`, little-endian) whose every field is validated on receipt;
+the parts are raw bytes: pixels (uint8, sent zero-copy), statistics (float32), moments
+(float64), a shared-memory descriptor, UTF-8 text or a small JSON object. Nothing is ever
+unpickled.
+
+============  ==========================  =============================================
+kind          direction                   parts after the header
+============  ==========================  =============================================
+STYLIZE       client -> broker -> worker  pixels | shm descriptor, [stats if FLAG_STATS]
+MEASURE       client -> broker -> worker  pixels | shm descriptor
+RESULT        worker -> broker -> client  [pixels, STYLIZE without FLAG_SHM], moments
+ERROR, LOST   broker/worker -> client     message (UTF-8)
+READY         worker -> broker            worker info (JSON: styles, host, device, credit)
+HEARTBEAT     both ways                   -
+DISCONNECT    worker -> broker            - (leaving cleanly)
+RECONNECT     broker -> worker            - ("unknown to me: send READY again")
+STATUS        client <-> broker           request: -; reply: broker state (JSON)
+============  ==========================  =============================================
+
+A request is one batch of ``count`` tiles of one frame (tiles ``first_tile ..``), all
+``height x width x channels`` uint8. Workers stylise them with the statistics sent along (or,
+without FLAG_STATS, with the joint statistics of the batch), crop ``crop`` px off every side
+and measure the moments of the tile cores (``margin`` px in) for the stream's next frame.
+Deadlines travel as a remaining budget in microseconds (``budget_us``, 0 = none), so no two
+hosts need synchronised clocks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, fields, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+MAGIC = b"VRST"
+VERSION = 1
+
+# Message kinds.
+READY = 1
+HEARTBEAT = 2
+DISCONNECT = 3
+RECONNECT = 4
+STYLIZE = 5
+MEASURE = 6
+RESULT = 7
+ERROR = 8
+LOST = 9
+STATUS = 10
+KIND_NAMES = {READY: "READY", HEARTBEAT: "HEARTBEAT", DISCONNECT: "DISCONNECT", RECONNECT: "RECONNECT",
+              STYLIZE: "STYLIZE", MEASURE: "MEASURE", RESULT: "RESULT", ERROR: "ERROR", LOST: "LOST",
+              STATUS: "STATUS"}
+REQUESTS = (STYLIZE, MEASURE)
+
+# Header flags.
+FLAG_SHM = 1
+"""Pixels are in a shared-memory segment named by a descriptor part (same host only)."""
+FLAG_STATS = 2
+"""A statistics part follows (STYLIZE); without it the worker measures the batch jointly."""
+FLAG_REDISPATCHED = 4
+"""The request went to a second worker after the first died (its shm slot may still be written)."""
+ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED
+
+# Data types.
+DTYPE_UINT8 = 1
+PIXEL_DTYPES = {DTYPE_UINT8: np.uint8}
+STATS_DTYPE = np.dtype("<f4")
+"""Statistics are float32: variances overflow float16."""
+MOMENTS_DTYPE = np.dtype("<f8")
+"""Moments are float64, so merging a frame's batches adds no rounding of its own."""
+
+# Error codes (ERROR replies) and reasons (LOST replies), in the header's ``code`` field.
+E_MALFORMED = 1
+E_VERSION = 2
+E_KIND = 3
+E_LIMIT = 4
+E_PAYLOAD = 5
+E_DTYPE = 6
+E_STYLE = 7
+E_STATS = 8
+E_BUSY = 9
+E_NO_LOCAL_WORKER = 10
+E_SHM = 11
+E_WORKER = 12
+LOST_EXPIRED = 20
+LOST_WORKER_DIED = 21
+LOST_BROKER_GONE = 22
+CODE_NAMES = {E_MALFORMED: "malformed", E_VERSION: "version", E_KIND: "kind", E_LIMIT: "limit",
+              E_PAYLOAD: "payload", E_DTYPE: "dtype", E_STYLE: "style", E_STATS: "stats", E_BUSY: "busy",
+              E_NO_LOCAL_WORKER: "no-local-worker", E_SHM: "shm", E_WORKER: "worker",
+              LOST_EXPIRED: "expired", LOST_WORKER_DIED: "worker-died", LOST_BROKER_GONE: "broker-gone"}
+
+# Liveness (zguide "Paranoid Pirate"): both sides send a heartbeat every interval and count a
+# peer dead after LIVENESS silent intervals.
+HEARTBEAT_INTERVAL_S = 1.0
+HEARTBEAT_LIVENESS = 3
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 8.0
+"""A worker that lost its broker reconnects after these delays, doubling each time."""
+
+# Size limits, checked before anything is allocated for a message's contents.
+MAX_TILES_PER_REQUEST = 256
+MAX_TILE_SIDE = 4096
+MAX_PAYLOAD_BYTES = 256 << 20
+MAX_STATS_CHANNELS = 1 << 16
+MAX_STYLE_BYTES = 128
+MAX_TEXT_BYTES = 4096
+MAX_JSON_BYTES = 64 << 10
+MAX_SOCKET_MESSAGE_BYTES = 2 * MAX_PAYLOAD_BYTES
+"""Hard cap set on sockets (ZMQ_MAXMSGSIZE): a peer sending more is disconnected by libzmq.
+Anything between the limits above and this gets an error reply."""
+
+HEADER_STRUCT = struct.Struct(f"<4sBBHQQQIIHHHBBHHIHII{MAX_STYLE_BYTES}s")
+SHM_STRUCT = struct.Struct("<32sQQQQ")
+"""Shared-memory descriptor: segment name, input offset and bytes, output offset and bytes."""
+SHM_NAME = re.compile(r"vrs_[0-9a-z_]{1,27}")
+"""Segment names a worker will open: its own namespace only."""
+STYLE_NAME = re.compile(r"[^\x00-\x1f\x7f]+")
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol: answered with an ERROR reply carrying ``code``."""
+
+    def __init__(self, code: int, message: str, request_id: int = 0):
+        super().__init__(message)
+        self.code, self.request_id = code, request_id
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fixed header of every message (unused fields are 0)."""
+
+    kind: int
+    flags: int = 0
+    request_id: int = 0
+    frame_id: int = 0
+    host: int = 0
+    budget_us: int = 0
+    first_tile: int = 0
+    count: int = 0
+    height: int = 0
+    width: int = 0
+    channels: int = 0
+    dtype: int = 0
+    crop: int = 0
+    margin: int = 0
+    stats_channels: int = 0
+    code: int = 0
+    queue_us: int = 0
+    infer_us: int = 0
+    style: str = ""
+
+    def pack(self) -> bytes:
+        style = self.style.encode()
+        if len(style) > MAX_STYLE_BYTES:
+            raise ProtocolError(E_LIMIT, f"style name longer than {MAX_STYLE_BYTES} bytes: {self.style[:40]!r}...")
+        values = [getattr(self, f.name) for f in fields(self)][:-1]
+        return HEADER_STRUCT.pack(MAGIC, VERSION, *values, style)
+
+    @classmethod
+    def unpack(cls, data: bytes | memoryview) -> "Header":
+        """Parse and check the header's framing (magic, version, kind, flags, style text).
+
+        Raises:
+            ProtocolError: anything that is not a header this version can read.
+        """
+        if len(data) != HEADER_STRUCT.size:
+            raise ProtocolError(E_MALFORMED, f"header has {len(data)} bytes, expected {HEADER_STRUCT.size}")
+        magic, version, *values, style = HEADER_STRUCT.unpack(data)
+        if magic != MAGIC:
+            raise ProtocolError(E_MALFORMED, f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
+        kind, flags, request_id = values[:3]
+        if version != VERSION:
+            raise ProtocolError(E_VERSION, f"protocol version {version} is not supported (this is {VERSION})",
+                                request_id)
+        if kind not in KIND_NAMES:
+            raise ProtocolError(E_KIND, f"unknown message kind {kind}", request_id)
+        if flags & ~ALL_FLAGS:
+            raise ProtocolError(E_MALFORMED, f"unknown flags {flags:#x}", request_id)
+        try:
+            text = style.rstrip(b"\0").decode()
+        except UnicodeDecodeError:
+            raise ProtocolError(E_MALFORMED, "style name is not UTF-8", request_id) from None
+        if text and not STYLE_NAME.fullmatch(text):
+            raise ProtocolError(E_MALFORMED, f"style name {text!r} has control characters", request_id)
+        return cls(*values, style=text)
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES[self.kind]
+
+    @property
+    def in_shape(self) -> tuple[int, int, int, int]:
+        return self.count, self.height, self.width, self.channels
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        """Shape of a STYLIZE request's returned tiles: cropped, RGB."""
+        return self.count, self.height - 2 * self.crop, self.width - 2 * self.crop, 3
+
+
+@dataclass(frozen=True)
+class ShmDescriptor:
+    """Where a request's pixels are in shared memory, and where its result goes."""
+
+    name: str
+    in_offset: int
+    in_bytes: int
+    out_offset: int
+    out_bytes: int
+
+    def pack(self) -> bytes:
+        return SHM_STRUCT.pack(self.name.encode(), self.in_offset, self.in_bytes, self.out_offset, self.out_bytes)
+
+    @classmethod
+    def unpack(cls, data: bytes | memoryview, request_id: int = 0) -> "ShmDescriptor":
+        if len(data) != SHM_STRUCT.size:
+            raise ProtocolError(E_MALFORMED, f"shm descriptor has {len(data)} bytes, expected {SHM_STRUCT.size}",
+                                request_id)
+        raw, *numbers = SHM_STRUCT.unpack(data)
+        name = raw.rstrip(b"\0").decode("ascii", "replace")
+        if not SHM_NAME.fullmatch(name):
+            raise ProtocolError(E_SHM, f"shm segment name {name!r} is not a vrstyle segment", request_id)
+        return cls(name, *numbers)
+
+
+@dataclass
+class TileBatch:
+    """A batch of tiles of one frame to stylise (or measure): what a client submits.
+
+    Args:
+        style: model name the workers know it by.
+        tiles: (count, height, width, 3 or 4) uint8, tile ``first_tile`` first.
+        stats: (2, C) statistics to normalise with; None measures the batch jointly.
+        crop: pixels cut off every side of the result (the halo).
+        margin: pixels outside each tile's core (overlap + halo), left out of the moments.
+        measure: only measure the batch's joint moments (the single-image path's statistics).
+        frame_id, first_tile: identify the tiles to the caller; echoed in the reply.
+        deadline_s: seconds from submission after which the result is worthless (None: no deadline).
+        out: optional (count, height - 2 crop, width - 2 crop, 3) uint8 array the result is
+            written into (saves a copy).
+    """
+
+    style: str
+    tiles: np.ndarray
+    stats: np.ndarray | None = None
+    crop: int = 0
+    margin: int = 0
+    measure: bool = False
+    frame_id: int = 0
+    first_tile: int = 0
+    deadline_s: float | None = None
+    out: np.ndarray | None = None
+
+    def header(self, request_id: int, host: int = 0, shm: bool = False) -> Header:
+        """The request header for this batch (the budget is set when it is sent)."""
+        count, height, width, channels = self.tiles.shape
+        flags = (FLAG_SHM if shm else 0) | (FLAG_STATS if self.stats is not None else 0)
+        return Header(MEASURE if self.measure else STYLIZE, flags, request_id, self.frame_id, host, 0,
+                      self.first_tile, count, height, width, channels, DTYPE_UINT8, self.crop, self.margin,
+                      0 if self.stats is None else self.stats.shape[-1], style=self.style)
+
+
+@dataclass
+class Reply:
+    """What came back for one submitted batch.
+
+    ``status`` is "ok" (``tiles`` for STYLIZE, ``moments`` always), "error" (the request was
+    refused or failed: ``code`` and ``message`` say why) or "lost" (no worker could finish
+    it in time, or the broker went away). Times are seconds: ``queue_s`` waiting in the broker
+    and worker, ``infer_s`` the worker's forward pass, ``round_trip_s`` submission to receipt.
+    """
+
+    request_id: int
+    status: str
+    frame_id: int = 0
+    first_tile: int = 0
+    count: int = 0
+    tiles: np.ndarray | None = None
+    moments: np.ndarray | None = None
+    code: int = 0
+    message: str = ""
+    queue_s: float = 0.0
+    infer_s: float = 0.0
+    round_trip_s: float = 0.0
+    redispatched: bool = False
+
+    @property
+    def reason(self) -> str:
+        return CODE_NAMES.get(self.code, str(self.code))
+
+
+@dataclass
+class Request:
+    """A validated STYLIZE or MEASURE request as a worker or the broker sees it."""
+
+    header: Header
+    pixels: memoryview | None
+    shm: ShmDescriptor | None
+    stats: np.ndarray | None
+
+
+def parse_request(frames: Sequence) -> Request:
+    """Validate a STYLIZE/MEASURE message (header plus parts) without copying its pixels.
+
+    Args:
+        frames: the message parts (bytes, memoryviews or zmq Frames).
+
+    Returns:
+        The request, with ``pixels`` a view of the received payload.
+
+    Raises:
+        ProtocolError: any field out of range, missing or extra parts, sizes that disagree.
+    """
+    if not frames:
+        raise ProtocolError(E_MALFORMED, "empty message")
+    header = Header.unpack(_buffer(frames[0]))
+    rid = header.request_id
+    if header.kind not in REQUESTS:
+        raise ProtocolError(E_KIND, f"expected a STYLIZE or MEASURE request, got {header.kind_name}", rid)
+    check_request_header(header)
+    expected_parts = 2 + bool(header.flags & FLAG_STATS)
+    if len(frames) != expected_parts:
+        raise ProtocolError(E_MALFORMED, f"{header.kind_name} request has {len(frames)} parts, expected "
+                                         f"{expected_parts}", rid)
+    payload = int(np.prod(header.in_shape))
+    shm = pixels = None
+    if header.flags & FLAG_SHM:
+        shm = ShmDescriptor.unpack(_buffer(frames[1]), rid)
+        out_bytes = int(np.prod(header.out_shape)) if header.kind == STYLIZE else 0
+        if shm.in_bytes != payload or shm.out_bytes != out_bytes:
+            raise ProtocolError(E_PAYLOAD, f"shm descriptor sizes {shm.in_bytes}/{shm.out_bytes} do not match "
+                                           f"tiles {header.in_shape} ({payload}/{out_bytes} bytes)", rid)
+    else:
+        pixels = _buffer(frames[1])
+        if len(pixels) != payload:
+            raise ProtocolError(E_PAYLOAD, f"pixel payload has {len(pixels)} bytes, but {header.count} tiles of "
+                                           f"{header.height}x{header.width}x{header.channels} uint8 need {payload}",
+                                rid)
+    stats = None
+    if header.flags & FLAG_STATS:
+        stats = parse_array(frames[2], STATS_DTYPE, (2, header.stats_channels), "statistics", rid)
+        if not np.isfinite(stats).all() or (stats[1] < 0).any():
+            raise ProtocolError(E_STATS, "statistics must be finite with non-negative variances", rid)
+    return Request(header, pixels, shm, stats)
+
+
+def check_request_header(header: Header) -> None:
+    """Range checks on a request header's geometry (no parts needed)."""
+    rid = header.request_id
+    if header.flags & FLAG_REDISPATCHED:
+        raise ProtocolError(E_MALFORMED, "requests may not carry the REDISPATCHED flag", rid)
+    if not header.style:
+        raise ProtocolError(E_STYLE, "request names no style", rid)
+    if not 1 <= header.count <= MAX_TILES_PER_REQUEST:
+        raise ProtocolError(E_LIMIT, f"{header.count} tiles in one request (1..{MAX_TILES_PER_REQUEST} allowed)", rid)
+    if not (1 <= header.height <= MAX_TILE_SIDE and 1 <= header.width <= MAX_TILE_SIDE):
+        raise ProtocolError(E_LIMIT, f"tile of {header.height}x{header.width} px (sides 1..{MAX_TILE_SIDE} allowed)",
+                            rid)
+    if header.dtype not in PIXEL_DTYPES:
+        raise ProtocolError(E_DTYPE, f"pixel dtype code {header.dtype} (only uint8 = {DTYPE_UINT8} is supported)", rid)
+    if header.channels not in (3, 4):
+        raise ProtocolError(E_PAYLOAD, f"tiles with {header.channels} channels (RGB or RGBA expected)", rid)
+    payload = int(np.prod(header.in_shape))
+    if payload > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(E_LIMIT, f"request of {payload} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", rid)
+    if 2 * header.crop >= min(header.height, header.width) or 2 * header.margin >= min(header.height, header.width):
+        raise ProtocolError(E_PAYLOAD, f"crop {header.crop} / margin {header.margin} px leave nothing of a "
+                                       f"{header.height}x{header.width} tile", rid)
+    if header.flags & FLAG_STATS:
+        if header.kind != STYLIZE:
+            raise ProtocolError(E_MALFORMED, "only STYLIZE requests carry statistics", rid)
+        if not 1 <= header.stats_channels <= MAX_STATS_CHANNELS:
+            raise ProtocolError(E_LIMIT, f"{header.stats_channels} statistics channels "
+                                         f"(1..{MAX_STATS_CHANNELS} allowed)", rid)
+
+
+def parse_array(frame, dtype: np.dtype, shape: tuple[int, ...], what: str, request_id: int = 0) -> np.ndarray:
+    """A read-only array view of a message part, checked to hold exactly ``shape`` of ``dtype``."""
+    data = _buffer(frame)
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected:
+        raise ProtocolError(E_STATS if what == "statistics" else E_PAYLOAD,
+                            f"{what} part has {len(data)} bytes, expected {expected} for {shape} {dtype.name}",
+                            request_id)
+    return np.frombuffer(data, dtype).reshape(shape)
+
+
+def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDescriptor | None) -> list:
+    """Parts of a request: header, pixels (any buffer) or shm descriptor, statistics."""
+    frames = [header.pack(), shm.pack() if shm is not None else pixels]
+    if stats is not None:
+        frames.append(np.ascontiguousarray(stats, STATS_DTYPE))
+    return frames
+
+
+def result_frames(request: Header, tiles: np.ndarray | None, moments: np.ndarray, queue_us: int,
+                  infer_us: int) -> list:
+    """Parts of a RESULT reply to ``request``: cropped RGB tiles (unless written to shm) and moments."""
+    count, out_h, out_w, _ = request.out_shape if request.kind == STYLIZE else (request.count, 0, 0, 3)
+    header = replace(request, kind=RESULT, flags=request.flags & FLAG_SHM, height=out_h, width=out_w, channels=3,
+                     stats_channels=moments.shape[-1], queue_us=_clamp_u32(queue_us), infer_us=_clamp_u32(infer_us))
+    frames = [header.pack()]
+    if tiles is not None:
+        frames.append(tiles)
+    frames.append(np.ascontiguousarray(moments, MOMENTS_DTYPE))
+    return frames
+
+
+def error_frames(kind: int, code: int, message: str, request: Header | None = None) -> list:
+    """Parts of an ERROR or LOST reply (echoing the request's ids when it could be read)."""
+    base = request if request is not None else Header(kind)
+    header = replace(base, kind=kind, code=code, flags=0)
+    text = message.encode()[:MAX_TEXT_BYTES]
+    return [header.pack(), text]
+
+
+def parse_text(frame) -> str:
+    data = bytes(_buffer(frame)[:MAX_TEXT_BYTES])
+    return data.decode("utf-8", "replace")
+
+
+def encode_json(value: Any) -> bytes:
+    data = json.dumps(value, separators=(",", ":")).encode()
+    if len(data) > MAX_JSON_BYTES:
+        raise ProtocolError(E_LIMIT, f"JSON part of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
+    return data
+
+
+def decode_json(frame) -> Any:
+    """Parse a JSON part (never pickle); oversize or invalid text is a ProtocolError."""
+    data = _buffer(frame)
+    if len(data) > MAX_JSON_BYTES:
+        raise ProtocolError(E_LIMIT, f"JSON part of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
+    try:
+        return json.loads(bytes(data))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(E_MALFORMED, f"JSON part does not parse: {exc}") from None
+
+
+def parse_worker_info(frame) -> dict[str, Any]:
+    """The READY part: ``{"styles": {name: stats_channels}, "host": int, "device": str,
+    "credit": int, "pid": int}``, every field checked."""
+    info = decode_json(frame)
+    if not isinstance(info, dict):
+        raise ProtocolError(E_MALFORMED, "worker info is not a JSON object")
+    styles = info.get("styles")
+    if not isinstance(styles, dict) or not 1 <= len(styles) <= 256:
+        raise ProtocolError(E_MALFORMED, "worker info needs 1..256 styles")
+    for name, channels in styles.items():
+        if not (STYLE_NAME.fullmatch(name) and len(name.encode()) <= MAX_STYLE_BYTES):
+            raise ProtocolError(E_STYLE, f"bad style name {name[:40]!r} in worker info")
+        if not (isinstance(channels, int) and 1 <= channels <= MAX_STATS_CHANNELS):
+            raise ProtocolError(E_STATS, f"style {name!r}: bad statistics channel count {channels!r}")
+    for key, kind, low, high in (("host", int, 0, 2**64 - 1), ("credit", int, 1, 1024), ("pid", int, 0, 2**31)):
+        value = info.get(key)
+        if not (isinstance(value, kind) and low <= value <= high):
+            raise ProtocolError(E_MALFORMED, f"worker info field {key!r} = {value!r} out of range")
+    if not isinstance(info.get("device"), str) or len(info["device"]) > 64:
+        raise ProtocolError(E_MALFORMED, "worker info field 'device' must be a short string")
+    return info
+
+
+def _buffer(frame) -> memoryview:
+    """The bytes of a part without copying: zmq Frame, bytes or any buffer."""
+    buffer = getattr(frame, "buffer", frame)
+    view = memoryview(buffer)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def _clamp_u32(value: int) -> int:
+    return max(0, min(int(value), 2**32 - 1))

@@ -1,0 +1,130 @@
+"""CurveZMQ for brokers reachable beyond loopback: key pairs, ZAP authentication, socket setup.
+
+A key directory made by ``vrstyle keys DIR`` holds::
+
+    broker.key  broker.key_secret      the broker's pair (its public key goes to every peer)
+    client.key  client.key_secret      a client's pair (more with ``--name``)
+    worker.key  worker.key_secret      a worker's pair
+    authorized/*.key                   public keys the broker accepts
+
+The broker is the CURVE server on both its sockets and runs pyzmq's ZAP handler
+(:class:`zmq.auth.thread.ThreadAuthenticator`), which refuses every client or worker whose
+public key is not in ``authorized/``. A peer needs its own secret file and ``broker.key``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from vrstyle.errors import VrstyleError
+
+log = logging.getLogger(__name__)
+
+BROKER = "broker"
+DEFAULT_PEERS = ("client", "worker")
+AUTHORIZED = "authorized"
+SECRET_SUFFIX = ".key_secret"
+PUBLIC_SUFFIX = ".key"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """One side's CURVE configuration: its own pair, and the broker's public key (peers only)."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes | None = None
+    authorized: Path | None = None
+
+    def apply(self, socket: zmq.Socket) -> None:
+        """Make ``socket`` a CURVE server (broker) or client (peer) with these keys."""
+        socket.curve_publickey, socket.curve_secretkey = self.public, self.secret
+        if self.server_public is None:
+            socket.curve_server = True
+        else:
+            socket.curve_serverkey = self.server_public
+
+
+def generate_keys(directory: str | Path, names: tuple[str, ...] = ()) -> list[Path]:
+    """Create the broker's pair (once) and a pair per peer name, authorising each peer.
+
+    Existing pairs are kept, so adding a peer later does not invalidate the others.
+
+    Returns:
+        The files written.
+
+    Raises:
+        VrstyleError: the directory cannot be written, or a name is not a plain word.
+    """
+    directory = Path(directory)
+    written: list[Path] = []
+    for name in (BROKER, *(names or DEFAULT_PEERS)):
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise VrstyleError(f"key name {name!r} must be letters, digits, '-' or '_'")
+    try:
+        (directory / AUTHORIZED).mkdir(parents=True, exist_ok=True)
+        for name in (BROKER, *(names or DEFAULT_PEERS)):
+            public = directory / f"{name}{PUBLIC_SUFFIX}"
+            if not public.exists():
+                zmq.auth.create_certificates(directory, name)
+                written += [public, directory / f"{name}{SECRET_SUFFIX}"]
+            if name != BROKER:
+                shutil.copy(public, directory / AUTHORIZED / public.name)
+    except OSError as exc:
+        raise VrstyleError(f"cannot write keys to {directory}: {exc.strerror or exc}") from None
+    return written
+
+
+def server_keys(directory: str | Path) -> CurveKeys:
+    """The broker's keys and the folder of authorised public keys."""
+    directory = Path(directory)
+    public, secret = _load(directory / f"{BROKER}{SECRET_SUFFIX}", need_secret=True)
+    authorized = directory / AUTHORIZED
+    if not authorized.is_dir() or not any(authorized.glob(f"*{PUBLIC_SUFFIX}")):
+        raise VrstyleError(f"no authorised public keys in {authorized} (run: vrstyle keys {directory})")
+    return CurveKeys(public, secret, authorized=authorized)
+
+
+def peer_keys(directory: str | Path, name: str) -> CurveKeys:
+    """A client's or worker's keys: ``NAME.key_secret`` and the broker's ``broker.key``."""
+    directory = Path(directory)
+    public, secret = _load(directory / f"{name}{SECRET_SUFFIX}", need_secret=True)
+    server_public, _ = _load(directory / f"{BROKER}{PUBLIC_SUFFIX}", need_secret=False)
+    return CurveKeys(public, secret, server_public)
+
+
+def start_authenticator(context: zmq.Context, keys: CurveKeys) -> ThreadAuthenticator:
+    """ZAP handler accepting only the public keys in ``keys.authorized``; stop it when done."""
+    auth = ThreadAuthenticator(context, log=logging.getLogger("vrstyle.transport.zap"))
+    auth.start()
+    auth.configure_curve(domain="*", location=str(keys.authorized))
+    return auth
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint can only be reached from this host (ipc, inproc, loopback tcp)."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0]
+    return scheme == "tcp" and host in LOOPBACK_HOSTS
+
+
+def _load(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
+    if not path.is_file():
+        raise VrstyleError(f"key file {path} does not exist (make keys with: vrstyle keys {path.parent})")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (ValueError, OSError) as exc:
+        raise VrstyleError(f"{path}: not a CURVE key file ({exc})") from None
+    if need_secret and not secret:
+        raise VrstyleError(f"{path}: holds no secret key")
+    return public, secret

@@ -1,0 +1,195 @@
+"""Same-host fast path: tile payloads in shared memory, ZeroMQ carrying only descriptors.
+
+A client that shares a host with its workers writes each request's tiles into a block of
+shared memory it owns (:class:`BlockPool`), and the worker writes the stylised tiles back
+into the same block (:class:`SegmentCache`); the messages carry a
+:class:`~vrstyle.transport.protocol.ShmDescriptor` instead of megabytes of pixels.
+
+Lifetimes. The client creates, reuses and unlinks the segments: :meth:`BlockPool.close`
+on a clean exit, a finaliser at interpreter exit, and, if the client is killed, Python's
+resource tracker (a separate process that unlinks what its parent registered). Workers only
+map them, with plain ``mmap`` rather than ``SharedMemory``: before Python 3.13 attaching
+registers the segment with the attaching process's resource tracker too (cpython#82300),
+which would unlink the client's segment when a worker exits, or, for a worker started by
+``multiprocessing`` and so sharing its parent's tracker, cancel the client's registration.
+A block whose request went to a second worker after the first stopped answering is retired
+rather than reused, since the first may still write into it.
+
+Hosts. :func:`host_id` names the shared-memory namespace a process sees: the kernel's boot id
+and the device of ``/dev/shm``, so two containers on one kernel with separate ``/dev/shm``
+differ. It travels in every request and in READY; the broker gives a shared-memory request
+only to a worker with the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mmap
+import os
+import secrets
+import weakref
+from collections import OrderedDict
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+
+from vrstyle.transport.protocol import E_SHM, ProtocolError, ShmDescriptor
+
+log = logging.getLogger(__name__)
+
+SHM_DIR = "/dev/shm"
+ALIGN = 64
+"""Output regions start on a cache line."""
+CACHED_SEGMENTS = 64
+"""Segments a worker keeps attached (least recently used go first)."""
+
+
+def host_id() -> int:
+    """A 64-bit id shared by exactly the processes that see the same ``/dev/shm``; 0 if none."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+        device = os.stat(SHM_DIR).st_dev
+    except OSError:
+        return 0
+    digest = hashlib.blake2b(f"{boot}:{device}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
+def available() -> bool:
+    """Whether this process can use the shared-memory path at all."""
+    return host_id() != 0
+
+
+class Block:
+    """One request's shared memory: the input tiles, then room for the output tiles."""
+
+    def __init__(self, in_bytes: int, out_bytes: int):
+        self.in_bytes, self.out_bytes = in_bytes, out_bytes
+        self.out_offset = -(-in_bytes // ALIGN) * ALIGN
+        name = f"vrs_{os.getpid():x}_{secrets.token_hex(6)}"
+        self.segment = SharedMemory(name=name, create=True, size=max(self.out_offset + out_bytes, 1))
+        self.name = name
+
+    def descriptor(self) -> ShmDescriptor:
+        return ShmDescriptor(self.name, 0, self.in_bytes, self.out_offset, self.out_bytes)
+
+    def input(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.ndarray(shape, np.uint8, self.segment.buf, 0)
+
+    def output(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.ndarray(shape, np.uint8, self.segment.buf, self.out_offset)
+
+    def destroy(self) -> None:
+        _close(self.segment)
+        try:
+            self.segment.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class BlockPool:
+    """Client side: shared-memory blocks reused by size, unlinked on :meth:`close` or exit."""
+
+    def __init__(self):
+        self._free: dict[tuple[int, int], list[Block]] = {}
+        self._all: dict[str, Block] = {}
+        self._finalizer = weakref.finalize(self, _destroy_all, self._all)
+
+    def acquire(self, in_bytes: int, out_bytes: int) -> Block:
+        free = self._free.get((in_bytes, out_bytes))
+        if free:
+            return free.pop()
+        block = Block(in_bytes, out_bytes)
+        self._all[block.name] = block
+        return block
+
+    def release(self, block: Block) -> None:
+        """Back to the pool: nothing will write into it any more."""
+        self._free.setdefault((block.in_bytes, block.out_bytes), []).append(block)
+
+    def retire(self, block: Block) -> None:
+        """Never reuse: a worker presumed dead may still write into it. Unlinked now; the
+        memory goes when the last mapping does."""
+        self._all.pop(block.name, None)
+        block.destroy()
+
+    def close(self) -> None:
+        self._free.clear()
+        self._finalizer()
+
+    @property
+    def segments(self) -> int:
+        return len(self._all)
+
+
+def _destroy_all(blocks: dict[str, Block]) -> None:
+    for block in blocks.values():
+        block.destroy()
+    blocks.clear()
+
+
+class SegmentCache:
+    """Worker side: clients' segments attached once and kept (LRU), never unlinked here."""
+
+    def __init__(self, capacity: int = CACHED_SEGMENTS):
+        self.capacity = capacity
+        self._segments: OrderedDict[str, _Attached] = OrderedDict()
+
+    def views(self, descriptor: ShmDescriptor, in_shape: tuple[int, ...],
+              out_shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(input tiles, output tiles) arrays in the client's segment.
+
+        Raises:
+            ProtocolError: the segment does not exist here or is too small for the descriptor.
+        """
+        segment = self._attach(descriptor.name)
+        end = max(descriptor.in_offset + descriptor.in_bytes, descriptor.out_offset + descriptor.out_bytes)
+        if end > segment.size:
+            raise ProtocolError(E_SHM, f"shm descriptor reaches byte {end} of a {segment.size}-byte segment")
+        tiles = np.ndarray(in_shape, np.uint8, segment.buf, descriptor.in_offset)
+        out = None if out_shape is None else np.ndarray(out_shape, np.uint8, segment.buf, descriptor.out_offset)
+        return tiles, out
+
+    def _attach(self, name: str) -> _Attached:
+        if name in self._segments:
+            self._segments.move_to_end(name)
+            return self._segments[name]
+        try:
+            segment = _Attached(name)
+        except FileNotFoundError:
+            raise ProtocolError(E_SHM, f"shm segment {name} does not exist on this host") from None
+        self._segments[name] = segment
+        while len(self._segments) > self.capacity:
+            _, old = self._segments.popitem(last=False)
+            _close(old)
+        return segment
+
+    def close(self) -> None:
+        while self._segments:
+            _close(self._segments.popitem()[1])
+
+
+class _Attached:
+    """A client's segment mapped here: no SharedMemory object, so no resource tracker involved."""
+
+    def __init__(self, name: str):
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        try:
+            self.size = os.fstat(fd).st_size
+            self._mmap = mmap.mmap(fd, self.size)
+        finally:
+            os.close(fd)
+        self.name, self.buf = name, memoryview(self._mmap)
+
+    def close(self) -> None:
+        self.buf.release()  # BufferError while arrays still view it
+        self._mmap.close()
+
+
+def _close(segment: SharedMemory | _Attached) -> None:
+    try:
+        segment.close()
+    except BufferError:  # an array still views it: the mapping goes with the last view
+        log.debug("shm segment %s still in use at close", segment.name)

@@ -1,0 +1,350 @@
+"""A style worker: one process per device, joining a transport loop to style engines.
+
+Two threads. The I/O thread owns the DEALER socket to the broker: it announces READY,
+validates every request (an ERROR reply for anything malformed; the worker carries on),
+keeps the heartbeat going in both directions (zguide "Paranoid Pirate": a broker silent for
+``liveness`` intervals means reconnect with back-off) and forwards replies. The compute
+thread takes requests from a queue, waits up to ``batch_window_s`` for more to arrive,
+runs them through :func:`process` (requests with given statistics and the same tile shape
+share one forward pass) and hands the replies back over an inproc socket. Heartbeats
+therefore keep flowing while a long batch runs.
+
+Engines are duck-typed (:class:`~vrstyle.models.engine.StyleEngine`: ``stats_channels``,
+``stylize_and_measure``, ``measure``), so this module imports no torch: the ``vrstyle worker``
+command loads the models and hands them in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+import zmq
+
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+from vrstyle.normstats import combine_moments
+from vrstyle.transport import protocol as P
+from vrstyle.transport.security import CurveKeys
+from vrstyle.transport.shm import SegmentCache, host_id
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """What a worker needs of a style network (see :class:`~vrstyle.models.engine.StyleEngine`):
+    tiles come as (N, H, W, 3 or 4) uint8, alpha to be ignored; results are RGB."""
+
+    stats_channels: int
+
+    def stylize_and_measure(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int,
+                            margin: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def measure(self, tiles: np.ndarray, margin: int) -> np.ndarray: ...
+
+
+@dataclass
+class Job:
+    """One request on its way through :func:`process`."""
+
+    header: P.Header
+    tiles: np.ndarray
+    stats: np.ndarray | None
+    out: np.ndarray | None = None
+    received: float = 0.0
+    deadline: float | None = None
+    shm: P.ShmDescriptor | None = None
+
+
+@dataclass
+class Outcome:
+    """What :func:`process` made of a job: tiles (None for MEASURE or when written to
+    ``job.out``) and (3, C) moments, or an error code and message."""
+
+    tiles: np.ndarray | None = None
+    moments: np.ndarray | None = None
+    code: int = 0
+    message: str = ""
+    infer_s: float = 0.0
+
+
+def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
+    """Run requests for one engine, batching those that can share a forward pass.
+
+    STYLIZE requests with given statistics and the same tile geometry go through one pass
+    with per-tile statistics; each request's moments are merged from its own tiles'
+    moments, so results do not depend on what shared the batch. A request without
+    statistics (a stream's first frame) runs alone, normalised with and returning its
+    batch's joint statistics; MEASURE requests run alone (a joint capture).
+
+    Returns:
+        One outcome per job, in order; engine failures become E_WORKER outcomes.
+    """
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        h = job.header
+        if h.kind == P.STYLIZE and job.stats is not None:
+            groups.setdefault((h.height, h.width, h.channels, h.crop, h.margin), []).append(i)
+        else:
+            groups[("alone", i)] = [i]
+    for members in groups.values():
+        start = time.perf_counter()
+        try:
+            results = _run_group(engine, [jobs[i] for i in members])
+        except Exception as exc:  # whatever the engine raises, the requests get an answer
+            log.warning("inference failed for %d request(s): %s", len(members), exc, exc_info=log.isEnabledFor(
+                logging.DEBUG))
+            results = [Outcome(code=P.E_WORKER, message=f"worker failed: {exc}") for _ in members]
+        elapsed = time.perf_counter() - start
+        for i, outcome in zip(members, results):
+            outcome.infer_s = elapsed
+            outcomes[i] = outcome
+    return outcomes
+
+
+def _run_group(engine: Engine, jobs: list[Job]) -> list[Outcome]:
+    first = jobs[0]
+    if first.header.kind == P.MEASURE:
+        return [Outcome(moments=engine.measure(first.tiles, first.header.margin))]
+    if first.stats is None:
+        tiles, moments = engine.stylize_and_measure(first.tiles, None, first.header.crop, first.header.margin)
+        return [_deliver(first, tiles, combine_moments(moments))]
+    if len(jobs) == 1:
+        stats = first.stats
+    else:
+        stats = np.concatenate([np.broadcast_to(job.stats, (job.header.count, *job.stats.shape)) for job in jobs])
+    pixels = np.concatenate([job.tiles for job in jobs]) if len(jobs) > 1 else first.tiles
+    tiles, moments = engine.stylize_and_measure(pixels, stats, first.header.crop, first.header.margin)
+    outcomes, start = [], 0
+    for job in jobs:
+        end = start + job.header.count
+        outcomes.append(_deliver(job, tiles[start:end], combine_moments(moments[start:end])))
+        start = end
+    return outcomes
+
+
+def _deliver(job: Job, tiles: np.ndarray, moments: np.ndarray) -> Outcome:
+    if job.out is None:
+        return Outcome(tiles=np.ascontiguousarray(tiles), moments=moments)
+    job.out[...] = tiles
+    return Outcome(moments=moments)
+
+
+class StyleWorker:
+    """The worker process's transport loop. Call :meth:`run`; stop it with the event.
+
+    Args:
+        endpoint: the broker's worker endpoint, e.g. ``tcp://gpu-host:5556``.
+        engines: style name -> engine (several names may share one engine).
+        device: reported in READY, for people reading the broker's status.
+        credit: requests this worker may hold at once (the broker never sends more).
+        batch_window_s: how long to wait for more requests to batch with the first.
+        max_batch_tiles: the most tiles in one forward pass.
+        heartbeat_s, liveness: heartbeat interval and silent intervals before reconnecting.
+        keys: CURVE keys (``peer_keys(DIR, "worker")``), or None on loopback.
+    """
+
+    def __init__(self, endpoint: str, engines: Mapping[str, Engine], *, device: str = "cpu",
+                 credit: int = settings.WORKER_CREDIT, batch_window_s: float = settings.BATCH_WINDOW_S,
+                 max_batch_tiles: int = settings.WORKER_BATCH_TILES, heartbeat_s: float = P.HEARTBEAT_INTERVAL_S,
+                 liveness: int = P.HEARTBEAT_LIVENESS, keys: CurveKeys | None = None,
+                 context: zmq.Context | None = None):
+        if not engines:
+            raise VrstyleError("a worker needs at least one style")
+        if credit < 1 or max_batch_tiles < 1:
+            raise VrstyleError(f"credit and batch size must be at least 1, got {credit} and {max_batch_tiles}")
+        self.endpoint, self.engines, self.device = endpoint, dict(engines), device
+        self.credit, self.batch_window_s, self.max_batch_tiles = credit, batch_window_s, max_batch_tiles
+        self.heartbeat_s, self.liveness, self.keys = heartbeat_s, liveness, keys
+        self.context = context or zmq.Context.instance()
+        self.host = host_id()
+        self.counters: Counter[str] = Counter()
+        self._inbox: queue.Queue[Job | None] = queue.Queue()
+        self._results_endpoint = f"inproc://vrstyle-worker-{id(self):x}"
+
+    def info(self) -> dict[str, Any]:
+        """The READY announcement."""
+        return {"styles": {name: engine.stats_channels for name, engine in self.engines.items()},
+                "host": self.host, "device": self.device, "credit": self.credit, "pid": os.getpid()}
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Serve until ``stop`` is set: connect, announce, answer, reconnect when the broker goes quiet."""
+        stop = stop or threading.Event()
+        results = self.context.socket(zmq.PAIR)
+        results.bind(self._results_endpoint)
+        compute = threading.Thread(target=self._compute_loop, name="vrstyle-compute", daemon=True)
+        compute.start()
+        delay = P.RECONNECT_MIN_S
+        try:
+            while not stop.is_set():
+                if self._session(results, stop, compute):
+                    delay = P.RECONNECT_MIN_S  # the broker answered this time
+                if not compute.is_alive():
+                    raise VrstyleError("the inference thread stopped; see the log above")
+                if not stop.is_set():
+                    log.warning("broker at %s silent for %.1f s; reconnecting in %.2f s", self.endpoint,
+                                self.liveness * self.heartbeat_s, delay)
+                    stop.wait(delay)
+                    delay = min(2 * delay, P.RECONNECT_MAX_S)
+        finally:
+            self._inbox.put(None)
+            compute.join(timeout=10)
+            results.close(linger=0)
+            log.info("worker stopped: %s", dict(self.counters))
+
+    def _session(self, results: zmq.Socket, stop: threading.Event, compute: threading.Thread) -> bool:
+        """One connection to the broker; returns whether the broker was ever heard from."""
+        socket = self.context.socket(zmq.DEALER)
+        socket.linger = 0
+        socket.setsockopt(zmq.MAXMSGSIZE, P.MAX_SOCKET_MESSAGE_BYTES)
+        if self.keys is not None:
+            self.keys.apply(socket)
+        try:
+            socket.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            socket.close()
+            raise VrstyleError(f"cannot connect to broker at {self.endpoint}: {exc.strerror}") from None
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(results, zmq.POLLIN)
+        socket.send_multipart([P.Header(P.READY, host=self.host).pack(), P.encode_json(self.info())])
+        heard = False
+        expiry = time.monotonic() + self.liveness * self.heartbeat_s
+        next_beat = time.monotonic() + self.heartbeat_s
+        try:
+            while not stop.is_set() and compute.is_alive():
+                events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s, 0.25)))
+                now = time.monotonic()
+                if socket in events:
+                    while socket.poll(0):
+                        self._on_broker(socket, socket.recv_multipart(copy=False), now)
+                    heard, expiry = True, now + self.liveness * self.heartbeat_s
+                if results in events:
+                    while results.poll(0):
+                        socket.send_multipart(results.recv_multipart(copy=False), copy=False)
+                if now >= next_beat:
+                    socket.send(P.Header(P.HEARTBEAT).pack())
+                    next_beat = now + self.heartbeat_s
+                if now >= expiry:
+                    return heard
+            socket.linger = int(1000 * self.heartbeat_s)  # let the goodbye out before closing
+            socket.send(P.Header(P.DISCONNECT).pack())
+            return True
+        finally:
+            socket.close()
+
+    def _on_broker(self, socket: zmq.Socket, frames: list, now: float) -> None:
+        try:
+            header = P.Header.unpack(frames[0].buffer)
+        except P.ProtocolError as exc:
+            self._reject(socket, exc, None)
+            return
+        if header.kind == P.HEARTBEAT:
+            return
+        if header.kind == P.RECONNECT:
+            socket.send_multipart([P.Header(P.READY, host=self.host).pack(), P.encode_json(self.info())])
+            return
+        try:
+            job = self._job(frames, now)
+        except P.ProtocolError as exc:
+            self._reject(socket, exc, header)
+            return
+        self.counters["requests"] += 1
+        self._inbox.put(job)
+
+    def _job(self, frames: list, now: float) -> Job:
+        request = P.parse_request(frames)
+        h = request.header
+        engine = self.engines.get(h.style)
+        if engine is None:
+            raise P.ProtocolError(P.E_STYLE, f"this worker does not serve style {h.style!r} "
+                                             f"(it serves {', '.join(sorted(self.engines))})", h.request_id)
+        if request.stats is not None and request.stats.shape[1] != engine.stats_channels:
+            raise P.ProtocolError(P.E_STATS, f"statistics for {request.stats.shape[1]} channels, style {h.style!r} "
+                                             f"has {engine.stats_channels}", h.request_id)
+        tiles = None if request.pixels is None else np.frombuffer(request.pixels, np.uint8).reshape(h.in_shape)
+        deadline = now + h.budget_us / 1e6 if h.budget_us else None
+        # Shared memory is mapped in the compute thread, which owns the segment cache.
+        return Job(h, tiles, request.stats, received=now, deadline=deadline, shm=request.shm)
+
+    def _reject(self, socket: zmq.Socket, exc: P.ProtocolError, header: P.Header | None) -> None:
+        self.counters[f"rejected_{P.CODE_NAMES.get(exc.code, exc.code)}"] += 1
+        log.warning("rejected a request: %s", exc)
+        socket.send_multipart(P.error_frames(P.ERROR, exc.code, f"worker: {exc}", header))
+
+    def _compute_loop(self) -> None:
+        results = self.context.socket(zmq.PAIR)
+        results.connect(self._results_endpoint)
+        segments = SegmentCache()
+        try:
+            while True:
+                jobs = self._next_batch()
+                if jobs is None:
+                    return
+                for frames in self._serve(jobs, segments):
+                    results.send_multipart(frames, copy=False)
+        finally:
+            segments.close()
+            results.close(linger=0)
+
+    def _next_batch(self) -> list[Job] | None:
+        first = self._inbox.get()
+        if first is None:
+            return None
+        jobs, tiles = [first], first.header.count
+        until = time.monotonic() + self.batch_window_s
+        while tiles < self.max_batch_tiles and self.credit > 1:
+            try:
+                job = self._inbox.get(timeout=max(until - time.monotonic(), 0))
+            except queue.Empty:
+                break
+            if job is None:
+                self._inbox.put(None)
+                break
+            jobs.append(job)
+            tiles += job.header.count
+        return jobs
+
+    def _serve(self, jobs: list[Job], segments: SegmentCache) -> list[list]:
+        """Replies for a batch of jobs: expired ones LOST, the rest processed per engine."""
+        replies: list[list] = []
+        now = time.monotonic()
+        live: list[Job] = []
+        for job in jobs:
+            if job.deadline is not None and now > job.deadline:
+                self.counters["expired"] += 1
+                replies.append(P.error_frames(P.LOST, P.LOST_EXPIRED, "deadline passed before inference", job.header))
+                continue
+            if job.shm is not None:
+                try:
+                    out_shape = job.header.out_shape if job.header.kind == P.STYLIZE else None
+                    job.tiles, job.out = segments.views(job.shm, job.header.in_shape, out_shape)
+                except P.ProtocolError as exc:
+                    replies.append(P.error_frames(P.ERROR, exc.code, f"worker: {exc}", job.header))
+                    continue
+            live.append(job)
+        by_engine: dict[int, list[Job]] = {}
+        for job in live:
+            by_engine.setdefault(id(self.engines[job.header.style]), []).append(job)
+        for group in by_engine.values():
+            start = time.monotonic()
+            outcomes = process(self.engines[group[0].header.style], group)
+            for job, outcome in zip(group, outcomes):
+                if outcome.code:
+                    self.counters["failed"] += 1
+                    replies.append(P.error_frames(P.ERROR, outcome.code, outcome.message, job.header))
+                    continue
+                self.counters["tiles"] += job.header.count
+                queue_us = (start - job.received) * 1e6
+                replies.append(P.result_frames(job.header, outcome.tiles, outcome.moments, queue_us,
+                                               outcome.infer_s * 1e6))
+        return replies
+
