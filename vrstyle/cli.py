@@ -23,6 +23,8 @@ COMMANDS = {
     "worker": ("vrstyle.commands.worker", "serve styles on one device for a broker"),
     "workers": ("vrstyle.commands.workers", "start one worker per GPU (or N on the CPU) and keep them running"),
     "keys": ("vrstyle.commands.keys", "make CurveZMQ key pairs for a broker beyond loopback"),
+    "distill": ("vrstyle.commands.distill", "train a (binary) student network from a teacher"),
+    "eval": ("vrstyle.commands.eval", "compare models with their teacher: fidelity, size, ops, CPU speed"),
 }
 """Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""
 

@@ -89,3 +89,9 @@ XR_RECONNECT_TIMEOUT_S = 60.0
 """How long the client looks for a lost runtime before it gives up and leaves."""
 XR_NEAR, XR_FAR = 0.05, 100.0
 """Clip planes of the eye projections, metres."""
+
+# Students and distillation.
+CALIBRATION_IMAGES = 16
+"""BSDS500 training photos a student is calibrated on, layer by layer."""
+MODEL_FILE_LIMIT = 300_000
+"""Largest shipped model file, bytes."""

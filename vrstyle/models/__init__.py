@@ -6,11 +6,13 @@ from vrstyle.models.registry import (
     ARCHITECTURES, STYLES, ModelSpec, available_models, create_model, load_model, register_architecture,
     resolve_model,
 )
+from vrstyle.models.students import StudentNet
 from vrstyle.models.transformer import TransformerNet
 
 register_architecture("johnson")(TransformerNet)
+register_architecture("student")(StudentNet)
 
 __all__ = [
-    "ARCHITECTURES", "FrameNorm", "ModelSpec", "STYLES", "StyleEngine", "TransformerNet", "available_models",
+    "ARCHITECTURES", "FrameNorm", "ModelSpec", "STYLES", "StudentNet", "StyleEngine", "TransformerNet", "available_models",
     "create_model", "load_model", "register_architecture", "resolve_model",
 ]

@@ -127,8 +127,14 @@ def load_model(name: str) -> nn.Module:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a state dict file into ``model`` strictly, explaining any mismatch in one line."""
+    """Load a state dict file (plain, or bit-packed: :mod:`vrstyle.models.packed`) into ``model``
+    strictly, explaining any mismatch in one line."""
+    from vrstyle.models import packed
+
     state = read_state_dict(path)
+    if packed.is_packed(state):
+        packed.check_packing(path)
+        state = packed.decode(state, model, path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

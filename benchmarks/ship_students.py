@@ -1,0 +1,136 @@
+"""Train, evaluate and ship the binary students: one model file and one model card per style.
+
+    python benchmarks/ship_students.py --styles candy,mosaic --calibration-images 8 --limit 6
+
+For each style: ``vrstyle distill`` (calibration, then ``--steps`` of gradient descent),
+export to ``vrstyle/models/weights/<style>-binary.safetensors``, evaluation against the
+teacher on held-out photos (written to ``benchmarks/results/binary-<style>.{json,md,png}``)
+and the model card ``<style>-binary.md`` beside the weights. Resumable: a style whose run
+folder already holds a finished checkpoint is not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from vrstyle import settings
+from vrstyle.models import load_model
+from vrstyle.models.registry import SHIPPED_DIR, STYLES
+from vrstyle.train.distill import DistillConfig, distill, export
+from vrstyle.train.evaluate import Report, TeacherCache, cpu_seconds, evaluate
+from vrstyle.train.report import table
+
+RESULTS = Path(__file__).parent / "results"
+
+CARD = """# {style}/binary: binarized {style} style network
+
+A student of the Johnson et al. {style} teacher (`teachers/johnson/{style}.pth` in the shared
+data) with the teacher's topology and **1-bit weights and 1-bit activations in the ten
+residual-block convolutions** (AND + popcount arithmetic), 1-bit weights on full-precision
+inputs in `conv3`/`deconv1`, int8 `conv2`/`deconv2` and fp16 head and tail; residual paths
+and instance norms full precision. Binary weights are stored bit-packed (1 bit each plus one
+scale per output channel). File: {size_kb:.0f} KB ({sizes}).
+
+## Recipe
+- Initialisation: layer-by-layer calibration against the teacher (`vrstyle.train.calibrate`):
+  per layer, activation thresholds by a per-channel Lloyd-Max fit, least-squares weights from
+  the student's own inputs to the teacher's outputs (the second convolution of each residual
+  block aims at the residual the stream needs), GPTQ quantization with sign refinement, and
+  norm affines refitted; the tail refitted in full precision to the teacher's pixels.
+- Gradient descent after calibration: {steps} steps{sgd}.
+- Command: `{command}`
+
+## Data
+Calibration: {calibration_images} BSDS500 training photos at full size (seed {seed}).
+{data_sgd}Evaluation: held out, never trained on: {eval_sets}.
+
+## Budget and device
+{seconds:.0f} s of calibration and training on a **CPU** ({machine}; a 2-core machine shared with other jobs), no GPU.
+These are small-budget CPU models: a distillation run on a GPU (`vrstyle distill --teacher {style}
+--student student --steps 20000 --batch 8 --crop 256 --device cuda --run runs/{style}`) should improve them.
+
+## Metrics (against the teacher, full-size photos, per-image statistics)
+{metrics}
+
+Arithmetic per output pixel and CPU time: `benchmarks/results/binary-{style}.md`; the comparison
+with the teacher and other students (candy): `benchmarks/results/distill-candy.md`.
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--styles", default=",".join(STYLES))
+    parser.add_argument("--calibration-images", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=0)
+    parser.add_argument("--planes", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=6, help="evaluation photos per set")
+    parser.add_argument("--sets", default="kodak24,bsds500/test")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", default="runs")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sets = tuple(args.sets.split(","))
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    machine = f"{platform.machine()}, {args.threads} torch thread(s)"
+    for style in args.styles.split(","):
+        cfg = DistillConfig(teacher=style, arch="student", config={"planes": args.planes},
+                            calibration_images=args.calibration_images, steps=args.steps, seed=0)
+        run_dir = Path(args.runs) / f"{style}-binary"
+        student = distill(cfg, run_dir, progress=True)
+        seconds = run_seconds(run_dir)
+        path = SHIPPED_DIR / f"{style}-binary.safetensors"
+        size = export(student, cfg, path, f"{style}/binary")
+        model = load_model(str(path))  # evaluate what ships, as it loads
+        teacher = TeacherCache(Path(args.runs) / "teacher-cache", style, load_model(f"{style}/teacher"))
+        report = evaluate(model, f"{style}/binary", size, teacher, sets, args.limit, progress=True)
+        report.cpu_seconds_per_frame = cpu_seconds(model, repeats=1)
+        write_results(style, report, command, machine)
+        write_card(style, path, report, cfg, seconds, command, machine, sets, args.limit)
+        print(f"{style}: {report.psnr:.2f} dB, {size / 1000:.0f} KB, {seconds:.0f} s", flush=True)
+    return 0
+
+
+def run_seconds(run_dir: Path) -> float:
+    """Seconds the run has spent training, over all its sessions (from its checkpoint)."""
+    return torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False).get("seconds", 0.0)
+
+
+def write_results(style: str, report: Report, command: str, machine: str) -> None:
+    out = RESULTS / f"binary-{style}"
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine,
+                                                    "model": report.as_dict()}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(f"# {style}/binary against its teacher\n\n{table([report])}\n\n"
+                                      f"Command ({machine}):\n\n```\n{command}\n```\n")
+
+
+def write_card(style: str, path: Path, report: Report, cfg: DistillConfig, seconds: float, command: str,
+               machine: str, sets: tuple[str, ...], limit: int | None) -> None:
+    from safetensors.torch import load_file
+
+    from vrstyle.models.packed import size_report
+
+    sizes = ", ".join(f"{kind} {n / 1000:.0f} KB" for kind, n in size_report(load_file(str(path))).items())
+    metrics = [f"- All {report.images} photos: PSNR {report.psnr:.2f} dB, SSIM {report.ssim:.3f}, "
+               f"VGG relu3_1 distance {report.vgg_distance:.3f}"]
+    metrics += [f"- {name}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}" for name, m in report.per_set.items()]
+    eval_sets = ", ".join(f"{s} (first {limit})" if limit else s for s in sets)
+    sgd = (f" (batch {cfg.batch}, {cfg.crop} px crops, Adam {cfg.lr}, VGG weight {cfg.vgg_weight})"
+           if cfg.steps else " (none: calibration only)")
+    data_sgd = "Gradient descent: random crops and flips of BSDS500 train+val.\n" if cfg.steps else ""
+    path.with_suffix(".md").write_text(CARD.format(
+        style=style, size_kb=path.stat().st_size / 1000, sizes=sizes, steps=cfg.steps, sgd=sgd, command=command,
+        calibration_images=cfg.calibration_images, seed=cfg.seed, data_sgd=data_sgd, eval_sets=eval_sets,
+        seconds=seconds, machine=machine, metrics="\n".join(metrics)) + f"\nRecipe as stored: `{json.dumps(asdict(cfg))}`\n")
+    assert path.stat().st_size <= settings.MODEL_FILE_LIMIT, f"{path} is over the size limit"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

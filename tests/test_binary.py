@@ -1,0 +1,207 @@
+"""Binary layers, bit packing, the popcount path and calibration's building blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vrstyle.kernels import PackedBinaryConv2d, PackingError, pack_signs, popcount_conv2d, unpack_signs, use_popcount
+from vrstyle.kernels.bits import pack_channels
+from vrstyle.models import create_model
+from vrstyle.models.binary import BinaryConv2d, Int8Conv2d, RSign, binarize_weights, quantize_int8, ste_sign
+from vrstyle.models.students import StudentNet
+from vrstyle.train.calibrate import fit_thresholds, gptq, refine_signs
+
+
+def randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial thresholds, plane weights and biases, so equalities below can fail."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, RSign):
+                module.threshold.copy_(torch.randn(module.threshold.shape, generator=generator) * 0.5)
+                module.beta.copy_(torch.rand(module.beta.shape, generator=generator) + 0.5)
+            if isinstance(module, BinaryConv2d) and module.bias is not None:
+                module.bias.copy_(torch.randn(module.bias.shape, generator=generator))
+    return net.eval()
+
+
+@torch.enable_grad()
+def test_ste_sign_forward_and_clipped_gradient():
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
+    y = ste_sign(x)
+    y.sum().backward()
+    assert y.tolist() == [-1, -1, 1, 1, 1]
+    assert x.grad.tolist() == [0, 1, 1, 1, 0]
+    x.grad = None
+    ste_sign(x, approx=True).sum().backward()
+    assert x.grad.tolist() == [0, 1, 2, 1, 0]
+
+
+def test_weight_binarization_uses_mean_absolute_value_per_output_channel():
+    w = torch.randn(4, 3, 3, 3)
+    q = binarize_weights(w)
+    assert torch.equal(q.abs(), w.abs().mean(dim=(1, 2, 3))[:, None, None, None].expand_as(w))
+    assert torch.equal(torch.sign(q), torch.where(w >= 0, 1.0, -1.0))
+
+
+def test_int8_fake_quantization_round_trips_stored_values():
+    conv = Int8Conv2d(8, 4, 3)
+    q = quantize_int8(conv.weight, conv.scale)
+    steps = q / conv.scale[:, None, None, None]
+    torch.testing.assert_close(steps, steps.round(), atol=1e-4, rtol=0)
+    assert steps.abs().amax() <= 127
+    torch.testing.assert_close(quantize_int8(q, conv.scale), q)
+
+
+def test_rsign_planes_are_a_thermometer_code():
+    act = RSign(2, planes=3)
+    with torch.no_grad():
+        act.threshold.copy_(torch.tensor([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]]))
+    planes = act(torch.tensor([-2.0, 0.5]).view(1, 2, 1, 1))
+    assert planes[:, 0, :, 0, 0].T.tolist() == [[-1, -1, -1], [1, 1, -1]]
+
+
+def test_sign_packing_round_trips_and_rejects_wrong_packing():
+    values = torch.randn(5, 7, 3, 3).numpy()
+    bits = pack_signs(values)
+    assert bits.shape == (5, 8) and bits.dtype == np.uint8
+    np.testing.assert_array_equal(unpack_signs(bits, values.shape), np.where(values >= 0, 1, -1))
+    with pytest.raises(PackingError, match="cannot hold"):
+        unpack_signs(bits[:, :-1], values.shape)
+    with pytest.raises(PackingError, match="uint8"):
+        unpack_signs(bits.astype(np.int16), values.shape)
+    spoiled = bits.copy()
+    spoiled[:, -1] |= 0x80  # 63 signs use 7 bits of the last byte
+    with pytest.raises(PackingError, match="padding bits"):
+        unpack_signs(spoiled, values.shape)
+
+
+@pytest.mark.parametrize("channels,planes,stride", [(128, 1, 1), (70, 2, 1), (13, 3, 2), (64, 1, 2)])
+def test_popcount_convolution_equals_float_simulation_exactly(channels, planes, stride):
+    """The AND/popcount path on packed bits gives bit-identical outputs to the float layer."""
+    torch.manual_seed(channels)
+    conv = randomise(BinaryConv2d(channels, 33, 3, stride, planes=planes))
+    x = torch.randn(2, channels, 17, 19) * 3
+    with torch.no_grad():
+        expected = conv(x)
+        packed = PackedBinaryConv2d(conv)(x)
+    assert torch.equal(packed, expected)
+    assert expected.abs().max() > 1  # it computed something
+
+
+def test_popcount_dot_products_match_integer_convolution():
+    rng = np.random.default_rng(0)
+    x = rng.choice([-1, 1], size=(1, 100, 6, 7))
+    w = rng.choice([-1, 1], size=(5, 100, 3, 3))
+    dots = popcount_conv2d(pack_channels(x[0:1] > 0), pack_channels(w > 0), 900)
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double())
+    np.testing.assert_array_equal(dots, expected.numpy().astype(np.int32))
+
+
+def test_whole_student_on_popcount_equals_float_simulation():
+    """Reflection padding of ±1 planes stays ±1: the whole network agrees bit for bit."""
+    torch.manual_seed(1)
+    net = randomise(StudentNet(width=8, blocks=2, planes=2))
+    x = torch.rand(1, 3, 40, 36) * 255
+    with torch.no_grad():
+        expected = net(x)
+        packed = use_popcount(net)(x)
+    assert sum(isinstance(m, PackedBinaryConv2d) for m in net.modules()) == 4
+    assert torch.equal(packed, expected)
+
+
+def test_student_layer_kinds_follow_the_configuration():
+    net = create_model("student", layers={"body": "binary_weights", "deconv2": "int8"})
+    assert net.res3.conv2.conv2d.act is None and isinstance(net.deconv2.conv2d, Int8Conv2d)
+    assert type(net.conv3.conv2d) is torch.nn.Conv2d
+    shipped = create_model("student")
+    assert shipped.res1.conv1.conv2d.planes == 1 and shipped.deconv1.conv2d.act is None
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"layers": {"body": "ternary"}}, "unknown kind 'ternary'"),
+    ({"layers": {"head": "binary"}}, "unknown layer groups"),
+    ({"planes": 0}, "planes must be >= 1"),
+])
+def test_bad_student_configurations_are_one_line_errors(config, message):
+    from vrstyle.errors import VrstyleError
+
+    with pytest.raises(VrstyleError, match=message):
+        create_model("student", **config)
+
+
+def test_thresholds_of_one_plane_split_two_clusters():
+    samples = torch.cat([torch.randn(1, 500) * 0.1 - 2, torch.randn(1, 500) * 0.1 + 4], dim=1)
+    thresholds, spread = fit_thresholds(samples, planes=1)
+    assert thresholds.shape == (1, 1) and abs(thresholds.item() - 1.0) < 0.1
+    assert abs(spread.item() - 3.0) < 0.1
+
+
+def test_gptq_and_sign_refinement_beat_plain_signs():
+    """Error compensation lowers the objective tr((W - Q) H (W - Q)^T) below sign(W) * mean|W|."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 2000) + torch.randn(64, 1) * torch.randn(1, 2000)  # correlated inputs
+    h = (x @ x.T).double()
+    w = torch.randn(8, 64).double()
+
+    def objective(q):
+        return float(((w - q) @ h * (w - q)).sum())
+
+    scale = w.abs().mean(dim=1, keepdim=True)
+    plain = torch.sign(w) * scale
+    q = gptq(w, h, lambda col: torch.where(col >= 0, 1.0, -1.0).double() * scale[:, 0])
+    signs, best = refine_signs(w, h, torch.sign(q))
+    refined = signs.double() * best.double()[:, None]
+    assert objective(q) < objective(plain)
+    assert objective(refined) <= objective(q)
+
+
+def _tiny_teacher() -> torch.nn.Module:
+    torch.manual_seed(3)
+    teacher = create_model("johnson", width=8, blocks=2)
+    with torch.no_grad():
+        for name, p in teacher.named_parameters():
+            if name.endswith("weight") and p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+    return teacher.eval()
+
+
+def _images() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(3, 3, 12, 16, generator=generator), scale_factor=4,
+                                             mode="bilinear")
+    return smooth * 255
+
+
+def test_calibration_reproduces_a_float_student_and_fits_a_binary_one():
+    from vrstyle.train.calibrate import calibrate, relative_error
+
+    teacher, images = _tiny_teacher(), _images()
+    with torch.no_grad():
+        reference = teacher(images)
+    same = StudentNet(width=8, blocks=2, layers={})
+    calibrate(same, teacher, images, positions=4000)
+    binary = StudentNet(width=8, blocks=2, planes=2)
+    calibrate(binary, teacher, images, positions=4000)
+    plain = StudentNet(width=8, blocks=2, planes=2)
+    plain.load_state_dict(teacher.state_dict(), strict=False)
+    with torch.no_grad():
+        assert relative_error(same(images), reference) < 0.05
+        fitted = relative_error(binary(images), reference)
+        assert fitted < 0.5 * relative_error(plain.eval()(images), reference)  # far better than a copy
+
+
+def test_calibration_of_a_narrower_student_selects_channels():
+    from vrstyle.train.calibrate import calibrate, relative_error, select_channels
+
+    teacher, images = _tiny_teacher(), _images()
+    keep = select_channels(teacher, 4)
+    assert len(keep["stream"]) == 16 and len(keep["in1"]) == 4 and keep["stream"].unique().numel() == 16
+    narrow = StudentNet(width=4, blocks=2, layers={}).eval()
+    with torch.no_grad():
+        untrained = relative_error(narrow(images), teacher(images))
+    calibrate(narrow, teacher, images, positions=4000)
+    with torch.no_grad():
+        assert relative_error(narrow(images), teacher(images)) < min(0.9, untrained / 2)

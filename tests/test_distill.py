@@ -1,0 +1,55 @@
+"""Distillation and evaluation commands end to end, on tiny students and crops."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from vrstyle.cli import main
+from vrstyle.models import resolve_model
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+TINY = ["--student", "johnson", "--config", '{"width": 4, "blocks": 1}', "--init", "random", "--batch", "1",
+        "--crop", "32", "--threads", "1"]
+
+
+def test_distill_trains_checkpoints_resumes_and_exports(shared_data, tmp_path):
+    run = tmp_path / "run"
+    args = ["distill", "--teacher", "candy", *TINY, "--vgg-weight", "0.1", "--colour", "luminance",
+            "--run", str(run)]
+    assert main([*args, "--steps", "2"]) == 0
+    assert main([*args, "--steps", "3", "--output", str(tmp_path / "tiny.safetensors")]) == 0
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]  # resumed at step 2, not restarted
+    assert all(float(r["perceptual"]) > 0 for r in rows)
+    spec = resolve_model(str(tmp_path / "tiny.safetensors"))
+    assert spec.name == "candy/johnson" and spec.config == {"width": 4, "blocks": 1}
+    spec.load()
+    assert main(["distill", "--teacher", "mosaic", *TINY, "--run", str(run), "--steps", "4"]) == 2
+
+
+def test_distill_rejects_bad_settings_in_one_line(shared_data, tmp_path, capsys):
+    assert main(["distill", "--teacher", "candy", *TINY, "--colour", "sepia", "--run", str(tmp_path)]) == 2
+    assert "unknown colour correction 'sepia'" in capsys.readouterr().err
+    assert main(["distill", "--teacher", "candy", "--layers", "body", "--run", str(tmp_path)]) == 2
+    assert "GROUP=KIND" in capsys.readouterr().err
+
+
+def test_eval_writes_table_json_and_plot(shared_data, tmp_path, capsys):
+    model = tmp_path / "tiny.safetensors"
+    assert main(["distill", "--teacher", "candy", *TINY, "--steps", "1", "--run", str(tmp_path / "run"),
+                 "--output", str(model)]) == 0
+    out = tmp_path / "table"
+    assert main(["eval", "candy/teacher", str(model), "--teacher", "candy", "--sets", "bsds500/test", "--limit", "1",
+                 "--cache", str(tmp_path / "cache"), "--out", str(out), "--threads", "1"]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    reference, report = result["models"]
+    assert reference["psnr"] is None and reference["cost"]["float_macs"] == pytest.approx(153_792, rel=0.01)
+    assert 0 < report["psnr"] < 40 and 0 < report["ssim"] <= 1 and report["images"] == 1
+    assert report["cost"]["float_macs"] > 0 and report["file_bytes"] == model.stat().st_size
+    table = out.with_suffix(".md").read_text()
+    assert "| candy/teacher | reference |" in table and "| candy/johnson |" in table
+    assert out.with_suffix(".png").stat().st_size > 10_000

@@ -1,0 +1,83 @@
+"""Distil a student network from a teacher: calibration, then gradient descent, then export.
+
+Example: ``vrstyle distill --teacher candy --student student --steps 200 --output candy-binary.safetensors``
+(the ``student`` architecture defaults to the shipped binary design).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+
+
+def parse_layers(text: str) -> dict[str, str]:
+    """``body=binary,conv3=int8`` -> {"body": "binary", "conv3": "int8"}."""
+    layers = {}
+    for part in filter(None, text.split(",")):
+        group, sep, kind = part.partition("=")
+        if not sep:
+            raise VrstyleError(f"--layers wants GROUP=KIND pairs separated by commas, got {part!r}")
+        layers[group.strip()] = kind.strip()
+    return layers
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", default=settings.DEFAULT_STYLE, help="teacher style (candy, mosaic, ...)")
+    parser.add_argument("--student", default="student", help="student architecture (student, johnson)")
+    parser.add_argument("--config", default="{}", help="student configuration as JSON, e.g. '{\"width\": 16}'")
+    parser.add_argument("--layers", default=None,
+                        help="layer kinds of a 'student', e.g. body=binary,conv3=binary_weights,deconv1=int8 "
+                             "(kinds: float, int8, binary_weights, binary; groups not named are float)")
+    parser.add_argument("--planes", type=int, default=None, help="binary activation planes (default 1)")
+    parser.add_argument("--init", default="calibrate", help="calibrate (layer-by-layer fit to the teacher), "
+                                                            "teacher (copy its weights) or random")
+    parser.add_argument("--calibration-images", type=int, default=settings.CALIBRATION_IMAGES,
+                        help=f"photos for calibration (default {settings.CALIBRATION_IMAGES})")
+    parser.add_argument("--steps", type=int, default=0, help="gradient steps after initialisation (default 0)")
+    parser.add_argument("--batch", type=int, default=4, help="crops per step (default 4)")
+    parser.add_argument("--crop", type=int, default=128, help="crop size, px (default 128)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    parser.add_argument("--vgg-weight", type=float, default=0.0, help="weight of the VGG19 perceptual term")
+    parser.add_argument("--colour", default="none", help="target colour correction: none or luminance")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--run", dest="run_dir", required=True, help="run folder: checkpoint and loss log (resumes if present)")
+    parser.add_argument("--output", help="write the student here as a bit-packed .safetensors model file")
+    parser.add_argument("--name", help="model name stored in the file (default <teacher>/<student>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from vrstyle.models.engine import pick_device
+    from vrstyle.train.distill import DistillConfig, distill, export
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        config = json.loads(args.config)
+    except json.JSONDecodeError as exc:
+        raise VrstyleError(f"--config is not JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise VrstyleError("--config must be a JSON object")
+    if args.layers is not None:
+        config["layers"] = parse_layers(args.layers)
+    if args.planes is not None:
+        config["planes"] = args.planes
+    pick_device(args.device)
+    if args.output and not args.output.endswith(".safetensors"):
+        raise VrstyleError(f"--output must be a .safetensors file, got {args.output}")
+    cfg = DistillConfig(teacher=args.teacher, arch=args.student, config=config, init=args.init,
+                        calibration_images=args.calibration_images, steps=args.steps, batch=args.batch,
+                        crop=args.crop, lr=args.lr, vgg_weight=args.vgg_weight, colour=args.colour,
+                        seed=args.seed, device=args.device)
+    student = distill(cfg, Path(args.run_dir), progress=None)
+    if args.output:
+        size = export(student, cfg, Path(args.output), args.name or f"{args.teacher}/{args.student}")
+        print(f"wrote {args.output} ({size / 1000:.1f} KB)")
+    return 0

@@ -1,0 +1,96 @@
+"""Student networks: the teacher's topology with each layer group stored at its own precision.
+
+The head (``conv1``) and tail (``deconv3``) stay full precision; the down/up convolutions
+(``conv2``, ``conv3``, ``deconv1``, ``deconv2``) and the residual body can each be
+``float``, ``int8``, ``binary_weights`` (1-bit weights, full-precision inputs) or ``binary``
+(1-bit weights and 1-bit activation planes, popcount arithmetic). The residual path stays
+full precision. Layer names are the teacher's, so a student starts from its teacher.
+
+The default is the shipped design, which fits the teacher's 1.68 M parameters in <= 300 KB:
+binary body (1-bit weights and activations), 1-bit weights in ``conv3``/``deconv1`` (their
+inputs stay full precision: binarizing those activations cost most of the quality), int8
+``conv2``/``deconv2``, fp16 head and tail.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vrstyle.models.binary import LAYER_KINDS, RPReLU, conv_class
+from vrstyle.models.transformer import ConvLayer, ResidualBlock, TransformerNet
+
+SHIPPED_LAYERS = {"conv2": "int8", "conv3": "binary_weights", "body": "binary",
+                  "deconv1": "binary_weights", "deconv2": "int8"}
+"""Layer kinds of the shipped binary students."""
+FLOAT_LAYERS = dict.fromkeys(SHIPPED_LAYERS, "float")
+GROUPS = tuple(SHIPPED_LAYERS)
+
+
+class StudentBlock(ResidualBlock):
+    """A residual block with optional RPReLU and Bi-Real shortcuts around each convolution.
+
+    Bi-Real: ``h = act(in1(conv1(x))) + x; out = h + in2(conv2(h))`` (each binary
+    convolution gets its own real-valued shortcut); otherwise the teacher's block.
+    """
+
+    def __init__(self, channels: int, offset: int, stride: int, conv, rprelu: bool = False, bireal: bool = False):
+        super().__init__(channels, offset, stride, conv=conv)
+        self.bireal = bireal
+        self.act = RPReLU(channels) if rprelu else nn.ReLU()
+
+    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
+                capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
+        y = self.act(self.in1(self.conv1(x), stats, capture, margin))
+        if self.bireal:
+            y = y + x
+            return y + self.in2(self.conv2(y), stats, capture, margin)
+        return x + self.in2(self.conv2(y), stats, capture, margin)
+
+
+class StudentNet(TransformerNet):
+    """A :class:`TransformerNet` whose layer groups are float, int8 or binary.
+
+    Args:
+        width, blocks: as :class:`TransformerNet`.
+        layers: kind per group (``conv2``, ``conv3``, ``body``, ``deconv1``, ``deconv2``);
+            missing groups are ``float``. Default: :data:`SHIPPED_LAYERS`.
+        planes: binary activation planes of ``binary`` layers (1 = plain sign).
+        learned_scale: learn binary weight scales instead of ``mean |W|``.
+        rprelu: RPReLU instead of ReLU inside residual blocks.
+        bireal: Bi-Real shortcuts around each body convolution.
+        approx: Bi-Real ApproxSign gradient for activations.
+
+    >>> net = StudentNet(width=8, blocks=1)
+    >>> net(torch.rand(1, 3, 32, 32) * 255).shape
+    torch.Size([1, 3, 32, 32])
+    >>> net.res1.conv1.conv2d.planes, net.conv3.conv2d.planes
+    (1, 0)
+    """
+
+    def __init__(self, width: int = 32, blocks: int = 5, layers: dict[str, str] | None = None, planes: int = 1,
+                 learned_scale: bool = False, rprelu: bool = False, bireal: bool = False, approx: bool = False):
+        layers = dict(SHIPPED_LAYERS if layers is None else {**FLOAT_LAYERS, **layers})
+        unknown = set(layers) - set(GROUPS)
+        if unknown:
+            raise ValueError(f"unknown layer groups {sorted(unknown)}; groups are {', '.join(GROUPS)}")
+        for group, kind in layers.items():
+            if kind not in LAYER_KINDS:
+                raise ValueError(f"layer group {group}: unknown kind {kind!r}; use one of {', '.join(LAYER_KINDS)}")
+        if planes < 1:
+            raise ValueError(f"activation planes must be >= 1, got {planes}")
+        super().__init__(width, blocks)
+        self.layers, self.planes = layers, planes
+
+        def make(kind: str):
+            return conv_class(kind, planes, learned_scale, approx)
+
+        w1, w2, w4 = width, 2 * width, 4 * width
+        self.conv2 = ConvLayer(w1, w2, 3, stride=2, conv=make(layers["conv2"]))
+        self.conv3 = ConvLayer(w2, w4, 3, stride=2, conv=make(layers["conv3"]))
+        for i, block in enumerate(self.residual_blocks(), start=1):
+            setattr(self, f"res{i}", StudentBlock(w4, block.in1.offset, block.in1.stride, make(layers["body"]),
+                                                  rprelu, bireal))
+        self.deconv1 = ConvLayer(w4, w2, 3, upsample=True, conv=make(layers["deconv1"]))
+        self.deconv2 = ConvLayer(w2, w1, 3, upsample=True, conv=make(layers["deconv2"]))
+

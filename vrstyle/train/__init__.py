@@ -1,0 +1,1 @@
+"""Training students from the teachers: data, losses, calibration, distillation, evaluation."""

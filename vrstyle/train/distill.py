@@ -1,0 +1,187 @@
+"""Distillation: a student learns to reproduce its teacher's images.
+
+Loss: mean squared error between student and teacher outputs (scaled to 0..1) plus a VGG19
+perceptual term, optionally against teacher outputs colour-corrected ahead of time
+(:func:`~vrstyle.train.losses.luminance_transfer`). Data: random crops and flips of BSDS500
+train+val. Students of the teacher's width and depth start from a layer-by-layer
+calibration (:mod:`vrstyle.train.calibrate`); gradient descent with straight-through
+estimators then refines them. Checkpoints (model, optimiser, data and random state) make a
+run resumable; a CSV log records every step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vrstyle.errors import VrstyleError
+from vrstyle.models import create_model, load_model
+from vrstyle.models.binary import Int8Conv2d
+from vrstyle.models.packed import save_model
+from vrstyle.train.calibrate import calibrate
+from vrstyle.train.data import TRAIN_SETS, RandomCrops, data_dir, load_batch, photo_paths
+from vrstyle.train.losses import VGGFeatures, luminance_transfer, perceptual_loss
+
+log = logging.getLogger(__name__)
+
+INITS = ("calibrate", "teacher", "random")
+COLOURS = ("none", "luminance")
+IDENTITY = ("teacher", "arch", "config", "init", "calibration_images", "seed")
+"""Settings that define the student of a run; the others (steps, batch, lr, ...) may change on resuming."""
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.csv"
+
+
+@dataclass
+class DistillConfig:
+    """Everything a run depends on; stored in its checkpoint and in the exported model."""
+
+    teacher: str = "candy"
+    arch: str = "student"
+    config: dict = field(default_factory=dict)
+    init: str = "calibrate"
+    calibration_images: int = 16
+    steps: int = 0
+    batch: int = 4
+    crop: int = 128
+    lr: float = 2e-4
+    vgg_weight: float = 0.0
+    colour: str = "none"
+    seed: int = 0
+    device: str = "cpu"
+
+    def check(self) -> None:
+        if self.init not in INITS:
+            raise VrstyleError(f"unknown init {self.init!r}; use one of {', '.join(INITS)}")
+        if self.colour not in COLOURS:
+            raise VrstyleError(f"unknown colour correction {self.colour!r}; use one of {', '.join(COLOURS)}")
+        for name in ("steps", "calibration_images"):
+            if getattr(self, name) < 0:
+                raise VrstyleError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch < 1 or self.lr <= 0 or self.vgg_weight < 0:
+            raise VrstyleError("batch must be >= 1, lr > 0 and vgg weight >= 0")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def initial_student(cfg: DistillConfig, teacher: torch.nn.Module, progress: bool | None) -> torch.nn.Module:
+    """The student before gradient descent: calibrated, a copy of the teacher, or random."""
+    student = create_model(cfg.arch, **cfg.config)
+    if cfg.init == "calibrate":
+        paths = photo_paths(("bsds500/train",))
+        random.Random(cfg.seed).shuffle(paths)
+        images = load_batch(paths[:cfg.calibration_images])
+        try:
+            result = calibrate(student, teacher, images, seed=cfg.seed, progress=progress)
+        except ValueError as exc:
+            raise VrstyleError(f"cannot calibrate this student: {exc}") from None
+        log.info("calibrated on %d photos: %.2f dB", len(images), result["psnr_calibration_set"])
+    elif cfg.init == "teacher":
+        missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+        if unexpected or any(key.endswith(("weight", "bias")) and "act." not in key for key in missing):
+            raise VrstyleError("init 'teacher' needs a student with the teacher's layers; use --init random")
+        for module in student.modules():
+            if isinstance(module, Int8Conv2d):
+                module.reset_scale()
+    return student
+
+
+def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> torch.nn.Module:
+    """Run (or resume) a distillation in ``run_dir``; returns the trained student (eval mode)."""
+    cfg.check()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    device = torch.device(cfg.device)
+    teacher = load_model(f"{cfg.teacher}/teacher").to(device).requires_grad_(False)
+    checkpoint_path = run_dir / CHECKPOINT
+    checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False) if checkpoint_path.is_file() else None
+    if checkpoint is not None and _identity(checkpoint["config"]) != _identity(asdict(cfg)):
+        raise VrstyleError(f"{checkpoint_path} belongs to another student ({_identity(checkpoint['config'])}); "
+                           "use a new --run folder")
+    started = time.perf_counter()
+    if checkpoint is None:
+        student = initial_student(cfg, teacher.cpu(), progress).to(device)
+        teacher.to(device)
+        step, seconds = 0, 0.0
+    else:
+        student = create_model(cfg.arch, **cfg.config).to(device)
+        student.load_state_dict(checkpoint["model"])
+        step, seconds = checkpoint["step"], checkpoint.get("seconds", 0.0)
+        log.info("resuming %s at step %d", run_dir, step)
+
+    def elapsed() -> float:
+        return seconds + time.perf_counter() - started
+
+    if step >= cfg.steps:
+        if checkpoint is None:
+            _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed())
+        return student.eval()
+    optimiser = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    crops = RandomCrops(photo_paths(TRAIN_SETS), cfg.crop, cfg.seed)
+    if checkpoint is not None and "optimiser" in checkpoint:
+        optimiser.load_state_dict(checkpoint["optimiser"])
+        crops.restore(checkpoint["data"])
+        torch.set_rng_state(checkpoint["rng"])
+    vgg = VGGFeatures(data_dir() / "vgg" / "vgg19_features.pth").to(device) if cfg.vgg_weight else None
+    student.train()
+    new_log = not (run_dir / LOG).is_file()
+    with open(run_dir / LOG, "a", newline="") as log_file, \
+            tqdm(total=cfg.steps, initial=step, desc=f"distill {cfg.teacher}", unit="step",
+                 disable=None if progress is None else not progress) as bar:
+        writer = csv.writer(log_file)
+        if new_log:
+            writer.writerow(["step", "loss", "mse", "perceptual", "seconds"])
+        while step < cfg.steps:
+            start = time.perf_counter()
+            x = crops.batch(cfg.batch).to(device)
+            with torch.no_grad():
+                target = teacher(x).clamp(0, 255)
+                if cfg.colour == "luminance":
+                    target = luminance_transfer(target, x).clamp(0, 255)
+            out = student(x)
+            mse = F.mse_loss(out / 255, target / 255)
+            perceptual = perceptual_loss(vgg, out, target) if vgg is not None else torch.zeros(())
+            loss = mse + cfg.vgg_weight * perceptual
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            writer.writerow([step, f"{loss.item():.6g}", f"{mse.item():.6g}", f"{perceptual.item():.6g}",
+                             f"{time.perf_counter() - start:.3f}"])
+            bar.set_postfix(mse=f"{mse.item():.2e}")
+            bar.update()
+            if step % 25 == 0 or step == cfg.steps:
+                log_file.flush()
+                _save_checkpoint(checkpoint_path, cfg, student, optimiser, crops, step, elapsed())
+    return student.eval()
+
+
+def _identity(config: dict) -> dict:
+    return {key: config[key] for key in IDENTITY}
+
+
+def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int, seconds: float) -> None:
+    state = {"config": asdict(cfg), "model": student.state_dict(), "step": step, "seconds": seconds}
+    if optimiser is not None:
+        state.update(optimiser=optimiser.state_dict(), data=crops.state(), rng=torch.get_rng_state())
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
+
+
+def export(student: torch.nn.Module, cfg: DistillConfig, path: Path, name: str) -> int:
+    """Write the student as a shipped model file (bit-packed); returns its size in bytes."""
+    recipe = {k: v for k, v in asdict(cfg).items() if k not in ("arch", "config")}
+    return save_model(student.cpu(), path, name, cfg.arch, cfg.config, {"recipe": json.dumps(recipe)})
