@@ -53,7 +53,7 @@ def main() -> None:
     pipeline = FramePipeline.plan(TransportClient(broker), height, width, style, workers=2, halo=16, overlap=8)
     stylizer = Stylizer(pipeline, depth=depth)
 
-    state, running, count, log = xr.SessionState.UNKNOWN, False, 0, []
+    state, running, count, log, recorded_fresh = xr.SessionState.UNKNOWN, False, 0, [], False
     while state != xr.SessionState.EXITING:
         while True:
             try:
@@ -98,8 +98,10 @@ def main() -> None:
 
             shown = stylizer.apply(frame_state, textures, views)  # <- the plugin API
 
-            if stylizer.shown.result is not None and count % 5 == 0:
-                result = stylizer.shown.result
+            result = stylizer.shown.result
+            fresh = result is not None and len(result.fallback) < len(result.tiles)
+            if result is not None and (count % 5 == 0 or (fresh and not recorded_fresh)):  # >= 1 fresh on a slow machine
+                recorded_fresh = recorded_fresh or fresh
                 np.savez_compressed(record / f"frame{count:05d}.npz", submitted=np.stack([read_texture(t) for t in textures]),
                                     raw=stylizer.shown.eyes, tiles=result.tiles, fallback=np.array(sorted(result.fallback)))
             for chain in swapchains:
