@@ -81,7 +81,6 @@ class BenchConfig:
     threads: int | None = None
     request_tiles: int = settings.REQUEST_TILES
     depth: int = settings.PIPELINE_DEPTH
-    baselines: bool = True
 
 
 def parse_eye(text: str) -> tuple[str, tuple[int, int]]:
@@ -216,10 +215,17 @@ class Run:
     counters: dict[str, int] = field(default_factory=dict)
 
 
-def frame_record(index: int, result, tiles_per_frame: int) -> dict[str, Any]:
-    """What the JSON keeps of one frame: its latency, its stages and what became of its tiles."""
+def frame_record(index: int, result, tiles_per_frame: int, requests: int | None = None) -> dict[str, Any]:
+    """What the JSON keeps of one frame: its latency, its stages and what became of its tiles.
+
+    ``requests`` given means an in-process backend, where every request ran inside ``send``:
+    their inference is taken out of it, so the stages still add up to the latency.
+    """
     timings = result.timings
     stages = {stage: timings.get(_CRITICAL.get(stage, stage), 0.0) for stage in STAGES}
+    if requests is not None:
+        inference = timings["inference"] * requests
+        stages.update(send=max(timings["send"] - inference, 0.0), queue=0.0, inference=inference, **{"return": 0.0})
     fallback: dict[str, int] = {}
     for reason in (f.reason for f in result.fallback.values()):
         fallback[reason] = fallback.get(reason, 0) + 1
@@ -229,7 +235,7 @@ def frame_record(index: int, result, tiles_per_frame: int) -> dict[str, Any]:
 
 
 def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, bar: tqdm | None,
-           first_index: int = 0) -> tuple[list[dict[str, Any]], float]:
+           first_index: int = 0, in_process: bool = False) -> tuple[list[dict[str, Any]], float]:
     """Push ``count`` frames through ``pipeline`` and collect every one, in order.
 
     Closed loop (``rate`` None): up to ``pipeline.depth`` frames in flight. Open loop: frame
@@ -239,6 +245,7 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
         (one :func:`frame_record` per frame, seconds from the first submission to the last result)
     """
     tiles_per_frame = pipeline.eyes * len(pipeline.grid)
+    requests = math.ceil(tiles_per_frame / pipeline.request_tiles) if in_process else None
     records: list[dict[str, Any]] = []
     order: list[tuple[int, int]] = []  # (frame id, index) in flight, oldest first
 
@@ -246,7 +253,7 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
         frame_id, index = order.pop(0)
         result = pipeline.result(frame_id)
         result.stitched()
-        records.append(frame_record(index, result, tiles_per_frame))
+        records.append(frame_record(index, result, tiles_per_frame, requests))
         if bar is not None:
             bar.update(1)
 
@@ -273,14 +280,16 @@ def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, f
                      label: str, workers: int | None, progress: bool | None) -> Run:
     """Warm-up frames, then the timed frames, through a fresh :class:`~vrstyle.pipeline.FramePipeline`."""
     from vrstyle.pipeline import FramePipeline
+    from vrstyle.transport.local import LocalBackend
 
+    in_process = isinstance(backend, LocalBackend)
     deadline = None if config.deadline_ms is None else config.deadline_ms / 1000
     pipeline = FramePipeline(backend, grid, style, eyes=config.eyes, deadline_s=deadline,
                              request_tiles=config.request_tiles, depth=config.depth)
     with tqdm(total=config.warmup + config.frames, desc=label, unit="frame", disable=_quiet(progress)) as bar:
         if config.warmup:
             stream(pipeline, frames, config.warmup, config.rate, bar)
-        records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, first_index=config.warmup)
+        records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process)
     return Run(label, workers, records, elapsed, dict(pipeline.counters))
 
 
@@ -335,7 +344,7 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
     """
     grid = check(config)
     height, width = config.eye_shape
-    from vrstyle.models import StyleEngine, resolve_model
+    from vrstyle.models import resolve_model
 
     spec = resolve_model(config.style)
     tiles_per_frame = config.eyes * len(grid)
@@ -350,33 +359,20 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
     log.info("%s: %d %s eye(s) of %dx%d, %d tiles of %dx%d px per frame, source %s", spec.name, config.eyes,
              config.eye, config.eye_shape[1], config.eye_shape[0], tiles_per_frame, grid.in_shape[1],
              grid.in_shape[0], source_name)
+    client, remote_workers = _remote(config) if config.broker else (None, 0)  # unreachable: fail before measuring
     runs: list[Run] = []
     baselines: list[Run] = []
-    if config.baselines:
-        device = (local_devices or config.devices)[0]
-        if device == "cuda":
-            device = "cuda:0"
-        cuda = device.startswith("cuda")
-        engine = StyleEngine(spec.load(), device=device, half=cuda if config.fp16 is None else config.fp16,
-                             channels_last=cuda, compile=cuda if config.compile is None else config.compile)
-        from vrstyle.transport.local import LocalBackend
-
-        baselines.append(measure_whole_frames(engine, frames, config, progress))
-        baselines.append(measure_pipeline(LocalBackend(engine), grid, spec.name, config, frames,
-                                          "in process, tiles", None, progress))
-        del engine
-        if cuda:
-            torch.cuda.empty_cache()
-    if config.broker:
-        client, workers = _remote(config)
-        try:
-            runs.append(measure_pipeline(client, grid, config.style, config, frames, f"broker, {workers} workers",
-                                         workers, progress))
-        finally:
+    try:
+        baselines = _baselines(config, spec, grid, frames, (local_devices or config.devices)[0], progress)
+        if client is not None:
+            runs.append(measure_pipeline(client, grid, config.style, config, frames,
+                                         f"broker, {remote_workers} workers", remote_workers, progress))
+        else:
+            for workers in config.workers:
+                runs.append(_local_run(config, spec.name, grid, frames, workers, local_devices[:workers], threads, progress))
+    finally:
+        if client is not None:
             client.close()
-    else:
-        for workers in config.workers:
-            runs.append(_local_run(config, spec, grid, frames, workers, local_devices[:workers], threads, progress))
     result = {
         "command": command,
         "environment": environment(local_devices or config.devices),
@@ -413,8 +409,29 @@ def add_ratios(result: dict[str, Any]) -> None:
     }
 
 
-def _local_run(config: BenchConfig, spec, grid: TileGrid, frames: list[np.ndarray], workers: int,
+def _baselines(config: BenchConfig, spec, grid: TileGrid, frames: list[np.ndarray], device: str,
+               progress: bool | None) -> list[Run]:
+    """The same model in this process: on whole eyes, and on the same tiles without transport."""
+    import torch
+
+    from vrstyle.models import StyleEngine
+    from vrstyle.transport.local import LocalBackend
+
+    device = "cuda:0" if device == "cuda" else device
+    cuda = device.startswith("cuda")
+    engine = StyleEngine(spec.load(), device=device, half=cuda if config.fp16 is None else config.fp16,
+                         channels_last=cuda, compile=cuda if config.compile is None else config.compile)
+    runs = [measure_whole_frames(engine, frames, config, progress),
+            measure_pipeline(LocalBackend(engine), grid, spec.name, config, frames, "in process, tiles", None, progress)]
+    del engine
+    if cuda:
+        torch.cuda.empty_cache()
+    return runs
+
+
+def _local_run(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.ndarray], workers: int,
                devices: list[str], threads: int, progress: bool | None) -> Run:
+    """``workers`` started as processes (broker included), measured, stopped."""
     from vrstyle.transport.cluster import LocalCluster
 
     extra = ["--warmup", f"{grid.in_shape[0]}x{grid.in_shape[1]}", "--halo", str(config.halo),
@@ -426,7 +443,7 @@ def _local_run(config: BenchConfig, spec, grid: TileGrid, frames: list[np.ndarra
     log.info("starting %d worker(s) on %s", workers, ", ".join(devices))
     with LocalCluster([config.style], workers, devices=devices,
                       threads=threads if cpu else None, worker_args=extra) as cluster, cluster.client() as client:
-        run = measure_pipeline(client, grid, spec.name, config, frames, f"{workers} worker{'s' * (workers > 1)}",
+        run = measure_pipeline(client, grid, style, config, frames, f"{workers} worker{'s' * (workers > 1)}",
                                workers, progress)
     return run
 

@@ -94,8 +94,8 @@ def command_line() -> str:
 def run(args: argparse.Namespace) -> int:
     from vrstyle.bench import BenchConfig, run_benchmark, table, write_outputs
 
-    if args.broker and (args.workers != [1] or args.threads):
-        raise VrstyleError("--workers and --threads are for workers started here, not with --broker")
+    if args.broker and args.workers != [1]:
+        raise VrstyleError("--workers is for workers started here; with --broker its workers are used")
     name, shape = args.eye
     config = BenchConfig(eye=name, eye_shape=shape, eyes=1 if args.mono else 2, tile=args.tile, halo=args.halo,
                          overlap=args.overlap, workers=args.workers, devices=args.device.split(","),
