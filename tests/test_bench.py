@@ -115,3 +115,13 @@ def test_an_unreachable_broker_is_one_line(tiny_model, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no answer from the broker at tcp://127.0.0.1:9" in lines[0], done.stderr
     assert not any(tmp_path.iterdir())  # nothing measured, nothing written
+
+
+def test_the_workers_of_a_running_broker(tmp_path, tiny_model, cluster):
+    done = bench(*TINY, "--style", tiny_model, "--broker", cluster.client_endpoint, "--out", str(tmp_path),
+                 "--name", "remote")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "remote.json").read_text())
+    check_accounting(result)
+    (row,) = result["sweep"]
+    assert row["label"] == "broker, 2 workers" and row["workers"] == 2 and row["fallback_tiles"] == 0

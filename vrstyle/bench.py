@@ -359,13 +359,14 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
     log.info("%s: %d %s eye(s) of %dx%d, %d tiles of %dx%d px per frame, source %s", spec.name, config.eyes,
              config.eye, config.eye_shape[1], config.eye_shape[0], tiles_per_frame, grid.in_shape[1],
              grid.in_shape[0], source_name)
-    client, remote_workers = _remote(config) if config.broker else (None, 0)  # unreachable: fail before measuring
+    # An unreachable broker fails here, before anything is measured.
+    client, remote_workers, remote_style = _remote(config, spec.name) if config.broker else (None, 0, "")
     runs: list[Run] = []
     baselines: list[Run] = []
     try:
         baselines = _baselines(config, spec, grid, frames, (local_devices or config.devices)[0], progress)
         if client is not None:
-            runs.append(measure_pipeline(client, grid, config.style, config, frames,
+            runs.append(measure_pipeline(client, grid, remote_style, config, frames,
                                          f"broker, {remote_workers} workers", remote_workers, progress))
         else:
             for workers in config.workers:
@@ -448,21 +449,24 @@ def _local_run(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.
     return run
 
 
-def _remote(config: BenchConfig):
-    """(client, worker count) for ``--broker``, once it answers and serves the style."""
+def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:
+    """(client, workers serving the style, the name they serve it by) for ``--broker``, once it answers."""
     from vrstyle.transport.client import TransportClient
     from vrstyle.transport.security import peer_keys
 
     keys = peer_keys(config.curve, config.key_name) if config.curve else None
     client = TransportClient(config.broker, keys=keys)
     try:
-        workers = [w for w in client.status()["workers"] if config.style in w["styles"]]
-        if not workers:
-            raise VrstyleError(f"no worker of the broker at {config.broker} serves style {config.style!r}")
+        workers = client.status()["workers"]
+        style = next((name for name in (model, config.style) if any(name in w["styles"] for w in workers)), None)
+        if style is None:
+            served = sorted({name for worker in workers for name in worker["styles"]})
+            raise VrstyleError(f"no worker of the broker at {config.broker} serves style {config.style!r} "
+                               f"(served: {', '.join(served) or 'nothing'})")
     except BaseException:
         client.close()
         raise
-    return client, len(workers)
+    return client, sum(style in w["styles"] for w in workers), style
 
 
 def _quiet(progress: bool | None) -> bool | None:
