@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TINY = ["--eye", "96x80", "--tile", "48", "--halo", "8", "--overlap", "4", "--frames", "3", "--warmup", "1",
@@ -125,3 +126,24 @@ def test_the_workers_of_a_running_broker(tmp_path, tiny_model, cluster):
     check_accounting(result)
     (row,) = result["sweep"]
     assert row["label"] == "broker, 2 workers" and row["workers"] == 2 and row["fallback_tiles"] == 0
+
+
+def test_sources_give_frames_of_exactly_the_eye_size(tmp_path):
+    from vrstyle.bench import BenchConfig, load_frames
+    from vrstyle.images import write_rgb
+
+    rng = np.random.default_rng(0)
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    write_rgb(pair / "im0.png", rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    write_rgb(pair / "im1.png", rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k, shape in enumerate([(40, 90, 3), (120, 60, 3), (64, 64, 3)]):
+        write_rgb(photos / f"{k}.png", rng.integers(0, 256, shape, dtype=np.uint8))
+    for source, eyes, distinct in (([str(pair)], 2, 1), ([str(photos)], 2, 3), ([str(photos)], 1, 3),
+                                   (["synthetic"], 2, 4)):
+        name, frames = load_frames(BenchConfig(eye_shape=(80, 96), eyes=eyes, source=source), 4)
+        assert len(frames) == distinct and all(f.shape == (eyes, 80, 96, 3) and f.dtype == np.uint8 for f in frames)
+    _, (stereo,) = load_frames(BenchConfig(eye_shape=(80, 96), source=[str(pair)]), 4)
+    assert (stereo[0] != stereo[1]).any()  # left and right eyes stay apart

@@ -595,6 +595,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for run, style in zip(result["baselines"], (":", "-.")):
             right.axhline(run["megapixels_per_s"], linestyle=style, color="black", label=run["label"])
         right.set_xticks(counts)
+        right.set_ylim(bottom=0)
     right.set_xlabel("workers")
     right.set_ylabel("eye megapixels / s")
     right.set_title("Throughput")
