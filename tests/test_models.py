@@ -13,7 +13,13 @@ from vrstyle.models import ARCHITECTURES, StyleEngine, create_model, resolve_mod
 from vrstyle.models.registry import load_weights
 from vrstyle.normstats import combine_moments, moments_to_stats
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference():
+    """Gradients off in this module only (a module-level switch would leak into other tests)."""
+    with torch.no_grad():
+        yield
 
 
 @pytest.fixture(params=sorted(ARCHITECTURES))

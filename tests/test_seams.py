@@ -11,7 +11,13 @@ from vrstyle.models import StyleEngine
 from vrstyle.pipeline import measure_stats, stylize_image, stylize_untiled
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference():
+    """Gradients off in this module only (a module-level switch would leak into other tests)."""
+    with torch.no_grad():
+        yield
 
 
 def seam_mask(grid: tiles.TileGrid, width: int = 4) -> np.ndarray:

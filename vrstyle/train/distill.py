@@ -137,7 +137,7 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     vgg = VGGFeatures(data_dir() / "vgg" / "vgg19_features.pth").to(device) if cfg.vgg_weight else None
     student.train()
     new_log = not (run_dir / LOG).is_file()
-    with open(run_dir / LOG, "a", newline="") as log_file, \
+    with torch.enable_grad(), open(run_dir / LOG, "a", newline="") as log_file, \
             tqdm(total=cfg.steps, initial=step, desc=f"distill {cfg.teacher}", unit="step",
                  disable=None if progress is None else not progress) as bar:
         writer = csv.writer(log_file)
