@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -31,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vrstyle.bench import environment
+from vrstyle.stats import median
 from vrstyle.transport import TileBatch, TransportClient
 from vrstyle.transport.broker import Broker
 from vrstyle.transport.worker import StyleWorker
@@ -146,7 +146,7 @@ def measure_inference(args) -> list[dict]:
                 start = time.perf_counter()
                 engine.stylize_and_measure(tile, stats, 0, 0)
                 times.append(time.perf_counter() - start)
-            rows.append({"network": label, "size": size, "ms_per_tile": 1e3 * float(np.median(times))})
+            rows.append({"network": label, "size": size, "ms_per_tile": 1e3 * median(times)})
     return rows
 
 
@@ -182,16 +182,15 @@ def measure_end_to_end(args) -> list[dict]:
                 assert replies and replies[0].status == "ok"
                 times[name].append(time.perf_counter() - start)
     folder.cleanup()
-    base = float(np.median(times["in process"][1:]))
-    return [{"network": label, "size": 256, "path": name, "ms_per_tile": 1e3 * float(np.median(values[1:])),
-             "overhead_ms": 1e3 * (float(np.median(values[1:])) - base)} for name, values in times.items()]
+    base = median(times["in process"][1:])
+    return [{"network": label, "size": 256, "path": name, "ms_per_tile": 1e3 * median(values[1:]),
+             "overhead_ms": 1e3 * (median(values[1:]) - base)} for name, values in times.items()]
 
 
 def write_results(out: Path, command: str, flows: list[dict], trips: list[dict], inference: list[dict],
                   end_to_end: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-               "load_average": os.getloadavg()}
+    machine = environment(["cpu"])
     (out / "transport.json").write_text(json.dumps(
         {"command": command, "machine": machine, "throughput": flows, "round_trip": trips, "inference": inference,
          "end_to_end": end_to_end}, indent=2) + "\n")

@@ -111,3 +111,14 @@ def test_bad_input_is_one_clear_line(argv, message, cluster, tiny_model, image, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err
+
+
+def test_workers_passes_precision_and_compile_choices_on():
+    from vrstyle.cli import build_parser
+    from vrstyle.commands.workers import worker_argv
+
+    default = build_parser().parse_args(["workers", "--cpu", "1"])
+    assert not {"--fp16", "--no-fp16", "--compile", "--no-compile"} & set(worker_argv(default, "cpu"))
+    chosen = build_parser().parse_args(["workers", "--gpus", "0", "--no-fp16", "--compile"])
+    argv = worker_argv(chosen, "cuda:0")
+    assert "--no-fp16" in argv and "--compile" in argv and "--fp16" not in argv

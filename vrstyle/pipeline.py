@@ -227,7 +227,11 @@ class FrameResult:
         timings: seconds per stage: ``split`` (cutting tiles), ``send`` (handing batches to the
             backend), ``queue`` / ``inference`` / ``return`` (per request, averaged: waiting in
             broker and worker, the forward pass, the rest of the round trip), ``total``
-            (submit to result) and, once :meth:`stitched` ran, ``stitch``.
+            (submit to result) and, once :meth:`stitched` ran, ``stitch``. The frame's
+            critical path, the stages of its last request to come back: ``last_queue``,
+            ``last_inference``, ``last_return`` and ``collect`` (from that reply's arrival to
+            the result); with ``split`` and ``send`` they add up to ``total`` (less the part
+            of ``send`` after that request went out).
     """
 
     frame_id: int
@@ -272,6 +276,7 @@ class _Frame:
     moments: dict[int, np.ndarray] = field(default_factory=dict)
     replies: list[Reply] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    last_arrival: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -460,6 +465,7 @@ class FramePipeline:
                 frame.received[first:last] = True
                 frame.moments[first] = reply.moments
                 frame.replies.append(reply)
+                frame.last_arrival = time.monotonic()
             else:
                 self.counters[reply.status] += last - first
                 for index in range(first, last):
@@ -496,7 +502,8 @@ class FramePipeline:
                 measured = moments_to_stats(combine_moments(frame.moments[k] for k in sorted(frame.moments)))
                 known = self._stats if self._stats is not None and self._stats.shape == measured.shape else None
                 self._stats = smooth_stats(known, measured, self.momentum)
-        frame.timings.update(_reply_timings(frame.replies), total=time.monotonic() - frame.start)
+        end = time.monotonic()
+        frame.timings.update(_reply_timings(frame.replies), **_critical_path(frame, end), total=end - frame.start)
         return FrameResult(frame.frame_id, self.grid, result_tiles, fallback, frame.stats, frame.timings, self.ramp)
 
 
@@ -507,3 +514,14 @@ def _reply_timings(replies: list[Reply]) -> dict[str, float]:
     inference = float(np.mean([r.infer_s for r in replies]))
     rest = float(np.mean([max(r.round_trip_s - r.queue_s - r.infer_s, 0.0) for r in replies]))
     return {"queue": queue, "inference": inference, "return": rest}
+
+
+def _critical_path(frame: _Frame, end: float) -> dict[str, float]:
+    """The stages of the frame's last reply to arrive: what its latency is made of."""
+    if not frame.replies:
+        waited = end - frame.start - frame.timings["split"] - frame.timings["send"]
+        return {"last_queue": 0.0, "last_inference": 0.0, "last_return": 0.0, "collect": waited}
+    last = frame.replies[-1]
+    return {"last_queue": last.queue_s, "last_inference": last.infer_s,
+            "last_return": max(last.round_trip_s - last.queue_s - last.infer_s, 0.0),
+            "collect": end - frame.last_arrival}

@@ -58,6 +58,19 @@ STYLIZE_INFLIGHT = 8
 STYLIZE_STALL_S = 300.0
 """Single-image stylisation gives up when no tile has come back for this long."""
 
+# Headless benchmark (vrstyle bench).
+EYE_PRESETS = {"quest3": (2208, 2064), "quest2": (1920, 1832), "index": (1600, 1440), "vivepro2": (2448, 2448)}
+"""Per-eye buffer (height, width) of headsets, as their runtimes recommend."""
+BENCH_EYE = "quest3"
+BENCH_FRAMES = 20
+"""Frames timed per configuration."""
+BENCH_WARMUP = 2
+"""Frames run before timing (the first has no statistics yet; workers settle)."""
+BENCH_SYNTHETIC_FRAMES = 8
+"""Distinct frames of the synthetic source, made ahead and cycled so making them costs no time."""
+BENCH_NAME = "tile-throughput"
+"""Stem of the benchmark's JSON, Markdown and PNG files."""
+
 # OpenGL: compositor, demo scene, mirror window.
 GL_VERSION = (3, 3)
 """Oldest OpenGL core profile the shaders need (they are GLSL 3.30)."""

@@ -1,6 +1,7 @@
 """Run a style worker on one device: load the styles once, then serve tiles from a broker.
 
-On CUDA the networks run in fp16, channels-last, through torch.compile with CUDA graphs;
+On CUDA the networks run in fp16, channels-last, through torch.compile with CUDA graphs
+(``--no-fp16``, ``--no-compile`` to compare);
 ``--warmup HxW`` compiles for the tile shape clients will send (``tile + 2 * (halo +
 overlap)`` px) before the worker announces itself, so no frame pays for compilation.
 """
@@ -38,6 +39,10 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-window", type=positive_float, default=settings.BATCH_WINDOW_S * 1000, metavar="MS",
                         help=f"wait this long for requests to batch together (default {settings.BATCH_WINDOW_S * 1000:g} ms)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for inference (default: torch's)")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction,
+                        help="run the networks in fp16 (default: on CUDA, which it needs)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                        help="run the networks through torch.compile (default: on CUDA)")
     parser.add_argument("--warmup", action="append", default=[], metavar="HxW",
                         help="tile shape (as sent: core + 2 * (halo + overlap)) to compile and warm up for")
     parser.add_argument("--halo", type=int, default=settings.HALO, help="halo of the warm-up tiles")
@@ -68,13 +73,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
+    half = cuda if args.fp16 is None else args.fp16
+    compiled = cuda if args.compile is None else args.compile
     styles = args.style or [settings.DEFAULT_STYLE]
-    if cuda:
+    if compiled:
         configure_compile(len(styles), len(shapes), args.batch_tiles)
     engines = {}
     for name in styles:
         spec = resolve_model(name)
-        engine = StyleEngine(spec.load(), device=args.device, half=cuda, channels_last=cuda, compile=cuda)
+        engine = StyleEngine(spec.load(), device=args.device, half=half, channels_last=cuda, compile=compiled)
         for shape in shapes:
             log.info("warming up %s for %dx%d tiles", spec.name, *shape)
             crop, margin = args.halo, args.halo + args.overlap

@@ -63,6 +63,9 @@ def worker_argv(args: argparse.Namespace, device: str) -> list[str]:
         argv += ["--warmup", shape]
     if args.threads:
         argv += ["--threads", str(args.threads)]
+    for option in ("fp16", "compile"):
+        if getattr(args, option) is not None:
+            argv.append(f"--{'' if getattr(args, option) else 'no-'}{option}")
     if args.curve:
         argv += ["--curve", args.curve, "--key-name", args.key_name]
     return argv

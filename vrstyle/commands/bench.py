@@ -1,0 +1,110 @@
+"""Measure tile throughput headless: stereo frames of a headset's size through the real pipeline.
+
+Starts a broker and style worker processes here (or uses those of --broker), streams frames
+through them and reports tiles/s, megapixels/s, frames/s, latency percentiles, per-stage
+times, deadline misses and fallbacks, beside the same model in this process on whole eyes and
+on tiles without transport. --workers 1,2,4 sweeps. Writes a table, JSON and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from vrstyle import settings
+from vrstyle.commands._common import add_curve_arguments, positive_float, positive_int
+from vrstyle.errors import VrstyleError
+
+log = logging.getLogger(__name__)
+
+
+def _checked(parse):
+    """An argparse type from a parser raising VrstyleError, so mistakes stay one line."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except VrstyleError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vrstyle.bench import parse_counts, parse_eye
+
+    presets = ", ".join(f"{name} {w}x{h}" for name, (h, w) in settings.EYE_PRESETS.items())
+    parser.add_argument("--eye", type=_checked(parse_eye), default=parse_eye(settings.BENCH_EYE),
+                        metavar="PRESET|WxH", help=f"eye buffer size: {presets}, or WIDTHxHEIGHT "
+                                                   f"(default {settings.BENCH_EYE})")
+    parser.add_argument("--mono", action="store_true", help="one eye per frame instead of two")
+    parser.add_argument("--tile", type=positive_int, default=settings.TILE,
+                        help=f"largest tile core, px (default {settings.TILE})")
+    parser.add_argument("--halo", type=int, default=settings.HALO, help=f"tile halo, px (default {settings.HALO})")
+    parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
+                        help=f"band blended between tiles, px (default {settings.OVERLAP})")
+    parser.add_argument("--workers", type=_checked(parse_counts), default=[1], metavar="N[,N...]",
+                        help="worker processes to start; a list sweeps, e.g. 1,2,4 (default 1)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE[,DEVICE...]",
+                        help="devices of the started workers, in turn (cpu, cuda: one per GPU, or cuda:0,cuda:1); "
+                             "the first also runs the in-process comparisons (default cpu)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch threads per CPU worker and in this process (default: cores / most workers)")
+    parser.add_argument("--style", default=settings.DEFAULT_STYLE,
+                        help=f"style, model name (candy/teacher, candy/binary) or model file (default "
+                             f"{settings.DEFAULT_STYLE})")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, help="fp16 inference (default: on CUDA)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                        help="torch.compile the networks (default: on CUDA)")
+    parser.add_argument("--frames", type=positive_int, default=settings.BENCH_FRAMES,
+                        help=f"frames timed per configuration (default {settings.BENCH_FRAMES})")
+    parser.add_argument("--warmup", type=int, default=settings.BENCH_WARMUP,
+                        help=f"untimed frames first (default {settings.BENCH_WARMUP})")
+    parser.add_argument("--rate", type=positive_float, metavar="HZ",
+                        help="submit frames at this rate, like a headset (default: as fast as they come back)")
+    parser.add_argument("--deadline", type=positive_float, metavar="MS",
+                        help="fill tiles not back this long after submission from the previous frame and count "
+                             "the misses (default: wait for every tile)")
+    parser.add_argument("--depth", type=positive_int, default=settings.PIPELINE_DEPTH,
+                        help=f"frames in flight at once (default {settings.PIPELINE_DEPTH})")
+    parser.add_argument("--request-tiles", type=positive_int, default=settings.REQUEST_TILES,
+                        help=f"tiles per request (default {settings.REQUEST_TILES})")
+    parser.add_argument("--source", nargs="+", default=["synthetic"], metavar="PATH",
+                        help="synthetic (a moving pattern, default), a folder (a stereo pair or photos), one "
+                             "image, or a left and a right image; scaled and cropped to the eye size")
+    parser.add_argument("--broker", metavar="ENDPOINT",
+                        help="use the workers of the broker at ENDPOINT instead of starting any")
+    add_curve_arguments(parser, default_name="client")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), metavar="DIR",
+                        help="where NAME.json, NAME.md and NAME.png go (default bench-results)")
+    parser.add_argument("--name", default=settings.BENCH_NAME, help=f"file name stem (default {settings.BENCH_NAME})")
+
+
+def command_line() -> str:
+    """How this run was started, for the results (``vrstyle bench ...`` or the script)."""
+    program = Path(sys.argv[0])
+    prog = "vrstyle" if program.name in ("vrstyle", "cli.py", "__main__.py") else f"python {sys.argv[0]}"
+    return " ".join([prog, shlex.join(sys.argv[1:])]).strip()
+
+
+def run(args: argparse.Namespace) -> int:
+    from vrstyle.bench import BenchConfig, run_benchmark, table, write_outputs
+
+    if args.broker and args.workers != [1]:
+        raise VrstyleError("--workers is for workers started here; with --broker its workers are used")
+    name, shape = args.eye
+    config = BenchConfig(eye=name, eye_shape=shape, eyes=1 if args.mono else 2, tile=args.tile, halo=args.halo,
+                         overlap=args.overlap, workers=args.workers, devices=args.device.split(","),
+                         style=args.style, fp16=args.fp16, compile=args.compile, frames=args.frames,
+                         warmup=args.warmup, rate=args.rate, deadline_ms=args.deadline, source=args.source,
+                         broker=args.broker, curve=args.curve, key_name=args.key_name, threads=args.threads,
+                         request_tiles=args.request_tiles, depth=args.depth)
+    result = run_benchmark(config, progress=None, command=command_line())
+    print(table(result))
+    paths = write_outputs(result, args.out, args.name)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
