@@ -1,4 +1,4 @@
-"""Helpers shared by the transport commands: stop signals and CURVE options."""
+"""Helpers shared by the commands: stop signals, CURVE options and argument types."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import signal
 import threading
 
+from vrstyle.errors import VrstyleError
 from vrstyle.transport import protocol as P
 
 
@@ -29,6 +30,19 @@ def add_curve_arguments(parser: argparse.ArgumentParser, default_name: str | Non
     if default_name is not None:
         parser.add_argument("--key-name", default=default_name,
                             help=f"which key pair in DIR is ours (default {default_name})")
+
+
+def argument_type(parse):
+    """An argparse type from a parser raising VrstyleError, so mistakes stay one line."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except VrstyleError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def positive_float(text: str) -> float:

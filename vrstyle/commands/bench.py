@@ -15,30 +15,17 @@ import sys
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments, positive_float, positive_int
+from vrstyle.commands._common import add_curve_arguments, argument_type, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
-
-
-def _checked(parse):
-    """An argparse type from a parser raising VrstyleError, so mistakes stay one line."""
-
-    def convert(text: str):
-        try:
-            return parse(text)
-        except VrstyleError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vrstyle.bench import parse_counts, parse_eye
 
     presets = ", ".join(f"{name} {w}x{h}" for name, (h, w) in settings.EYE_PRESETS.items())
-    parser.add_argument("--eye", type=_checked(parse_eye), default=parse_eye(settings.BENCH_EYE),
+    parser.add_argument("--eye", type=argument_type(parse_eye), default=parse_eye(settings.BENCH_EYE),
                         metavar="PRESET|WxH", help=f"eye buffer size: {presets}, or WIDTHxHEIGHT "
                                                    f"(default {settings.BENCH_EYE})")
     parser.add_argument("--mono", action="store_true", help="one eye per frame instead of two")
@@ -47,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--halo", type=int, default=settings.HALO, help=f"tile halo, px (default {settings.HALO})")
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
                         help=f"band blended between tiles, px (default {settings.OVERLAP})")
-    parser.add_argument("--workers", type=_checked(parse_counts), default=[1], metavar="N[,N...]",
+    parser.add_argument("--workers", type=argument_type(parse_counts), default=[1], metavar="N[,N...]",
                         help="worker processes to start; a list sweeps, e.g. 1,2,4 (default 1)")
     parser.add_argument("--device", default="cpu", metavar="DEVICE[,DEVICE...]",
                         help="devices of the started workers, in turn (cpu, cuda: one per GPU, or cuda:0,cuda:1); "

@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments, positive_float, positive_int
+from vrstyle.bench import parse_eye
+from vrstyle.commands._common import add_curve_arguments, argument_type, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,8 @@ VIEWS = {"sbs": "SIDE_BY_SIDE", "left": "LEFT", "right": "RIGHT", "anaglyph": "A
 
 
 def eye_size(text: str) -> tuple[int, int]:
-    """'640x720' (width x height) -> (height, width)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x720, got {text!r}") from None
-    if width < 16 or height < 16:
-        raise argparse.ArgumentTypeError(f"eye size {text} is too small (at least 16x16)")
-    return height, width
+    """A headset preset (quest3, ...) or WIDTHxHEIGHT -> (height, width)."""
+    return parse_eye(text)[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the built-in 3D demo scene")
     parser.add_argument("--side-by-side", action="store_true", help="--source is a side-by-side stereo image")
     default_size = f"{settings.EYE_SIZE[1]}x{settings.EYE_SIZE[0]}"
-    parser.add_argument("--eye-size", type=eye_size, default=settings.EYE_SIZE, metavar="WxH",
-                        help=f"eye size of the demo scene, largest eye size for images (default {default_size})")
+    parser.add_argument("--eye-size", type=argument_type(eye_size), default=settings.EYE_SIZE, metavar="PRESET|WxH",
+                        help=f"eye size of the demo scene (a headset preset such as quest3, or WIDTHxHEIGHT), largest eye size for images (default {default_size})")
     parser.add_argument("--ipd", type=float, default=settings.IPD_M,
                         help=f"demo scene's interpupillary distance, metres (default {settings.IPD_M})")
     parser.add_argument("--style", action="append", metavar="NAME",
