@@ -23,6 +23,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -226,9 +227,7 @@ def frame_record(index: int, result, tiles_per_frame: int, requests: int | None 
     if requests is not None:
         inference = timings["inference"] * requests
         stages.update(send=max(timings["send"] - inference, 0.0), queue=0.0, inference=inference, **{"return": 0.0})
-    fallback: dict[str, int] = {}
-    for reason in (f.reason for f in result.fallback.values()):
-        fallback[reason] = fallback.get(reason, 0) + 1
+    fallback = dict(Counter(f.reason for f in result.fallback.values()))
     return {"frame": index, "latency_s": timings["total"] + timings.get("stitch", 0.0), "total_s": timings["total"],
             "stages_s": stages, "request_means_s": {k: timings[k] for k in ("queue", "inference", "return")},
             "tiles": tiles_per_frame, "stylised": tiles_per_frame - len(result.fallback), "fallback": fallback}
@@ -319,10 +318,7 @@ def summarize_run(run: Run, config: BenchConfig) -> dict[str, Any]:
     frames = len(run.records)
     rate = (lambda amount: amount / run.elapsed_s) if run.elapsed_s > 0 else (lambda amount: float("nan"))
     eye_pixels = config.eyes * config.eye_shape[0] * config.eye_shape[1]
-    fallback: dict[str, int] = {}
-    for record in run.records:
-        for reason, count in record["fallback"].items():
-            fallback[reason] = fallback.get(reason, 0) + count
+    fallback = dict(sum((Counter(record["fallback"]) for record in run.records), Counter()))
     tiles_done = sum(r["tiles"] for r in run.records)
     return {
         "label": run.label, "workers": run.workers, "frames": frames, "elapsed_s": run.elapsed_s,
