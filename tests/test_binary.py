@@ -1,13 +1,17 @@
-"""Binary layers, bit packing, the popcount path and calibration's building blocks."""
+"""Binary layers, bit packing, the compiled popcount kernels and calibration's building blocks."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from vrstyle.kernels import PackedBinaryConv2d, PackingError, pack_signs, popcount_conv2d, unpack_signs, use_popcount
-from vrstyle.kernels.bits import pack_channels
+from vrstyle.kernels import PackingError, pack_signs, unpack_signs
+from vrstyle.kernels import bconv
+from vrstyle.models.fast import PackedConvLayer, use_fast_kernels
+from vrstyle.models.transformer import ConvLayer
 from vrstyle.models import create_model
 from vrstyle.models.binary import BinaryConv2d, Int8Conv2d, RSign, binarize_weights, quantize_int8, ste_sign
 from vrstyle.models.students import StudentNet
@@ -78,26 +82,36 @@ def test_sign_packing_round_trips_and_rejects_wrong_packing():
         unpack_signs(spoiled, values.shape)
 
 
-@pytest.mark.parametrize("channels,planes,stride", [(128, 1, 1), (70, 2, 1), (13, 3, 2), (64, 1, 2)])
-def test_popcount_convolution_equals_float_simulation_exactly(channels, planes, stride):
-    """The AND/popcount path on packed bits gives bit-identical outputs to the float layer."""
-    torch.manual_seed(channels)
-    conv = randomise(BinaryConv2d(channels, 33, 3, stride, planes=planes))
-    x = torch.randn(2, channels, 17, 19) * 3
+def binary_layer(channels: int, out: int, stride: int, planes: int, upsample: bool = False) -> ConvLayer:
+    return ConvLayer(channels, out, 3, stride, upsample=upsample,
+                     conv=lambda i, o, k, s: BinaryConv2d(i, o, k, s, planes=planes))
+
+
+@pytest.mark.parametrize("channels,out,planes,stride,size", [
+    (128, 128, 1, 1, (17, 19)), (128, 128, 2, 1, (9, 33)), (70, 33, 2, 1, (5, 7)), (13, 5, 3, 2, (11, 8)),
+    (64, 64, 1, 2, (16, 16)), (200, 7, 1, 1, (3, 4)),
+])
+def test_compiled_popcount_equals_float_simulation_exactly(channels, out, planes, stride, size):
+    """Packing with thresholds and reflection padding, AND + popcount, fp32 epilogue: bit for bit."""
+    torch.manual_seed(channels + planes)
+    layer = randomise(binary_layer(channels, out, stride, planes))
+    x = torch.randn(2, channels, *size) * 3
     with torch.no_grad():
-        expected = conv(x)
-        packed = PackedBinaryConv2d(conv)(x)
+        expected = layer(x)
+        packed = PackedConvLayer(layer)(x)
     assert torch.equal(packed, expected)
     assert expected.abs().max() > 1  # it computed something
 
 
-def test_popcount_dot_products_match_integer_convolution():
-    rng = np.random.default_rng(0)
-    x = rng.choice([-1, 1], size=(1, 100, 6, 7))
-    w = rng.choice([-1, 1], size=(5, 100, 3, 3))
-    dots = popcount_conv2d(pack_channels(x[0:1] > 0), pack_channels(w > 0), 900)
-    expected = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double())
-    np.testing.assert_array_equal(dots, expected.numpy().astype(np.int32))
+def test_packed_kernels_count_their_bits():
+    signs = np.where(np.random.default_rng(0).random((5, 70, 3, 3)) < 0.5, -1.0, 1.0)
+    words, ones = bconv.pack_kernels(signs)
+    assert words.shape == (1, 18, 16) and words.dtype == np.uint64
+    np.testing.assert_array_equal(ones, (signs > 0).reshape(5, -1).sum(1))
+    per_output = np.ascontiguousarray(words[0].T)  # (16 outputs, 18 words: tap by tap, 2 words a tap)
+    bits = np.unpackbits(per_output.view(np.uint8), axis=-1, bitorder="little").reshape(16, 3, 3, 128)
+    np.testing.assert_array_equal(bits[:5, ..., :70], np.moveaxis(signs > 0, 1, -1))
+    assert not bits[:5, ..., 70:].any() and not bits[5:].any()  # padding counts in no popcount
 
 
 def test_whole_student_on_popcount_equals_float_simulation():
@@ -107,9 +121,35 @@ def test_whole_student_on_popcount_equals_float_simulation():
     x = torch.rand(1, 3, 40, 36) * 255
     with torch.no_grad():
         expected = net(x)
-        packed = use_popcount(net)(x)
-    assert sum(isinstance(m, PackedBinaryConv2d) for m in net.modules()) == 4
+        packed = use_fast_kernels(net)(x)
+    assert sum(isinstance(m, PackedConvLayer) for m in net.modules()) == 4
     assert torch.equal(packed, expected)
+
+
+@pytest.mark.parametrize("shape,message", [((1, 12, 8, 8), r"expected \(N, 16, H, W\)"),
+                                           ((1, 16, 1, 5), "too small for reflection padding"),
+                                           ((16, 8, 8), r"expected \(N, 16, H, W\)")])
+def test_kernel_given_bad_shapes_raises_one_clear_error(shape, message):
+    layer = PackedConvLayer(binary_layer(16, 8, 1, 1))
+    with pytest.raises(ValueError, match=message):
+        layer(torch.zeros(shape))
+
+
+def test_generic_fallback_path_is_bit_exact():
+    """Forced onto numba's generic x86-64 target (no popcount instruction), in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from tests.test_binary import binary_layer, randomise; "
+            "from vrstyle.models.fast import PackedConvLayer; from vrstyle.kernels.bconv import kernel_path; "
+            "torch.manual_seed(0); layer = randomise(binary_layer(96, 40, 1, 2)); x = torch.randn(1, 96, 9, 11); "
+            "print(kernel_path(), torch.equal(PackedConvLayer(layer)(x), layer(x)))")
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(Path(__file__).parent / ".."
+                                                                              / ".pytest_cache" / "numba-generic")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            cwd=Path(__file__).parents[1], timeout=300)
+    assert result.stdout.split() == ["generic", "True"], result.stderr[-2000:]
 
 
 def test_student_layer_kinds_follow_the_configuration():

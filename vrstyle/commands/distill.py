@@ -31,10 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="layer kinds of a 'student', e.g. body=binary,conv3=binary_weights,deconv1=int8 "
                              "(kinds: float, int8, binary_weights, binary; groups not named are float)")
     parser.add_argument("--planes", type=int, default=None, help="binary activation planes (default 1)")
-    parser.add_argument("--init", default="calibrate", help="calibrate (layer-by-layer fit to the teacher), "
-                                                            "teacher (copy its weights) or random")
+    parser.add_argument("--init", default="calibrate",
+                        help="calibrate (layer-by-layer fit to the teacher), teacher (copy its weights), random, or "
+                             "blockwise (teacher weights, then each residual block trained on cached teacher "
+                             "features; default calibrate)")
     parser.add_argument("--calibration-images", type=int, default=settings.CALIBRATION_IMAGES,
-                        help=f"photos for calibration (default {settings.CALIBRATION_IMAGES})")
+                        help=f"photos for calibration or block-wise features (default {settings.CALIBRATION_IMAGES})")
+    parser.add_argument("--block-steps", type=int, default=0, help="block-wise steps per residual block (default 0)")
+    parser.add_argument("--block-batch", type=int, default=4, help="photos per block-wise step (default 4)")
+    parser.add_argument("--block-lr", type=float, default=1e-3, help="block-wise Adam learning rate (default 1e-3)")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="weight of the stability term: output change under ±1 grey-level noise (default 0)")
     parser.add_argument("--steps", type=int, default=0, help="gradient steps after initialisation (default 0)")
     parser.add_argument("--batch", type=int, default=4, help="crops per step (default 4)")
     parser.add_argument("--crop", type=int, default=128, help="crop size, px (default 128)")
@@ -75,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = DistillConfig(teacher=args.teacher, arch=args.student, config=config, init=args.init,
                         calibration_images=args.calibration_images, steps=args.steps, batch=args.batch,
                         crop=args.crop, lr=args.lr, vgg_weight=args.vgg_weight, colour=args.colour,
-                        seed=args.seed, device=args.device)
+                        noise=args.noise, block_steps=args.block_steps, block_batch=args.block_batch,
+                        block_lr=args.block_lr, seed=args.seed, device=args.device)
     student = distill(cfg, Path(args.run_dir), progress=None)
     if args.output:
         size = export(student, cfg, Path(args.output), args.name or f"{args.teacher}/{args.student}")

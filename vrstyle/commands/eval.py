@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from vrstyle.kernels import use_popcount
+    from vrstyle.models.fast import use_fast_kernels
     from vrstyle.models import load_model, resolve_model
     from vrstyle.train.data import photo_paths
     from vrstyle.train.evaluate import (TeacherCache, cpu_seconds, eval_photo, evaluate, photo_key,
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if args.speed:
             report.cpu_seconds_per_frame = cpu_seconds(model)
             if report.cost["binary_ops"]:
-                report.popcount_seconds_per_frame = cpu_seconds(use_popcount(model), repeats=1)
+                report.popcount_seconds_per_frame = cpu_seconds(use_fast_kernels(model), repeats=1)
         reports.append(report)
         log.info("%s: %.2f dB", label, report.psnr)
     photo = eval_photo(first)

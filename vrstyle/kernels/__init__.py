@@ -1,7 +1,9 @@
-"""Bit-packed binary convolution: packing, and an exact CPU path on AND + popcount."""
+"""Bit-packed binary convolution: packing, and compiled AND + popcount kernels for CPUs.
+
+Pure array code (numpy and numba): nothing here imports torch or the models, which wrap
+these kernels in :mod:`vrstyle.models.fast`.
+"""
 
 from vrstyle.kernels.bits import PACKING, PackingError, pack_channels, pack_signs, packed_bytes, unpack_signs
-from vrstyle.kernels.popcount import PackedBinaryConv2d, popcount_conv2d, use_popcount
 
-__all__ = ["PACKING", "PackedBinaryConv2d", "PackingError", "pack_channels", "pack_signs", "packed_bytes",
-           "popcount_conv2d", "unpack_signs", "use_popcount"]
+__all__ = ["PACKING", "PackingError", "pack_channels", "pack_signs", "packed_bytes", "unpack_signs"]

@@ -6,11 +6,14 @@ the workers, so both give bit-identical tiles.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
 
 from vrstyle.errors import VrstyleError
+from vrstyle.models.fast import has_binary_activations, use_fast_kernels
 
 
 def pick_device(name: str) -> torch.device:
@@ -43,16 +46,21 @@ class StyleEngine:
             fixed tile shapes, batches padded to a power of two so a handful of graphs cover
             every batch size; :meth:`warmup` builds them ahead of time. A stream's first frame
             (no statistics yet) and :meth:`stylize` stay eager.
+        reference: on a CPU, keep the float simulation of binary layers instead of the
+            popcount kernels (:mod:`vrstyle.models.fast`, bit-identical and faster).
     """
 
     def __init__(self, model: nn.Module, device: str = "cpu", half: bool = False, channels_last: bool = False,
-                 compile: bool = False):
+                 compile: bool = False, reference: bool = False):
         self.device = pick_device(device)
         if half and self.device.type != "cuda":
             raise VrstyleError("fp16 inference needs a CUDA device")
         self.dtype = torch.float16 if half else torch.float32
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
+        self.fast = self.device.type == "cpu" and not reference and has_binary_activations(model)
+        if self.fast:
+            self.model = use_fast_kernels(copy.deepcopy(self.model))
         self.stats_channels: int = model.stats_channels
         self._compiled = torch.compile(self._run, mode="reduce-overhead", dynamic=False) if compile else None
 

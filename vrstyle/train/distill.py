@@ -2,11 +2,18 @@
 
 Loss: mean squared error between student and teacher outputs (scaled to 0..1) plus a VGG19
 perceptual term, optionally against teacher outputs colour-corrected ahead of time
-(:func:`~vrstyle.train.losses.luminance_transfer`). Data: random crops and flips of BSDS500
-train+val. Students of the teacher's width and depth start from a layer-by-layer
-calibration (:mod:`vrstyle.train.calibrate`); gradient descent with straight-through
-estimators then refines them. Checkpoints (model, optimiser, data and random state) make a
-run resumable; a CSV log records every step.
+(:func:`~vrstyle.train.losses.luminance_transfer`), plus a stability term (``noise``): the
+student's output on the crop with uniform ±1 grey-level noise should stay where it is on the
+clean crop (after Gupta et al., "Characterizing and Improving Stability in Neural Style
+Transfer", ICCV 2017). Data: random crops and flips of BSDS500 train+val.
+
+Initialisation (``init``): a layer-by-layer calibration (:mod:`vrstyle.train.calibrate`),
+the teacher's weights, random, or ``blockwise``: the teacher's weights as latent weights,
+then each residual block trained on cached teacher features (:mod:`vrstyle.train.blockwise`,
+``block_steps`` per block); the float encoder is then frozen, since the blocks learnt on
+its exact output. Gradient descent with straight-through estimators (``steps``) follows.
+Checkpoints (model, optimiser, data and random state, block-wise progress) make a run
+resumable; a CSV log records every step.
 """
 
 from __future__ import annotations
@@ -25,17 +32,22 @@ from tqdm import tqdm
 
 from vrstyle.errors import VrstyleError
 from vrstyle.models import create_model, load_model
-from vrstyle.models.binary import Int8Conv2d
+from vrstyle.models.binary import BinaryConv2d, Int8Conv2d
+from vrstyle.models.norm import FrameNorm
+from vrstyle.models.transformer import ConvLayer
 from vrstyle.models.packed import save_model
+from vrstyle.train.blockwise import CACHE_FILE, FeatureCache, train_body
 from vrstyle.train.calibrate import calibrate
 from vrstyle.train.data import TRAIN_SETS, RandomCrops, data_dir, load_batch, photo_paths
 from vrstyle.train.losses import VGGFeatures, luminance_transfer, perceptual_loss
 
 log = logging.getLogger(__name__)
 
-INITS = ("calibrate", "teacher", "random")
+INITS = ("calibrate", "teacher", "random", "blockwise")
 COLOURS = ("none", "luminance")
 IDENTITY = ("teacher", "arch", "config", "init", "calibration_images", "seed")
+ENCODER = ("conv1", "in1", "conv2", "in2", "conv3", "in3")
+"""The layers before the residual body, frozen after block-wise training when full precision."""
 """Settings that define the student of a run; the others (steps, batch, lr, ...) may change on resuming."""
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
@@ -56,6 +68,10 @@ class DistillConfig:
     lr: float = 2e-4
     vgg_weight: float = 0.0
     colour: str = "none"
+    noise: float = 0.0
+    block_steps: int = 0
+    block_batch: int = 4
+    block_lr: float = 1e-3
     seed: int = 0
     device: str = "cpu"
 
@@ -64,11 +80,14 @@ class DistillConfig:
             raise VrstyleError(f"unknown init {self.init!r}; use one of {', '.join(INITS)}")
         if self.colour not in COLOURS:
             raise VrstyleError(f"unknown colour correction {self.colour!r}; use one of {', '.join(COLOURS)}")
-        for name in ("steps", "calibration_images"):
+        for name in ("steps", "calibration_images", "block_steps"):
             if getattr(self, name) < 0:
                 raise VrstyleError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch < 1 or self.lr <= 0 or self.vgg_weight < 0:
-            raise VrstyleError("batch must be >= 1, lr > 0 and vgg weight >= 0")
+        if self.batch < 1 or self.block_batch < 1 or self.lr <= 0 or self.block_lr <= 0 or self.vgg_weight < 0 \
+                or self.noise < 0:
+            raise VrstyleError("batches must be >= 1, learning rates > 0, vgg weight and noise weight >= 0")
+        if self.init == "blockwise" and self.calibration_images < 1:
+            raise VrstyleError("block-wise training needs --calibration-images >= 1 photos for its features")
 
 
 def seed_everything(seed: int) -> None:
@@ -88,13 +107,16 @@ def initial_student(cfg: DistillConfig, teacher: torch.nn.Module, progress: bool
         except ValueError as exc:
             raise VrstyleError(f"cannot calibrate this student: {exc}") from None
         log.info("calibrated on %d photos: %.2f dB", len(images), result["psnr_calibration_set"])
-    elif cfg.init == "teacher":
+    elif cfg.init in ("teacher", "blockwise"):
         missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
         if unexpected or any(key.endswith(("weight", "bias")) and "act." not in key for key in missing):
             raise VrstyleError("init 'teacher' needs a student with the teacher's layers; use --init random")
-        for module in student.modules():
-            if isinstance(module, Int8Conv2d):
-                module.reset_scale()
+        with torch.no_grad():
+            for module in student.modules():
+                if isinstance(module, Int8Conv2d):
+                    module.reset_scale()
+                if isinstance(module, BinaryConv2d) and module.scale is not None:
+                    module.scale.copy_(module.weight.abs().mean(dim=(1, 2, 3)))
     return student
 
 
@@ -120,15 +142,26 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
         student.load_state_dict(checkpoint["model"])
         step, seconds = checkpoint["step"], checkpoint.get("seconds", 0.0)
         log.info("resuming %s at step %d", run_dir, step)
+    blocks_done = checkpoint.get("blocks_done", 0) if checkpoint is not None else 0
 
     def elapsed() -> float:
         return seconds + time.perf_counter() - started
 
+    if cfg.init == "blockwise":
+        if cfg.block_steps and blocks_done < len(student.residual_blocks()):
+            _train_blocks(cfg, run_dir, teacher, student, blocks_done, progress,
+                          lambda done: _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed(),
+                                                        done))
+        blocks_done = len(student.residual_blocks())
+        for name in ENCODER:
+            module = getattr(student, name)
+            if all(type(m) in (torch.nn.Conv2d, FrameNorm, ConvLayer, torch.nn.ReflectionPad2d) for m in module.modules()):
+                module.requires_grad_(False)
+
     if step >= cfg.steps:
-        if checkpoint is None:
-            _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed())
+        _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed(), blocks_done)
         return student.eval()
-    optimiser = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    optimiser = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
     crops = RandomCrops(photo_paths(TRAIN_SETS), cfg.crop, cfg.seed)
     if checkpoint is not None and "optimiser" in checkpoint:
         optimiser.load_state_dict(checkpoint["optimiser"])
@@ -142,7 +175,7 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
                  disable=None if progress is None else not progress) as bar:
         writer = csv.writer(log_file)
         if new_log:
-            writer.writerow(["step", "loss", "mse", "perceptual", "seconds"])
+            writer.writerow(["step", "loss", "mse", "perceptual", "stability", "seconds"])
         while step < cfg.steps:
             start = time.perf_counter()
             x = crops.batch(cfg.batch).to(device)
@@ -153,27 +186,65 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
             out = student(x)
             mse = F.mse_loss(out / 255, target / 255)
             perceptual = perceptual_loss(vgg, out, target) if vgg is not None else torch.zeros(())
-            loss = mse + cfg.vgg_weight * perceptual
+            stability = torch.zeros(())
+            if cfg.noise:
+                noisy = (x + torch.randint(-1, 2, x.shape, device=device)).clamp(0, 255)
+                stability = F.mse_loss(student(noisy) / 255, out.detach() / 255)
+            loss = mse + cfg.vgg_weight * perceptual + cfg.noise * stability
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             step += 1
             writer.writerow([step, f"{loss.item():.6g}", f"{mse.item():.6g}", f"{perceptual.item():.6g}",
-                             f"{time.perf_counter() - start:.3f}"])
+                             f"{stability.item():.6g}", f"{time.perf_counter() - start:.3f}"])
             bar.set_postfix(mse=f"{mse.item():.2e}")
             bar.update()
             if step % 25 == 0 or step == cfg.steps:
                 log_file.flush()
-                _save_checkpoint(checkpoint_path, cfg, student, optimiser, crops, step, elapsed())
+                _save_checkpoint(checkpoint_path, cfg, student, optimiser, crops, step, elapsed(), blocks_done)
     return student.eval()
+
+
+BLOCK_LOG = "blocks.csv"
+
+
+def _train_blocks(cfg: DistillConfig, run_dir: Path, teacher, student, blocks_done: int, progress: bool | None,
+                  checkpoint) -> None:
+    """The block-wise stage: features cached in the run folder, a checkpoint after every block."""
+    paths = photo_paths(TRAIN_SETS)
+    random.Random(cfg.seed).shuffle(paths)
+    paths = paths[:cfg.calibration_images]
+    blocks = len(student.residual_blocks())
+    cache = FeatureCache.load(run_dir / CACHE_FILE, [p.name for p in paths], blocks)
+    if cache is None:
+        cache = FeatureCache.build(teacher.cpu(), paths, progress)
+        cache.save(run_dir / CACHE_FILE)
+    device = next(student.parameters()).device
+    teacher.to(device)
+    cache.streams = [s.to(device) for s in cache.streams]
+    new_log = not (run_dir / BLOCK_LOG).is_file()
+    with open(run_dir / BLOCK_LOG, "a", newline="") as log_file:
+        writer = csv.writer(log_file)
+        if new_log:
+            writer.writerow(["block", "relative_error", "seconds"])
+
+        def done(block: int, error: float, seconds: float) -> None:
+            writer.writerow([block, f"{error:.6g}", f"{seconds:.1f}"])
+            log_file.flush()
+            checkpoint(block)
+
+        train_body(student, cache, cfg.block_steps, cfg.block_batch, cfg.block_lr, cfg.seed + blocks_done,
+                   start_block=blocks_done, progress=progress, on_block=done)
 
 
 def _identity(config: dict) -> dict:
     return {key: config[key] for key in IDENTITY}
 
 
-def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int, seconds: float) -> None:
-    state = {"config": asdict(cfg), "model": student.state_dict(), "step": step, "seconds": seconds}
+def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int, seconds: float,
+                     blocks_done: int = 0) -> None:
+    state = {"config": asdict(cfg), "model": student.state_dict(), "step": step, "seconds": seconds,
+             "blocks_done": blocks_done}
     if optimiser is not None:
         state.update(optimiser=optimiser.state_dict(), data=crops.state(), rng=torch.get_rng_state())
     temporary = path.with_suffix(".tmp")

@@ -1,0 +1,93 @@
+"""The CPU fast path of binary students: their 1-bit layers on compiled popcount kernels.
+
+:class:`PackedConvLayer` replaces a :class:`~vrstyle.models.transformer.ConvLayer` whose
+convolution is a :class:`~vrstyle.models.binary.BinaryConv2d` with activation planes: the
+input is binarised by the layer's own thresholds straight into packed bits, reflection
+padding is done on the bits, and the convolution runs on AND + popcount
+(:mod:`vrstyle.kernels.bconv`). The result is bit-identical to the float simulation the
+network trains with (tested on every shipped student), so :func:`use_fast_kernels` is safe
+to apply to any model before inference on a CPU; :class:`~vrstyle.models.engine.StyleEngine`
+does so unless asked for the reference path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vrstyle.kernels import bconv
+from vrstyle.models.binary import BinaryConv2d, sign
+from vrstyle.models.transformer import ConvLayer
+
+
+class PackedConvLayer(nn.Module):
+    """Inference twin of a binary-activation :class:`ConvLayer` (padding, then the binary conv). CPU only."""
+
+    def __init__(self, layer: ConvLayer):
+        super().__init__()
+        conv = layer.conv2d
+        if not isinstance(conv, BinaryConv2d) or conv.act is None:
+            raise ValueError("only convolutions with binary activations run on the popcount kernels")
+        self.upsample, self.pad = layer.upsample, layer.pad.padding[0]
+        self.stride, self.planes = conv.stride[0], conv.planes
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kh, self.kw = conv.kernel_size
+        self.count = conv.in_channels * self.kh * self.kw
+        with torch.no_grad():
+            weight = conv.weight.detach().float().cpu()
+            self.kernels, self.ones_w = bconv.pack_kernels(sign(weight).numpy())
+            act = conv.act
+            self.thresholds = _array(act.threshold)
+            self.spread = _array(act.spread.abs().clamp_min(1e-3))  # as RSign.forward
+            self.beta = _array(act.beta)
+            self.scale = _array(conv.weight_scale())
+            self.bias = _array(conv.bias) if conv.bias is not None else np.zeros(conv.out_channels, np.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise RuntimeError("the popcount kernels run on the CPU; use the reference path on other devices")
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}")
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        n, _, h, w = x.shape
+        if min(h, w) <= self.pad:
+            raise ValueError(f"input of {h}x{w} px is too small for reflection padding of {self.pad}")
+        pixels = x.detach().float().contiguous().numpy()
+        words = -(-self.in_channels // bconv.WORD_BITS)
+        bits = np.empty((self.planes, n, h + 2 * self.pad, w + 2 * self.pad, words), np.uint64)
+        bconv.pack_planes(pixels, self.thresholds, self.spread, self.pad, bits)
+        ho, wo = (h + 2 * self.pad - self.kh) // self.stride + 1, (w + 2 * self.pad - self.kw) // self.stride + 1
+        out = np.empty((n, self.out_channels, ho, wo), np.float32)
+        bconv.binary_conv(bits, self.kernels, self.kh, self.kw, self.ones_w, self.count, self.stride, self.beta, self.scale, self.bias,
+                          out)
+        return torch.from_numpy(out).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, planes={self.planes}, "
+                f"kernel_path={bconv.kernel_path()}")
+
+
+def _array(value: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(value.detach().float().cpu().numpy())
+
+
+def has_binary_activations(model: nn.Module) -> bool:
+    return any(isinstance(m, BinaryConv2d) and m.act is not None for m in model.modules())
+
+
+def use_fast_kernels(model: nn.Module) -> nn.Module:
+    """Swap every binary-activation :class:`ConvLayer` of ``model`` for its packed twin (in place).
+
+    Returns:
+        ``model`` in eval mode, computing bit for bit what it computed before, on the CPU.
+    """
+    model.eval()
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, ConvLayer) and isinstance(child.conv2d, BinaryConv2d) and child.conv2d.act is not None:
+                setattr(module, name, PackedConvLayer(child))
+    bconv.set_threads(torch.get_num_threads())
+    return model
