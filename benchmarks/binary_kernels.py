@@ -1,6 +1,7 @@
 """Binary convolution kernels against float convolutions of the same shape, in one run.
 
-    python benchmarks/binary_kernels.py --size 128 --threads 1,2 --out benchmarks/results/binary-kernels
+    python benchmarks/binary_kernels.py --size 128 --threads 1,2 --models candy/teacher candy/binary \
+        --out benchmarks/results/binary-kernels
 
 For every distinct binary-activation layer shape of the shipped students (and any given with
 ``--shape C_IN,C_OUT,KERNEL,STRIDE,PLANES``), at ``--size`` px (128: the body of a 512x512
@@ -11,6 +12,12 @@ compiled kernel (packing with thresholds and reflection padding, then AND + popc
 timing includes the layer's padding; the kernel's includes packing. Medians of ``--repeats``
 interleaved runs; the compiled kernels are warmed up first, and their first-use compile time
 (or cache load) is reported.
+
+``--models`` adds whole networks, same run, on ``--network-threads`` threads, through
+:class:`~vrstyle.models.engine.StyleEngine` as the workers run them: a whole 512x512 image
+(per-image statistics) and a batch of two Quest 3 tiles (512 px cores with the default halo
+and overlap, 656x656 px, given statistics); binary students both on the compiled kernels and
+on the float simulation (``reference``), with each one's throughput against the first model.
 """
 
 from __future__ import annotations
@@ -121,12 +128,98 @@ def first_use_seconds() -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+FLOAT_LAYERS = {"conv1 3->32 9x9": (3, 32, 9, 512), "conv2 32->64 3x3 s2": (32, 64, 3, 512),
+                "conv3 64->128 3x3 s2": (64, 128, 3, 256), "deconv1 128->64 3x3": (128, 64, 3, 256),
+                "deconv2 64->32 3x3": (64, 32, 3, 512), "deconv3 32->3 9x9": (32, 3, 9, 512)}
+"""The full-precision layers of a 512x512 frame (input channels, output channels, kernel, input size)."""
+
+
+def int8_rows(threads: int, repeats: int) -> list[dict]:
+    """Each full-precision layer as fp32 ``Conv2d`` and as PyTorch's int8 convolution (x86 backend:
+    VNNI), with and without quantizing its input and dequantizing its output: what running the
+    students' float layers in int8 would gain."""
+    import torch.ao.nn.quantized as nnq
+
+    torch.set_num_threads(threads)
+    torch.backends.quantized.engine = "x86"
+    rows = []
+    for name, (c_in, c_out, kernel, size) in FLOAT_LAYERS.items():
+        stride = 2 if "s2" in name else 1
+        dense = torch.nn.Conv2d(c_in, c_out, kernel, stride).eval()
+        weight = dense.weight.detach()
+        quantized = nnq.Conv2d(c_in, c_out, kernel, stride)
+        quantized.set_weight_bias(torch.quantize_per_channel(
+            weight, weight.abs().amax((1, 2, 3)) / 127, torch.zeros(c_out, dtype=torch.long), 0, torch.qint8),
+            dense.bias.detach())
+        quantized.scale, quantized.zero_point = 0.05, 128
+        x = torch.rand(1, c_in, size + kernel - 1, size + kernel - 1) * 4
+        xq = torch.quantize_per_tensor(x, 4 / 255, 0, torch.quint8)
+        runs = {"fp32": lambda: dense(x), "int8": lambda: quantized(xq),
+                "int8 with quantize and dequantize": lambda: quantized(torch.quantize_per_tensor(
+                    x, 4 / 255, 0, torch.quint8)).dequantize()}
+        with torch.inference_mode():
+            for run in runs.values():
+                run()
+            times = {key: [] for key in runs}
+            for _ in range(repeats):
+                for key, run in runs.items():
+                    start = time.perf_counter()
+                    run()
+                    times[key].append(time.perf_counter() - start)
+        ms = {key: statistics.median(v) * 1e3 for key, v in times.items()}
+        rows.append({"layer": name, "threads": threads, "ms": ms})
+    return rows
+
+
+def network_rows(names: list[str], threads: int, repeats: int) -> list[dict]:
+    from vrstyle import settings
+    from vrstyle.models import resolve_model
+    from vrstyle.models.engine import StyleEngine
+    from vrstyle.models.fast import has_binary_activations
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    whole = rng.integers(0, 256, (1, 512, 512, 3), dtype=np.uint8)
+    side = settings.TILE + 2 * (settings.HALO + settings.OVERLAP)
+    tiles = rng.integers(0, 256, (2, side, side, 3), dtype=np.uint8)
+    engines = []
+    for name in names:
+        model = resolve_model(name).load()
+        engines.append((name, "compiled", StyleEngine(model)))
+        if has_binary_activations(model):
+            engines.append((name, "reference", StyleEngine(model, reference=True)))
+    stats = {id(e): e.measure(tiles, settings.HALO + settings.OVERLAP)[1:] for _, _, e in engines}
+    runs = {}
+    for name, path, engine in engines:
+        given = stats[id(engine)].astype(np.float32)
+        runs[(name, path, "whole 512x512")] = lambda e=engine: e.stylize(whole, None)
+        runs[(name, path, f"2 tiles {side}x{side}")] = lambda e=engine, g=given: e.stylize(tiles, g)
+    for run in runs.values():
+        run()
+    times: dict = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - start)
+    rows = []
+    for (name, path, case), values in times.items():
+        base = statistics.median(times[(names[0], "compiled", case)])
+        ms = statistics.median(values)
+        rows.append({"model": name, "path": path, "case": case, "threads": threads, "ms": ms * 1e3,
+                     "throughput_vs_first": base / ms})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128, help="input height and width, px (default 128)")
     parser.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--shape", action="append", default=[], help="C_IN,C_OUT,KERNEL,STRIDE,PLANES (repeatable)")
+    parser.add_argument("--models", nargs="*", default=[], help="whole networks to time, the first is the baseline")
+    parser.add_argument("--network-threads", type=int, default=2, help="threads for the whole networks (default 2)")
+    parser.add_argument("--int8", action="store_true", help="also time the float layers as int8 convolutions")
     parser.add_argument("--out", default="benchmarks/results/binary-kernels", help="output prefix (.json, .md)")
     args = parser.parse_args()
     from vrstyle.kernels.bconv import kernel_path
@@ -134,9 +227,12 @@ def main() -> int:
     shapes = sorted(shipped_shapes() | {tuple(int(v) for v in s.split(",")) for s in args.shape})
     first_use = first_use_seconds()
     rows = [measure(shape, args.size, int(t), args.repeats) for shape in shapes for t in args.threads.split(",")]
+    networks = network_rows(args.models, args.network_threads, max(3, args.repeats // 2)) if args.models else []
+    int8 = int8_rows(args.network_threads, args.repeats) if args.int8 else []
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     report = {"command": command, "machine": platform.processor() or platform.machine(), "kernel_path": kernel_path(),
-              "torch": torch.__version__, "first_use_seconds": first_use, "rows": rows}
+              "torch": torch.__version__, "first_use_seconds": first_use, "rows": rows, "networks": networks,
+              "int8": int8}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Binary convolution kernels against float convolutions ({args.size}x{args.size} px input)", "",
@@ -154,6 +250,20 @@ def main() -> int:
                      f"| {ms['float conv2d']:.2f} | {ms['float simulation']:.2f} | {numpy_ms} "
                      f"| {ms['compiled popcount']:.2f} | {r['speedup_vs_conv2d']:.1f}x | {vs_numpy} "
                      f"| {r['binary_gmac_per_s']:.0f} |")
+    if networks:
+        lines += ["", f"## Whole networks ({args.network_threads} threads, StyleEngine, medians, ms)", "",
+                  f"| model | binary layers on | case | ms | throughput vs {args.models[0]} |", "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['path']} | {r['case']} | {r['ms']:.0f} | {r['throughput_vs_first']:.2f}x |"
+                  for r in networks]
+    if int8:
+        lines += ["", f"## The full-precision layers of a 512x512 frame as int8 ({args.network_threads} threads, "
+                      "PyTorch x86 quantized backend, medians, ms)", "",
+                  "| layer | fp32 | int8 | int8 with quantize + dequantize | gain |", "|---|---|---|---|---|"]
+        for r in int8:
+            ms = r["ms"]
+            both = ms["int8 with quantize and dequantize"]
+            lines.append(f"| {r['layer']} | {ms['fp32']:.1f} | {ms['int8']:.1f} | {both:.1f} | "
+                         f"{ms['fp32'] / both:.1f}x |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -54,6 +54,18 @@ def test_keys_makes_pairs_once_and_authorises_peers(tmp_path, capsys):
     assert run(["keys", str(tmp_path), "--name", "laptop"], capsys)[0] == 0
     assert (tmp_path / "broker.key").read_bytes() == broker  # kept, so peers stay valid
     assert sorted(p.name for p in (tmp_path / "authorized").iterdir()) == ["client.key", "laptop.key", "worker.key"]
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.glob("*.key_secret")} == {"0o600"}
+
+
+def test_a_secret_key_others_can_read_is_refused_in_one_line(tmp_path):
+    from vrstyle.errors import VrstyleError
+    from vrstyle.transport.security import generate_keys, peer_keys
+
+    generate_keys(tmp_path)
+    peer_keys(tmp_path, "client")  # owner-only: accepted
+    (tmp_path / "client.key_secret").chmod(0o644)
+    with pytest.raises(VrstyleError, match=r"accessible by others \(mode 0644\); fix it with: chmod 600"):
+        peer_keys(tmp_path, "client")
 
 
 def test_workers_starts_cpu_workers_that_join_and_leave_cleanly(cluster, tiny_model):

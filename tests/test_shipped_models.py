@@ -150,3 +150,17 @@ def test_shipped_student_tiles_without_seams():
     assert difference.mean() < 0.05 and (difference > 1).mean() < 1e-3, (difference.mean(), difference.max())
     naive = np.abs(stylize_image(engine, image, grid, shared_stats=False).astype(int) - whole).max(axis=2)
     assert naive[seam_mask(grid)].mean() > 5 * max(difference.mean(), 0.1)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=STYLES)
+def test_shipped_student_on_popcount_kernels_equals_its_float_simulation(path):
+    """The CPU fast path (the engine's default) changes no bit of any shipped student's output."""
+    from vrstyle.models.engine import StyleEngine
+
+    model = resolve_model(str(path)).load()
+    fast, reference = StyleEngine(model), StyleEngine(model, reference=True)
+    assert fast.fast and not reference.fast
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 60, 84, 3), dtype=np.uint8)
+    stats = reference.measure(pixels, margin=8)[1:].astype(np.float32)
+    np.testing.assert_array_equal(fast.stylize(pixels, None), reference.stylize(pixels, None))
+    np.testing.assert_array_equal(fast.stylize(pixels, stats, crop=8), reference.stylize(pixels, stats, crop=8))

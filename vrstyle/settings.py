@@ -106,5 +106,5 @@ XR_NEAR, XR_FAR = 0.05, 100.0
 # Students and distillation.
 CALIBRATION_IMAGES = 16
 """BSDS500 training photos a student is calibrated on, layer by layer."""
-MODEL_FILE_LIMIT = 300_000
+MODEL_FILE_LIMIT = 1_000_000
 """Largest shipped model file, bytes."""

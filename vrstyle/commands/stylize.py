@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tiles measured together for the normalisation statistics "
                              f"(default {settings.STATS_TILES}; memory grows with it)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--reference", action="store_true",
+                        help="run binary layers as their float simulation instead of the popcount kernels (checks)")
     parser.add_argument("--no-shared-stats", action="store_true",
                         help="give each tile its own normalisation statistics (shows seams)")
     parser.add_argument("--broker", metavar="ENDPOINT",
@@ -73,7 +75,7 @@ def local_backend(args: argparse.Namespace):
 
     spec = resolve_model(args.style)
     log.info("model %s on %s", spec.name, args.device)
-    return LocalBackend(StyleEngine(spec.load(), device=args.device))
+    return LocalBackend(StyleEngine(spec.load(), device=args.device, reference=args.reference))
 
 
 def remote_backend(args: argparse.Namespace):

@@ -43,6 +43,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the networks in fp16 (default: on CUDA, which it needs)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         help="run the networks through torch.compile (default: on CUDA)")
+    parser.add_argument("--reference", action="store_true",
+                        help="run binary layers as their float simulation instead of the popcount kernels (checks)")
     parser.add_argument("--warmup", action="append", default=[], metavar="HxW",
                         help="tile shape (as sent: core + 2 * (halo + overlap)) to compile and warm up for")
     parser.add_argument("--halo", type=int, default=settings.HALO, help="halo of the warm-up tiles")
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     engines = {}
     for name in styles:
         spec = resolve_model(name)
-        engine = StyleEngine(spec.load(), device=args.device, half=half, channels_last=cuda, compile=compiled)
+        engine = StyleEngine(spec.load(), device=args.device, half=half, channels_last=cuda, compile=compiled,
+                             reference=args.reference)
         for shape in shapes:
             log.info("warming up %s for %dx%d tiles", spec.name, *shape)
             crop, margin = args.halo, args.halo + args.overlap

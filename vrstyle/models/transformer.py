@@ -102,13 +102,13 @@ class TransformerNet(nn.Module):
     def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
                 capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
         """Stylise ``x``; see :class:`FrameNorm` for ``stats``, ``capture`` and ``margin``."""
-        y = F.relu(self.in1(self.conv1(x), stats, capture, margin))
-        y = F.relu(self.in2(self.conv2(y), stats, capture, margin))
-        y = F.relu(self.in3(self.conv3(y), stats, capture, margin))
+        y = F.relu(self.in1(self.conv1(x), stats, capture, margin), inplace=True)
+        y = F.relu(self.in2(self.conv2(y), stats, capture, margin), inplace=True)
+        y = F.relu(self.in3(self.conv3(y), stats, capture, margin), inplace=True)
         for block in self.residual_blocks():
             y = block(y, stats, capture, margin)
-        y = F.relu(self.in4(self.deconv1(y), stats, capture, margin))
-        y = F.relu(self.in5(self.deconv2(y), stats, capture, margin))
+        y = F.relu(self.in4(self.deconv1(y), stats, capture, margin), inplace=True)
+        y = F.relu(self.in5(self.deconv2(y), stats, capture, margin), inplace=True)
         return self.deconv3(y)
 
 

@@ -7,6 +7,9 @@ A key directory made by ``vrstyle keys DIR`` holds::
     worker.key  worker.key_secret      a worker's pair
     authorized/*.key                   public keys the broker accepts
 
+Secret files are written readable by their owner only (0600), and refused, as ssh refuses a
+private key, when group or others can read them.
+
 The broker is the CURVE server on both its sockets and runs pyzmq's ZAP handler
 (:class:`zmq.auth.thread.ThreadAuthenticator`), which refuses every client or worker whose
 public key is not in ``authorized/``. A peer needs its own secret file and ``broker.key``.
@@ -15,7 +18,9 @@ public key is not in ``authorized/``. A peer needs its own secret file and ``bro
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +80,9 @@ def generate_keys(directory: str | Path, names: tuple[str, ...] = ()) -> list[Pa
             public = directory / f"{name}{PUBLIC_SUFFIX}"
             if not public.exists():
                 zmq.auth.create_certificates(directory, name)
-                written += [public, directory / f"{name}{SECRET_SUFFIX}"]
+                secret = directory / f"{name}{SECRET_SUFFIX}"
+                os.chmod(secret, 0o600)
+                written += [public, secret]
             if name != BROKER:
                 shutil.copy(public, directory / AUTHORIZED / public.name)
     except OSError as exc:
@@ -121,6 +128,9 @@ def is_loopback(endpoint: str) -> bool:
 def _load(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
     if not path.is_file():
         raise VrstyleError(f"key file {path} does not exist (make keys with: vrstyle keys {path.parent})")
+    if need_secret and os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise VrstyleError(f"secret key file {path} is accessible by others "
+                           f"(mode {stat.S_IMODE(path.stat().st_mode):04o}); fix it with: chmod 600 {path}")
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (ValueError, OSError) as exc:
