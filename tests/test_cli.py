@@ -107,3 +107,27 @@ def test_bad_arguments_are_one_line_from_the_installed_command():
     assert result.returncode == EXIT_USER_ERROR
     assert result.stderr.count("\n") == 1 and "invalid int value: 'big'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_info_reports_every_section_as_json_without_a_runtime_or_gpu(tmp_path):
+    """`vrstyle info --json` in a fresh process, pointed at no OpenXR runtime and no data folder."""
+    import json
+    import os
+
+    env = {**os.environ, "XR_RUNTIME_JSON": str(tmp_path / "none.json"), "VRSTYLE_DATA": str(tmp_path / "none")}
+    env.pop("DISPLAY", None)
+    result = subprocess.run([sys.executable, "-m", "vrstyle.cli", "info", "--json"], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"vrstyle", "cpu", "gpu", "opengl", "openxr", "styles"}
+    assert report["vrstyle"]["versions"]["torch"] == torch.__version__.split("+")[0] or \
+        report["vrstyle"]["versions"]["torch"] == torch.__version__
+    assert report["cpu"]["binary_kernels"] in ("avx512-vpopcntdq", "avx2", "popcnt", "generic")
+    assert report["openxr"]["runtime"] is None and "XR_RUNTIME_JSON" in report["openxr"]["hint"]
+    assert report["styles"]["data"] is None and "candy/binary" in report["styles"]["models"]
+    assert "VRSTYLE_DATA" in report["styles"]["hint"]
+    plain = subprocess.run([sys.executable, "-m", "vrstyle.cli", "info"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    lines = plain.stdout.splitlines()
+    assert plain.returncode == 0 and [line.split()[0] for line in lines if not line.startswith(" ")] == ["vrstyle", "cpu", "gpu", "opengl", "openxr", "styles"]

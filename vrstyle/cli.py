@@ -16,6 +16,7 @@ from tiles import GridError
 from vrstyle.errors import VrstyleError
 
 COMMANDS = {
+    "info": ("vrstyle.commands.info", "say what this machine can do: versions, CPU kernels, GPUs, OpenGL, OpenXR"),
     "stylize": ("vrstyle.commands.stylize", "stylise an image file through the tiled pipeline"),
     "mirror": ("vrstyle.commands.mirror", "show the demo scene or a stereo source stylised live in a window"),
     "headset": ("vrstyle.commands.headset", "show the stylised demo scene in an OpenXR headset"),
