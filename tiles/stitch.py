@@ -70,11 +70,12 @@ class Stitcher:
     def result(self, dtype: np.dtype | type = np.float32) -> np.ndarray:
         """(B, rows, W, C) stitched band; rounded and clipped to the range of integer dtypes."""
         weight = self.weight[..., None]
-        out = np.where(weight > WEIGHT_EPS, self.sum / np.maximum(weight, WEIGHT_EPS), 0.0)
+        out = np.zeros_like(self.sum)
+        np.divide(self.sum, weight, out=out, where=weight > WEIGHT_EPS)  # in place: no float64, no copies
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
-            out = np.clip(np.rint(out), info.min, info.max)
-        return out.astype(dtype)
+            np.clip(np.rint(out, out=out), info.min, info.max, out=out)
+        return out.astype(dtype, copy=False)
 
 
 def stitch(tiles, grid: TileGrid, ramp: str = "linear"):
