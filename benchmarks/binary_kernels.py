@@ -211,6 +211,19 @@ def network_rows(names: list[str], threads: int, repeats: int) -> list[dict]:
     return rows
 
 
+def rows_in_fresh_process(threads: int, args: argparse.Namespace) -> list[dict]:
+    """Kernel rows for one thread count, measured in a process started with that many threads:
+    torch's and numba's OpenMP pools do not reliably shrink once started."""
+    import os
+    import subprocess
+
+    command = [sys.executable, __file__, "--size", str(args.size), "--repeats", str(args.repeats),
+               "--rows-for-threads", str(threads)] + [f"--shape={s}" for s in args.shape]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128, help="input height and width, px (default 128)")
@@ -220,13 +233,18 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=[], help="whole networks to time, the first is the baseline")
     parser.add_argument("--network-threads", type=int, default=2, help="threads for the whole networks (default 2)")
     parser.add_argument("--int8", action="store_true", help="also time the float layers as int8 convolutions")
+    parser.add_argument("--rows-for-threads", type=int, help=argparse.SUPPRESS)  # one thread count, JSON out
     parser.add_argument("--out", default="benchmarks/results/binary-kernels", help="output prefix (.json, .md)")
     args = parser.parse_args()
     from vrstyle.kernels.bconv import kernel_path
 
     shapes = sorted(shipped_shapes() | {tuple(int(v) for v in s.split(",")) for s in args.shape})
+    if args.rows_for_threads:
+        print(json.dumps([measure(shape, args.size, args.rows_for_threads, args.repeats) for shape in shapes]))
+        return 0
     first_use = first_use_seconds()
-    rows = [measure(shape, args.size, int(t), args.repeats) for shape in shapes for t in args.threads.split(",")]
+    rows = [row for t in args.threads.split(",") for row in rows_in_fresh_process(int(t), args)]
+    rows.sort(key=lambda r: (tuple(r["shape"].values()), r["threads"]))
     networks = network_rows(args.models, args.network_threads, max(3, args.repeats // 2)) if args.models else []
     int8 = int8_rows(args.network_threads, args.repeats) if args.int8 else []
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
