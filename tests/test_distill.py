@@ -53,3 +53,43 @@ def test_eval_writes_table_json_and_plot(shared_data, tmp_path, capsys):
     table = out.with_suffix(".md").read_text()
     assert "| candy/teacher | reference |" in table and "| candy/johnson |" in table
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+BLOCKWISE = ["--student", "student", "--config", '{"layers": {"body": "binary"}, "planes": 2, "learned_scale": true}',
+             "--init", "blockwise", "--calibration-images", "2", "--block-steps", "2", "--block-batch", "1",
+             "--batch", "1", "--crop", "32", "--noise", "1", "--threads", "1"]
+
+
+def test_blockwise_recipe_trains_each_block_then_end_to_end_and_resumes(shared_data, tmp_path):
+    import torch
+
+    from vrstyle.models import load_model
+
+    run = tmp_path / "run"
+    assert main(["distill", "--teacher", "candy", *BLOCKWISE, "--steps", "1", "--run", str(run)]) == 0
+    blocks = list(csv.DictReader(open(run / "blocks.csv")))
+    assert [int(r["block"]) for r in blocks] == [1, 2, 3, 4, 5]
+    assert all(0 < float(r["relative_error"]) < 10 for r in blocks)
+    assert (run / "features.pt").is_file()
+    output = tmp_path / "student.safetensors"
+    assert main(["distill", "--teacher", "candy", *BLOCKWISE, "--steps", "2", "--run", str(run),
+                 "--output", str(output)]) == 0
+    assert len(list(csv.DictReader(open(run / "blocks.csv")))) == 5  # resumed: blocks not trained again
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["stability"]) >= 0 for r in rows)
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=False)
+    teacher = load_model("candy/teacher").state_dict()
+    assert checkpoint["blocks_done"] == 5
+    assert torch.equal(checkpoint["model"]["conv1.conv2d.weight"], teacher["conv1.conv2d.weight"])  # frozen encoder
+    assert not torch.equal(checkpoint["model"]["res1.conv1.conv2d.weight"], teacher["res1.conv1.conv2d.weight"])
+    student = resolve_model(str(output)).load()
+    assert student.res3.conv2.conv2d.planes == 2 and output.stat().st_size < 1_000_000
+
+
+def test_a_run_folder_of_another_architecture_is_refused_in_one_line(shared_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["distill", "--teacher", "candy", *TINY, "--steps", "1", "--run", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["distill", "--teacher", "candy", *BLOCKWISE, "--steps", "1", "--run", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "belongs to another student" in err[0]
