@@ -68,8 +68,7 @@ def opengl() -> dict:
     """A headless EGL context (the compositor's and the tests' way in), created and closed."""
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     try:
-        from vrstyle.gl.context import HeadlessContext, describe_current
-        from vrstyle.gl.context import GLError
+        from vrstyle.gl.context import GLError, HeadlessContext, describe_current
     except ImportError as exc:
         return {"headless": None, "hint": f"pip install 'vrstyle[gl]' for OpenGL ({exc.name} missing)"}
     try:

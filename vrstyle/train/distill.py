@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 INITS = ("calibrate", "teacher", "random", "blockwise")
 COLOURS = ("none", "luminance")
 IDENTITY = ("teacher", "arch", "config", "init", "calibration_images", "seed")
+"""Settings that define the student of a run; the others (steps, batch, lr, ...) may change on resuming."""
 ENCODER = ("conv1", "in1", "conv2", "in2", "conv3", "in3")
 """The layers before the residual body, frozen after block-wise training when full precision."""
-"""Settings that define the student of a run; the others (steps, batch, lr, ...) may change on resuming."""
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 
