@@ -245,3 +245,13 @@ def test_calibration_of_a_narrower_student_selects_channels():
     calibrate(narrow, teacher, images, positions=4000)
     with torch.no_grad():
         assert relative_error(narrow(images), teacher(images)) < min(0.9, untrained / 2)
+
+
+def test_kernels_import_neither_torch_nor_the_models():
+    """kernels are array code; models wrap them (no import cycle between the two)."""
+    import subprocess
+    import sys
+
+    code = "import sys, vrstyle.kernels.bconv; print(sorted(m for m in ('torch', 'vrstyle.models') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr[-1000:]
