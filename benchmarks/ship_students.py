@@ -108,7 +108,7 @@ def student_recipe(style: str, args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(teacher=style, arch="student",
                          config={"layers": {"body": "binary"}, "planes": args.planes, "learned_scale": True},
                          init="blockwise", calibration_images=args.photos, block_steps=args.block_steps,
-                         steps=args.steps, batch=4, crop=192, noise=args.noise, seed=0)
+                         steps=args.steps, batch=4, crop=192, lr=3e-4, noise=args.noise, seed=0)
 
 
 def run_seconds(run_dir: Path) -> float:

@@ -1,0 +1,75 @@
+"""Photo | teacher | student at 1:1 (no resampling) on held-out photos, one figure per style.
+
+    python benchmarks/student_figure.py candy --student candy/binary --out benchmarks/results/student-candy.png
+
+Each row is one held-out photo stylised whole (per-image statistics), with a ``--crop`` px
+square cut from its centre after stylisation, so strokes are seen at the size they have in
+the full image. The label strip names each column and the student's PSNR on the whole photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from vrstyle.models import load_model
+from vrstyle.models.engine import StyleEngine
+from vrstyle.train.data import data_dir
+from vrstyle.train.evaluate import eval_photo
+
+PHOTOS = ("kodak24/kodim23.png", "bsds500/test/100039.jpg")
+LABEL_HEIGHT = 18
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255**2 / mse) if mse else float("inf")
+
+
+def centre(image: np.ndarray, size: int) -> np.ndarray:
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    return image[max(top, 0):max(top, 0) + size, max(left, 0):max(left, 0) + size]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("style")
+    parser.add_argument("--student", required=True, help="student model name or file")
+    parser.add_argument("--photos", nargs="+", default=list(PHOTOS), help="photos under the shared photos folder")
+    parser.add_argument("--crop", type=int, default=320, help="side of the 1:1 centre crop, px")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    teacher = StyleEngine(load_model(f"{args.style}/teacher"))
+    student = StyleEngine(load_model(args.student))
+    rows = []
+    for name in args.photos:
+        photo = eval_photo(data_dir() / "photos" / name)
+        t, s = teacher.stylize(photo[None], None)[0], student.stylize(photo[None], None)[0]
+        labels = ("photo " + Path(name).name, f"{args.style}/teacher", f"student: {psnr(s, t):.1f} dB")
+        tiles = [centre(image, args.crop) for image in (photo, t, s)]
+        strip = Image.new("RGB", (sum(x.shape[1] for x in tiles), LABEL_HEIGHT + tiles[0].shape[0]), "white")
+        draw, x0 = ImageDraw.Draw(strip), 0
+        for label, tile in zip(labels, tiles):
+            strip.paste(Image.fromarray(tile), (x0, LABEL_HEIGHT))
+            draw.text((x0 + 4, 3), label, fill="black")
+            x0 += tile.shape[1]
+        rows.append(strip)
+    figure = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for row in rows:
+        figure.paste(row, (0, y))
+        y += row.height
+    figure.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
