@@ -131,3 +131,14 @@ def test_info_reports_every_section_as_json_without_a_runtime_or_gpu(tmp_path):
                            timeout=120)
     lines = plain.stdout.splitlines()
     assert plain.returncode == 0 and [line.split()[0] for line in lines if not line.startswith(" ")] == ["vrstyle", "cpu", "gpu", "opengl", "openxr", "styles"]
+
+
+def test_version_and_an_output_that_is_the_input(image, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("vrstyle ")
+    before = open(image, "rb").read()
+    assert main(["stylize", image, image]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the input" in err[0]
+    assert open(image, "rb").read() == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
 
 from vrstyle import settings
 from vrstyle.commands._common import add_curve_arguments
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise VrstyleError("--device applies to stylising in this process; with --broker the workers' devices count")
     if args.curve and not args.broker:
         raise VrstyleError("--curve needs --broker")
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise VrstyleError(f"the output {args.output} is the input: it would be overwritten; name another file")
     image = read_rgb(args.input)
     grid = tiles.plan_grid(image.shape[0], image.shape[1], args.tile, args.halo, args.overlap, settings.ALIGN)
     backend = remote_backend(args) if args.broker else local_backend(args)
