@@ -28,6 +28,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from vrstyle.kernels.bits import pack_channels
+
 WORD_BITS = 64
 
 
@@ -206,14 +208,14 @@ def pack_kernels(signs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Output channels are grouped :data:`BLOCK` to a block (zero kernels pad the last one),
     each block's words tap by tap, so :func:`binary_conv` reads a block as consecutive memory.
     """
-    o, c, kh, kw = signs.shape
-    words, blocks = -(-c // WORD_BITS), -(-o // BLOCK)
-    bits = np.zeros((blocks * BLOCK, kh, kw, words * WORD_BITS), bool)
-    bits[:o, ..., :c] = np.moveaxis(signs >= 0, 1, -1)
-    packed = np.packbits(bits, axis=-1, bitorder="little").view(np.uint64)  # (O', kh, kw, words)
-    ones = bits[:o].reshape(o, -1).sum(axis=1).astype(np.int64)
-    grouped = packed.reshape(blocks, BLOCK, kh * kw * words).transpose(0, 2, 1)
-    return np.ascontiguousarray(grouped), ones
+    o, _, kh, kw = signs.shape
+    blocks = -(-o // BLOCK)
+    packed = pack_channels(signs >= 0)  # (O, kh, kw, words)
+    words = packed.shape[-1]
+    grouped = np.zeros((blocks * BLOCK, kh * kw * words), np.uint64)
+    grouped[:o] = packed.reshape(o, -1)
+    ones = (signs >= 0).reshape(o, -1).sum(axis=1).astype(np.int64)
+    return np.ascontiguousarray(grouped.reshape(blocks, BLOCK, -1).transpose(0, 2, 1)), ones
 
 
 def set_threads(count: int) -> None:
