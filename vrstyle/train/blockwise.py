@@ -32,7 +32,7 @@ from vrstyle.errors import VrstyleError
 from vrstyle.models.binary import BinaryConv2d
 from vrstyle.models.transformer import TransformerNet
 from vrstyle.train.calibrate import fit_thresholds
-from vrstyle.train.data import load_photo
+from vrstyle.train.data import load_batch
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,10 @@ class FeatureCache:
     @torch.no_grad()
     def build(cls, teacher: TransformerNet, paths: list[Path], progress: bool | None = None) -> "FeatureCache":
         teacher.eval()
-        images = [load_photo(p) for p in paths]
-        images = [im.transpose(1, 2) if im.shape[1] > im.shape[2] else im for im in images]
-        h = min(im.shape[1] for im in images)
-        w = min(im.shape[2] for im in images)
         streams: list[list[torch.Tensor]] = [[] for _ in range(teacher.blocks + 1)]
-        for image in tqdm(images, desc="teacher features", unit="photo",
+        for image in tqdm(load_batch(paths), desc="teacher features", unit="photo",
                           disable=None if progress is None else not progress):
-            for store, value in zip(streams, body_streams(teacher, image[None, :, :h, :w])):
+            for store, value in zip(streams, body_streams(teacher, image[None])):
                 store.append(value.half())
         return cls([torch.cat(s) for s in streams], [p.name for p in paths])
 
