@@ -31,13 +31,12 @@ from tqdm import tqdm
 from vrstyle.errors import VrstyleError
 from vrstyle.models.binary import BinaryConv2d
 from vrstyle.models.transformer import TransformerNet
-from vrstyle.train.calibrate import fit_thresholds
+from vrstyle.train.calibrate import fit_activation, relative_mse
 from vrstyle.train.data import load_batch
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "features.pt"
-THRESHOLD_SAMPLES = 50_000
 
 
 @dataclass
@@ -101,25 +100,12 @@ def init_thresholds(block: nn.Module, x: torch.Tensor, generator: torch.Generato
     Runs the block on ``x`` hooking each binary convolution's input, so every threshold is
     fitted to what that convolution really sees (later ones after the earlier ones were set).
     """
-    def fit(conv: BinaryConv2d, inputs) -> None:
-        value = inputs[0].transpose(0, 1).flatten(1).float()
-        pick = torch.randint(value.shape[1], (min(value.shape[1], THRESHOLD_SAMPLES),), generator=generator)
-        thresholds, spread = fit_thresholds(value[:, pick], conv.planes)
-        conv.act.threshold.copy_(thresholds)
-        conv.act.spread.copy_(spread)
-        conv.act.beta.fill_(1.0 / conv.planes)
-
     convs = [m for m in block.modules() if isinstance(m, BinaryConv2d) and m.act is not None]
     for conv in convs:
-        handle = conv.register_forward_pre_hook(lambda module, inputs: fit(module, inputs))
+        handle = conv.register_forward_pre_hook(
+            lambda module, inputs: fit_activation(module, inputs[0], generator, beta=1.0 / module.planes))
         block(x)
         handle.remove()
-
-
-def relative_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``|out - target|^2 / |target - mean|^2`` (per-image, per-channel mean): 1 is "no information"."""
-    centred = target - target.mean(dim=(2, 3), keepdim=True)
-    return (output - target).pow(2).mean() / centred.pow(2).mean().clamp_min(1e-12)
 
 
 def train_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, steps: int, batch: int, lr: float,

@@ -48,6 +48,8 @@ SOLVE_DAMPING = 1e-5
 SIGN_SWEEPS = 3
 """Coordinate-descent passes over the signs of 1-bit weights after GPTQ."""
 LLOYD_ITERATIONS = 12
+THRESHOLD_SAMPLES = 50_000
+"""Activation samples per layer for fitting its thresholds."""
 
 
 def fit_thresholds(samples: torch.Tensor, planes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +79,17 @@ def fit_thresholds(samples: torch.Tensor, planes: int) -> tuple[torch.Tensor, to
     steps = torch.arange(planes, dtype=x.dtype) * 2 - planes + 1  # threshold codes between levels
     thresholds = offset.T + spread.T * steps[:, None]
     return thresholds.float(), spread.squeeze(1).float()
+
+
+def fit_activation(conv: BinaryConv2d, inputs: torch.Tensor, generator: torch.Generator, beta: float = 1.0) -> None:
+    """Set a binary convolution's thresholds (:func:`fit_thresholds`) from a sample of its own
+    inputs (N, C, H, W), and weight every activation plane by ``beta``."""
+    sample = inputs.transpose(0, 1).flatten(1).float()
+    sample = sample[:, torch.randint(sample.shape[1], (min(sample.shape[1], THRESHOLD_SAMPLES),), generator=generator)]
+    thresholds, spread = fit_thresholds(sample, conv.planes)
+    conv.act.threshold.copy_(thresholds)
+    conv.act.spread.copy_(spread)
+    conv.act.beta.fill_(beta)
 
 
 def gptq(weight: torch.Tensor, hessian: torch.Tensor, quantize: Callable[[torch.Tensor], torch.Tensor],
@@ -199,12 +212,7 @@ def fit_layer(name: str, student: ConvLayer, teacher: ConvLayer, a_s: torch.Tens
         return u_t
     target = u_t if target is None else target
     if isinstance(conv, BinaryConv2d) and conv.act is not None:
-        sample = p_s.transpose(0, 1).flatten(1)
-        sample = sample[:, torch.randint(sample.shape[1], (min(sample.shape[1], 50_000),), generator=generator)]
-        thresholds, spread = fit_thresholds(sample, conv.planes)
-        conv.act.threshold.copy_(thresholds)
-        conv.act.spread.copy_(spread)
-        conv.act.beta.fill_(1.0)
+        fit_activation(conv, p_s, generator)
         p_s = _binary_input(conv, p_s)
     kernel, stride = conv.kernel_size, conv.stride
     moments = _Moments()
@@ -371,8 +379,16 @@ def select_channels(teacher: TransformerNet, width: int) -> dict[str, torch.Tens
     return keep
 
 
-def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
-    """``|x - ref|^2 / |ref - mean(ref)|^2`` (per-image, per-channel mean)."""
+def relative_mse(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``|x - ref|^2 / |ref - mean(ref)|^2`` (per-image, per-channel mean): 1 is "no information".
+
+    Differentiable, in the inputs' precision (the block-wise training loss).
+    """
     centred = reference - reference.mean(dim=(2, 3), keepdim=True)
-    return float((x - reference).double().pow(2).sum() / centred.double().pow(2).sum().clamp_min(1e-12))
+    return (x - reference).pow(2).mean() / centred.pow(2).mean().clamp_min(1e-12)
+
+
+def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """:func:`relative_mse` in float64, as a number."""
+    return float(relative_mse(x.double(), reference.double()))
 
