@@ -60,6 +60,20 @@ def numpy_popcount_conv(x_words: np.ndarray, w_words: np.ndarray, count: int) ->
     return (4 * both - 2 * ones_x[:, None] - 2 * ones_w[None, :] + count).reshape(n, ho, wo, o)
 
 
+def interleaved_medians(runs: dict, repeats: int) -> dict:
+    """Median seconds of each run: all warmed up once, then timed in turn ``repeats`` times, so
+    the machine's drift affects them alike."""
+    for run in runs.values():
+        run()
+    times: dict = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def shipped_shapes() -> set[tuple[int, int, int, int, int]]:
     shapes = set()
     for name, spec in available_models().items():
@@ -97,15 +111,7 @@ def measure(shape: tuple[int, int, int, int, int], size: int, threads: int, repe
         runs["numpy popcount"] = numpy_path
     with torch.inference_mode():
         assert torch.equal(fast(x), layer(x)), "the kernel no longer equals the float simulation"
-        for run in runs.values():
-            run()
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(repeats):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(values) for name, values in times.items()}
+        median = interleaved_medians(runs, repeats)
     macs = size // stride * (size // stride) * c_in * c_out * kernel * kernel
     return {"shape": dict(zip(("in", "out", "kernel", "stride", "planes"), shape)), "size": size, "threads": threads,
             "ms": {k: v * 1e3 for k, v in median.items()},
@@ -158,15 +164,7 @@ def int8_rows(threads: int, repeats: int) -> list[dict]:
                 "int8 with quantize and dequantize": lambda: quantized(torch.quantize_per_tensor(
                     x, 4 / 255, 0, torch.quint8)).dequantize()}
         with torch.inference_mode():
-            for run in runs.values():
-                run()
-            times = {key: [] for key in runs}
-            for _ in range(repeats):
-                for key, run in runs.items():
-                    start = time.perf_counter()
-                    run()
-                    times[key].append(time.perf_counter() - start)
-        ms = {key: statistics.median(v) * 1e3 for key, v in times.items()}
+            ms = {key: seconds * 1e3 for key, seconds in interleaved_medians(runs, repeats).items()}
         rows.append({"layer": name, "threads": threads, "ms": ms})
     return rows
 
@@ -194,20 +192,11 @@ def network_rows(names: list[str], threads: int, repeats: int) -> list[dict]:
         given = stats[id(engine)].astype(np.float32)
         runs[(name, path, "whole 512x512")] = lambda e=engine: e.stylize(whole, None)
         runs[(name, path, f"2 tiles {side}x{side}")] = lambda e=engine, g=given: e.stylize(tiles, g)
-    for run in runs.values():
-        run()
-    times: dict = {key: [] for key in runs}
-    for _ in range(repeats):
-        for key, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[key].append(time.perf_counter() - start)
+    median = interleaved_medians(runs, repeats)
     rows = []
-    for (name, path, case), values in times.items():
-        base = statistics.median(times[(names[0], "compiled", case)])
-        ms = statistics.median(values)
-        rows.append({"model": name, "path": path, "case": case, "threads": threads, "ms": ms * 1e3,
-                     "throughput_vs_first": base / ms})
+    for (name, path, case), seconds in median.items():
+        rows.append({"model": name, "path": path, "case": case, "threads": threads, "ms": seconds * 1e3,
+                     "throughput_vs_first": median[(names[0], "compiled", case)] / seconds})
     return rows
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -31,13 +30,14 @@ from vrstyle import settings
 from vrstyle.models import resolve_model
 from vrstyle.models.engine import StyleEngine
 from vrstyle.pipeline import stylize_image
+from vrstyle.train import losses
 from vrstyle.train.data import EVAL_SETS, photo_paths
 from vrstyle.train.evaluate import eval_photo
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255**2 / mse) if mse else math.inf
+    """PSNR (dB) of two uint8 images (:func:`vrstyle.train.losses.psnr`)."""
+    return losses.psnr(torch.from_numpy(a), torch.from_numpy(b))
 
 
 def tiled(engine: StyleEngine, photo: np.ndarray, tile: int) -> np.ndarray:

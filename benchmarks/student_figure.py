@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from vrstyle.models import load_model
 from vrstyle.models.engine import StyleEngine
+from vrstyle.train import losses
 from vrstyle.train.data import data_dir
 from vrstyle.train.evaluate import eval_photo
 
@@ -27,8 +28,8 @@ LABEL_HEIGHT = 18
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255**2 / mse) if mse else float("inf")
+    """PSNR (dB) of two uint8 images (:func:`vrstyle.train.losses.psnr`)."""
+    return losses.psnr(torch.from_numpy(a), torch.from_numpy(b))
 
 
 def centre(image: np.ndarray, size: int) -> np.ndarray:
