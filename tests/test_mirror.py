@@ -72,13 +72,13 @@ def test_raw_mirror_shows_the_demo_scene(xvfb, gl_context, tiny_model, tmp_path)
     assert image.shape == (64, 192, 3) and image.std() > 20
     scene = DemoScene(64, 96)
     reference = np.concatenate(list(scene.render_stereo(0.0)), axis=1)
-    scene.delete()
+    scene.close()
     assert np.abs(image.astype(int) - reference).mean() < 8  # the scene moves slowly: a few frames apart
 
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_stylised_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_path):
+def test_stylized_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_path):
     """The real thing: workers started by the mirror, tiles over ZeroMQ, stitched by the shader, shown in
     a window; the window's pixels must equal the CPU pipeline's stitch of the same frame with the same
     statistics (the third frame: normalised with the smoothed statistics of the first two)."""
@@ -108,7 +108,7 @@ def test_stylised_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_pa
     assert np.array_equal(cpu_tiles, frame["tiles"])  # the workers' tiles are the in-process tiles
     cpu = tiles.stitch(cpu_tiles, grid, str(frame["ramp"]))
     assert np.abs(eyes - cpu).max() <= 1
-    assert np.abs(eyes - frame["stylised"]).max() == 0  # the window shows the compositor's eyes 1:1
+    assert np.abs(eyes - frame["stylized"]).max() == 0  # the window shows the compositor's eyes 1:1
 
 
 @pytest.mark.slow

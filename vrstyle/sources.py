@@ -2,7 +2,7 @@
 
 Every source gives (2, H, W, 3) uint8 frames (left eye first) of one fixed eye size, fitted
 inside a largest eye size so stylisation costs what the user asked for. The built-in 3D demo
-scene is a source too, but it needs a GL context: see :mod:`vrstyle.gl.scene`.
+scene is one too (:class:`SceneSource`), rendered by :mod:`vrstyle.gl.scene` in a GL context.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from PIL import Image
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.images import read_rgb
+from vrstyle.resources import Resource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
@@ -35,6 +36,9 @@ class FrameSource(Protocol):
 
     def step(self, delta: int) -> None:
         """Move ``delta`` items on (photo folders); others ignore it."""
+
+    def close(self) -> None:
+        """Free what the source holds (a decoder, GL objects); safe twice."""
 
 
 def fit_shape(height: int, width: int, largest: tuple[int, int]) -> tuple[int, int]:
@@ -61,7 +65,7 @@ def cover(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return scaled[top:top + shape[0], left:left + shape[1]]
 
 
-class StillSource:
+class StillSource(Resource):
     """One stereo frame, always the same (an image pair, a side-by-side image, or one photo for both eyes)."""
 
     def __init__(self, left: np.ndarray, right: np.ndarray, name: str, largest: tuple[int, int] = settings.EYE_SIZE):
@@ -79,7 +83,7 @@ class StillSource:
         pass
 
 
-class PhotoFolder:
+class PhotoFolder(Resource):
     """A slideshow of a folder's photos, each shown to both eyes, cropped to one eye size.
 
     Args:
@@ -109,7 +113,7 @@ class PhotoFolder:
         self.offset += delta
 
 
-class VideoSource:
+class VideoSource(Resource):
     """A video, looped: side-by-side stereo (left half left eye) or one view both eyes see.
 
     Decoded with PyAV (the ``video`` extra); frames are taken at the video's own times, so a
@@ -122,9 +126,11 @@ class VideoSource:
         except ImportError:
             raise VrstyleError(f"{path}: playing videos needs PyAV: pip install 'vrstyle[video]'") from None
         self.av, self.path, self.side_by_side, self.name = av, path, side_by_side, path.stem
-        self._open()
-        if self.current is None:
-            raise VrstyleError(f"{path}: the video has no frames")
+        self.container = None
+        with self.building():
+            self._open()
+            if self.current is None:
+                raise VrstyleError(f"{path}: the video has no frames")
         height, width = self.current[0].shape[:2]
         self.eye_shape = fit_shape(height, width // 2 if side_by_side else width, largest)
         if self.stream.duration:
@@ -164,6 +170,33 @@ class VideoSource:
         else:
             left = right = pixels
         return np.stack([resize(left, self.eye_shape), resize(right, self.eye_shape)])
+
+    def step(self, delta: int) -> None:
+        pass
+
+    def _free(self) -> None:
+        if self.container is not None:
+            self.container.close()
+
+
+class SceneSource(Resource):
+    """The built-in 3D demo scene, the default viewer's eyes at each time; needs a current GL context.
+
+    Args:
+        eye_shape: (height, width) of each eye.
+        ipd: interpupillary distance, metres.
+    """
+
+    name = "demo scene"
+
+    def __init__(self, eye_shape: tuple[int, int], ipd: float = settings.IPD_M):
+        from vrstyle.gl.scene import DemoScene
+
+        self.eye_shape = eye_shape
+        self.scene = self.own(DemoScene(*eye_shape, ipd=ipd))
+
+    def frame(self, time: float) -> np.ndarray:
+        return self.scene.render_stereo(time)
 
     def step(self, delta: int) -> None:
         pass

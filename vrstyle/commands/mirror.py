@@ -12,18 +12,12 @@ import logging
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.bench import parse_eye
-from vrstyle.commands._common import add_curve_arguments, argument_type, positive_float, positive_int
+from vrstyle.commands._common import add_curve_arguments, eye_size, open_broker, plural, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
 
 VIEWS = {"sbs": "SIDE_BY_SIDE", "left": "LEFT", "right": "RIGHT", "anaglyph": "ANAGLYPH"}
-
-
-def eye_size(text: str) -> tuple[int, int]:
-    """A headset preset (quest3, ...) or WIDTHxHEIGHT -> (height, width)."""
-    return parse_eye(text)[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a folder (a stereo pair im0/im1 or left/right, else a slideshow); "
                              "default: the built-in 3D demo scene")
     parser.add_argument("--side-by-side", action="store_true", help="--source is a side-by-side stereo image")
-    default_size = f"{settings.EYE_SIZE[1]}x{settings.EYE_SIZE[0]}"
-    parser.add_argument("--eye-size", type=argument_type(eye_size), default=settings.EYE_SIZE, metavar="PRESET|WxH",
-                        help=f"eye size of the demo scene (a headset preset such as quest3, or WIDTHxHEIGHT), largest eye size for images (default {default_size})")
+    parser.add_argument("--eye-size", type=eye_size, default=f"{settings.EYE_SIZE[1]}x{settings.EYE_SIZE[0]}",
+                        metavar="PRESET|WxH", help="eye size of the demo scene (a headset preset such as quest3, or "
+                                                   "WIDTHxHEIGHT), largest eye size for images")
     parser.add_argument("--ipd", type=float, default=settings.IPD_M,
                         help=f"demo scene's interpupillary distance, metres (default {settings.IPD_M})")
     parser.add_argument("--style", action="append", metavar="NAME",
@@ -61,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
     parser.add_argument("--stats", action="store_true", help="start with the statistics shown (I toggles)")
     parser.add_argument("--view", choices=VIEWS, default="sbs", help="side by side, one eye, or red-cyan anaglyph")
-    parser.add_argument("--frames", type=int, metavar="N", help="quit after N stylised frames were shown")
+    parser.add_argument("--frames", type=positive_int, metavar="N", help="quit after N stylised frames were shown")
     parser.add_argument("--screenshot", type=Path, metavar="PATH", help="save the window's last frame here on quitting")
     parser.add_argument("--dump", type=Path, metavar="PATH.npz",
                         help="save the last shown frame's raw eyes, stitched eyes and statistics here on quitting")
@@ -71,25 +65,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vrstyle.gl.context import WindowContext
     from vrstyle.gl.display import ViewMode
-    from vrstyle.gl.mirror import Mirror, MirrorOptions
+    from vrstyle.mirror import DesktopMirror, MirrorOptions
     from vrstyle.pipeline import FramePipeline
     from vrstyle.sources import open_source
 
-    if args.frames is not None and args.frames < 1:
-        raise VrstyleError(f"--frames must be at least 1, got {args.frames}")
     if args.broker and (args.device or args.threads or args.workers != 1):
         raise VrstyleError("--workers, --device and --threads are for workers started here, not with --broker")
     if args.curve and not args.broker:
         raise VrstyleError("--curve needs --broker")
     if args.device and len(args.device) != args.workers:
-        raise VrstyleError(f"{len(args.device)} --device given for {args.workers} workers")
+        raise VrstyleError(f"{len(args.device)} --device given for {plural(args.workers, 'worker')}")
     for path in (args.screenshot, args.dump):
         if path is not None and not path.parent.is_dir():
             raise VrstyleError(f"cannot write {path}: folder {path.parent} does not exist")
-    source = open_source(args.source, args.eye_size, args.side_by_side) if args.source else None
-    height, width = source.eye_shape if source else args.eye_size
+    _, eye_shape = args.eye_size
+    source = open_source(args.source, eye_shape, args.side_by_side) if args.source else None
+    height, width = source.eye_shape if source else eye_shape
     window = WindowContext(2 * width, height, "vrstyle mirror", vsync=not args.no_vsync)  # no display: fail before workers
-    scene = cluster = backend = None
+    cluster = backend = None
     try:
         window.glfw.set_window_title(window.window, "vrstyle mirror - starting style workers")
         window.swap()
@@ -98,52 +91,36 @@ def run(args: argparse.Namespace) -> int:
                                       overlap=args.overlap, ramp=args.ramp,
                                       deadline_s=None if args.deadline is None else args.deadline / 1000)
         if source is None:
-            from vrstyle.gl.scene import DemoScene, SceneSource
+            from vrstyle.sources import SceneSource
 
-            scene = DemoScene(height, width, ipd=args.ipd)
-            source = SceneSource(scene)
-        options = MirrorOptions(styles=styles, stylised=not args.raw, show_grid=args.grid, show_stats=args.stats,
+            source = SceneSource((height, width), ipd=args.ipd)
+        options = MirrorOptions(styles=styles, stylized=not args.raw, show_grid=args.grid, show_figures=args.stats,
                                 mode=ViewMode[VIEWS[args.view]], frames=args.frames, screenshot=args.screenshot,
                                 dump=args.dump)
-        mirror = Mirror(window, source, pipeline, options)
+        mirror = DesktopMirror(window, source, pipeline, options)
         try:
             rates = mirror.run()
         finally:
             mirror.close()
-        log.info("showed %d stylised frames: %.1f fps display, %.2f fps stylised, %.0f ms latency, %d late and "
-                 "%d lost tiles", rates.stylised_frames, rates.display_fps, rates.stylised_fps, rates.latency_ms,
-                 rates.late_tiles, rates.failed_tiles)
+        log.info("showed %s: %.1f fps display, %.2f fps stylised, %.0f ms latency, %d late and %s",
+                 plural(rates.stylized_frames, "stylised frame"), rates.display_fps, rates.stylized_fps,
+                 rates.latency_ms, rates.late_tiles, plural(rates.failed_tiles, "lost tile"))
     finally:
-        if scene is not None:
-            scene.delete()
+        if source is not None:
+            source.close()
         window.close()
         if backend is not None:
             backend.close()
         if cluster is not None:
-            cluster.stop()
+            cluster.close()
     return 0
 
 
 def open_backend(args: argparse.Namespace):
     """(broker client, local cluster or None, styles): workers started here, or those of ``--broker``."""
     if args.broker:
-        from vrstyle.transport.client import TransportClient
-        from vrstyle.transport.security import peer_keys
-
-        client = TransportClient(args.broker, keys=peer_keys(args.curve, args.key_name) if args.curve else None)
-        try:
-            workers = client.status()["workers"]
-            served = sorted({style for worker in workers for style in worker["styles"]})
-            if not served:
-                raise VrstyleError(f"the broker at {args.broker} has no workers (start some with `vrstyle worker`)")
-            missing = [style for style in args.style or () if style not in served]
-            if missing:
-                raise VrstyleError(f"no worker of the broker at {args.broker} serves {', '.join(missing)} "
-                                   f"(served: {', '.join(served)})")
-        except BaseException:
-            client.close()
-            raise
-        return client, None, args.style or served
+        client, styles = open_broker(args, args.style or ())
+        return client, None, styles
     from vrstyle.models.registry import STYLES, available_models, resolve_model
     from vrstyle.transport.cluster import LocalCluster
 
@@ -156,10 +133,10 @@ def open_backend(args: argparse.Namespace):
         styles = [style for style in STYLES if style in available] + sorted(available - set(STYLES))
         if not styles:
             resolve_model(settings.DEFAULT_STYLE)  # raises, saying what is missing
-    log.info("starting %d worker(s) for %s", args.workers, ", ".join(styles))
+    log.info("starting %s for %s", plural(args.workers, "worker"), ", ".join(styles))
     cluster = LocalCluster(styles, workers=args.workers, devices=args.device, threads=args.threads).start()
     try:
         return cluster.client(), cluster, styles
     except BaseException:
-        cluster.stop()
+        cluster.close()
         raise

@@ -18,18 +18,20 @@ from OpenGL import GL
 from tiles import RAMPS, GridError, TileGrid
 from tiles.stitch import WEIGHT_EPS
 from vrstyle import settings
+from vrstyle.gl.context import GLError
 from vrstyle.gl.shaders import Program
 from vrstyle.gl.textures import (
-    FORMATS, Framebuffer, PixelStream, Target, create_texture, preserved_state, read_pixels, texture_size,
+    FORMATS, Framebuffer, PixelStream, Target, owned_texture, preserved_state, read_pixels, texture_size,
 )
+from vrstyle.resources import Resource
 
 EYES = 2
 
 
-class Compositor:
+class Compositor(Resource):
     """Stitches a stereo frame's stylised tiles into one texture per eye, on the GPU.
 
-    Create it with a GL context current and use it in that context (or its share group).
+    Create it with a GL context current, use it and close it in that context (or its share group).
 
     Args:
         grid: the tile grid, planned for one eye (its height x width is the eye size).
@@ -48,17 +50,19 @@ class Compositor:
             raise GridError(f"unknown feather ramp {ramp!r}; choose one of {', '.join(RAMPS)}")
         self.grid, self.ramp = grid, ramp
         self.layers = EYES * len(grid)
-        self.accumulate = Program("accumulate")
-        self.resolve = Program("resolve")
         out_h, out_w = grid.out_shape
-        self.tile_array = create_texture(out_w, out_h, GL.GL_RGBA8, layers=self.layers, filtering=GL.GL_NEAREST)
-        self.sums = create_texture(grid.width, grid.height, GL.GL_RGBA32F, filtering=GL.GL_NEAREST)
-        self.eye_textures = [create_texture(grid.width, grid.height) for _ in range(EYES)]
-        self.framebuffer = Framebuffer()
-        self.stream = PixelStream()
-        self.instances = GL.glGenBuffers(1)
-        self.tile_vao = GL.glGenVertexArrays(1)
-        self.empty_vao = GL.glGenVertexArrays(1)
+        with self.building():
+            self.accumulate = self.own(Program("accumulate"))
+            self.resolve = self.own(Program("resolve"))
+            self.tile_array = owned_texture(self, out_w, out_h, GL.GL_RGBA8, layers=self.layers, filtering=GL.GL_NEAREST)
+            self.sums = owned_texture(self, grid.width, grid.height, GL.GL_RGBA32F, filtering=GL.GL_NEAREST)
+            self.eye_textures = [owned_texture(self, grid.width, grid.height) for _ in range(EYES)]
+            self.framebuffer = self.own(Framebuffer())
+            self.stream = self.own(PixelStream())
+            self.instances = GL.glGenBuffers(1)
+            self.on_close(GL.glDeleteBuffers, 1, [self.instances])
+            self.tile_vao, self.empty_vao = GL.glGenVertexArrays(2)
+            self.on_close(GL.glDeleteVertexArrays, 2, [self.tile_vao, self.empty_vao])
         self.present = np.zeros(self.layers, dtype=bool)
         self.targets: list[Target] = list(self.eye_textures)
 
@@ -107,13 +111,13 @@ class Compositor:
         """
         targets = list(self.eye_textures if targets is None else targets)
         if len(targets) != EYES:
-            raise ValueError(f"need {EYES} targets (one per eye), got {len(targets)}")
+            raise GLError(f"need {EYES} targets (one per eye), got {len(targets)}")
         height, width = self.grid.height, self.grid.width
         with preserved_state():
             for target in targets:
                 size = texture_size(target)
                 if size[0] < width or size[1] < height:
-                    raise ValueError(f"target {target} is {size[0]}x{size[1]}, smaller than the eye ({width}x{height})")
+                    raise GLError(f"target {target} is {size[0]}x{size[1]}, smaller than the eye ({width}x{height})")
             for cap in (GL.GL_DEPTH_TEST, GL.GL_CULL_FACE, GL.GL_SCISSOR_TEST):
                 GL.glDisable(cap)
             GL.glViewport(0, 0, width, height)
@@ -165,16 +169,6 @@ class Compositor:
         with preserved_state():
             self.framebuffer.attach(self.targets[eye], GL.GL_READ_FRAMEBUFFER)
             return read_pixels(self.grid.width, self.grid.height)
-
-    def delete(self) -> None:
-        """Free the GL objects (the context must be current)."""
-        GL.glDeleteTextures([self.tile_array, self.sums, *self.eye_textures])
-        GL.glDeleteBuffers(1, [self.instances])
-        GL.glDeleteVertexArrays(2, [self.tile_vao, self.empty_vao])
-        self.framebuffer.delete()
-        self.stream.delete()
-        self.accumulate.delete()
-        self.resolve.delete()
 
 
 def _runs(indices: np.ndarray) -> list[tuple[int, int]]:

@@ -13,6 +13,7 @@ import sys
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.resources import Resource
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def check_version(required: tuple[int, int]) -> None:
                       f"{describe_current()}")
 
 
-class HeadlessContext:
+class HeadlessContext(Resource):
     """An OpenGL core context with no window and no display: EGL on Mesa's surfaceless platform.
 
     Renders into framebuffer objects only (there is no default framebuffer). Falls back to
@@ -90,8 +91,10 @@ class HeadlessContext:
         if not EGL.eglBindAPI(EGL.EGL_OPENGL_API):
             raise GLError("this EGL cannot create desktop OpenGL contexts (only OpenGL ES)")
         self.context = self._create_context(self.version)
-        self.make_current()
-        check_version(self.version)
+        with self.building():
+            self.on_close(self._destroy_context)
+            self.make_current()
+            check_version(self.version)
         log.info("headless OpenGL: %s", describe_current())
 
     def _open_display(self):
@@ -144,21 +147,13 @@ class HeadlessContext:
         if not EGL.eglMakeCurrent(self.display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, self.context):
             raise GLError("cannot make the headless OpenGL context current (EGL_KHR_surfaceless_context missing?)")
 
-    def close(self) -> None:
+    def _destroy_context(self) -> None:
         EGL = self.egl
-        if self.context:
-            EGL.eglMakeCurrent(self.display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
-            EGL.eglDestroyContext(self.display, self.context)
-            self.context = None
-
-    def __enter__(self) -> "HeadlessContext":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        EGL.eglMakeCurrent(self.display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+        EGL.eglDestroyContext(self.display, self.context)
 
 
-class WindowContext:
+class WindowContext(Resource):
     """A glfw window with an OpenGL core context, current on this thread.
 
     Args:
@@ -190,6 +185,13 @@ class WindowContext:
                 raise GLError("glfw could not initialise the display")
         except glfw.GLFWError as exc:
             raise GLError(f"cannot open the display {os.environ.get('DISPLAY', '')}: {_glfw_message(exc)}") from None
+        with self.building():
+            self.on_close(glfw.terminate)
+            self._open_window(width, height, title, visible, vsync)
+        log.info("window OpenGL: %s", describe_current())
+
+    def _open_window(self, width: int, height: int, title: str, visible: bool, vsync: bool) -> None:
+        glfw = self.glfw
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, self.version[0])
         glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, self.version[1])
         glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
@@ -200,13 +202,12 @@ class WindowContext:
         try:
             self.window = glfw.create_window(width, height, title, None, None)
         except glfw.GLFWError as exc:
-            glfw.terminate()
             raise GLError(f"cannot create an OpenGL {self.version[0]}.{self.version[1]} core context on display "
                           f"{os.environ.get('DISPLAY', '')}: {_glfw_message(exc)}") from None
+        self.on_close(glfw.destroy_window, self.window)
         glfw.make_context_current(self.window)
         glfw.swap_interval(1 if vsync else 0)
         check_version(self.version)
-        log.info("window OpenGL: %s", describe_current())
 
     def framebuffer_size(self) -> tuple[int, int]:
         """(width, height) of the window's framebuffer in pixels (differs from the size on HiDPI)."""
@@ -219,17 +220,6 @@ class WindowContext:
         self.glfw.swap_buffers(self.window)
         self.glfw.poll_events()
 
-    def close(self) -> None:
-        if self.window is not None:
-            self.glfw.destroy_window(self.window)
-            self.window = None
-            self.glfw.terminate()
-
-    def __enter__(self) -> "WindowContext":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _glfw_message(exc: Exception) -> str:

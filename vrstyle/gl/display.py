@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tiles import TileGrid
 from vrstyle.gl.shaders import Program
-from vrstyle.gl.textures import create_texture, read_pixels, upload_image
+from vrstyle.gl.textures import create_texture, owned_texture, read_pixels, upload_image
+from vrstyle.resources import Resource
 
 PANEL_FONT_PX = 15
 PANEL_MARGIN_PX = 8
@@ -43,13 +44,15 @@ def letterbox(content: tuple[int, int], frame: tuple[int, int]) -> tuple[int, in
     return (frame[0] - width) // 2, (frame[1] - height) // 2, width, height
 
 
-class EyeDisplay:
+class EyeDisplay(Resource):
     """Draws two eye textures (GL orientation) into the bound framebuffer, letterboxed."""
 
     def __init__(self):
-        self.program = Program("mirror")
-        self.vao = GL.glGenVertexArrays(1)
-        self.fallback = create_texture(1, 1, GL.GL_R8, filtering=GL.GL_NEAREST)
+        with self.building():
+            self.program = self.own(Program("mirror"))
+            self.vao = GL.glGenVertexArrays(1)
+            self.on_close(GL.glDeleteVertexArrays, 1, [self.vao])
+            self.fallback = owned_texture(self, 1, 1, GL.GL_R8, filtering=GL.GL_NEAREST)
         self.fallback_shape = (1, 1)
 
     def draw(self, eyes: tuple[int, int], eye_size: tuple[int, int], frame_size: tuple[int, int],
@@ -101,20 +104,18 @@ class EyeDisplay:
             GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, *shape, GL.GL_RED, GL.GL_UNSIGNED_BYTE, image)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
 
-    def delete(self) -> None:
-        GL.glDeleteTextures([self.fallback])
-        GL.glDeleteVertexArrays(1, [self.vao])
-        self.program.delete()
 
 
-class TextPanel:
+class TextPanel(Resource):
     """Lines of text on a translucent panel in a corner of the window (statistics, key help)."""
 
     def __init__(self, font_px: int = PANEL_FONT_PX):
-        self.program = Program("overlay")
-        self.vao = GL.glGenVertexArrays(1)
         self.font = ImageFont.load_default(size=font_px)
         self.texture, self.size, self.text = None, (0, 0), None
+        with self.building():
+            self.program = self.own(Program("overlay"))
+            self.vao = GL.glGenVertexArrays(1)
+            self.on_close(GL.glDeleteVertexArrays, 1, [self.vao])
 
     def set_text(self, text: str) -> None:
         """Re-render the panel if the text changed."""
@@ -148,11 +149,9 @@ class TextPanel:
         GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
         GL.glDisable(GL.GL_BLEND)
 
-    def delete(self) -> None:
-        if self.texture is not None:
+    def _free(self) -> None:
+        if self.texture is not None:  # re-made when the panel's size changes, so not registered
             GL.glDeleteTextures([self.texture])
-        GL.glDeleteVertexArrays(1, [self.vao])
-        self.program.delete()
 
 
 def screenshot(frame_size: tuple[int, int]) -> np.ndarray:

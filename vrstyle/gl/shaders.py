@@ -18,6 +18,7 @@ import numpy as np
 from OpenGL import GL
 
 from vrstyle.gl.context import GLError
+from vrstyle.resources import Resource
 
 CHECKOUT_SHADERS = Path(__file__).resolve().parents[2] / "shaders"
 INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$', re.MULTILINE)
@@ -121,7 +122,7 @@ def link_program(*names: str | Path) -> int:
             GL.glDeleteShader(shader)
 
 
-class Program:
+class Program(Resource):
     """A linked program; ``set(name=value, ...)`` assigns uniforms by their declared GLSL types.
 
     Args:
@@ -155,7 +156,7 @@ class Program:
                 INT_SETTERS.get(kind, GL.glUniform1i)(where, *np.ravel(value).astype(int).tolist())
         return self
 
-    def delete(self) -> None:
+    def _free(self) -> None:
         GL.glDeleteProgram(self.id)
 
 

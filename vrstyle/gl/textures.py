@@ -13,6 +13,9 @@ from typing import Iterator, Union
 import numpy as np
 from OpenGL import GL
 
+from vrstyle.gl.context import GLError
+from vrstyle.resources import Resource
+
 Target = Union[int, tuple[int, int]]
 """A colour target: a GL_TEXTURE_2D id, or (GL_TEXTURE_2D_ARRAY id, layer) as in OpenXR array swapchains."""
 
@@ -59,7 +62,15 @@ def texture_size(target: Target) -> tuple[int, int]:
     return size
 
 
-class Framebuffer:
+def owned_texture(owner: Resource, width: int, height: int, internal_format: int = GL.GL_RGBA8, layers: int = 0,
+                  filtering: int = GL.GL_LINEAR) -> int:
+    """:func:`create_texture`, deleted when ``owner`` closes."""
+    texture = create_texture(width, height, internal_format, layers, filtering)
+    owner.on_close(GL.glDeleteTextures, [texture])
+    return texture
+
+
+class Framebuffer(Resource):
     """A framebuffer object whose colour attachment is re-pointed at targets as needed."""
 
     def __init__(self):
@@ -74,7 +85,7 @@ class Framebuffer:
             GL.glFramebufferTexture2D(binding, GL.GL_COLOR_ATTACHMENT0, GL.GL_TEXTURE_2D, target, 0)
         status = GL.glCheckFramebufferStatus(binding)
         if status != GL.GL_FRAMEBUFFER_COMPLETE:
-            raise ValueError(f"texture {target} cannot be rendered to (framebuffer status 0x{int(status):x})")
+            raise GLError(f"texture {target} cannot be rendered to (framebuffer status 0x{int(status):x})")
 
     def is_srgb(self) -> bool:
         """Whether the attached colour target stores sRGB-encoded values (e.g. SRGB8_ALPHA8)."""
@@ -82,7 +93,7 @@ class Framebuffer:
                                                             GL.GL_FRAMEBUFFER_ATTACHMENT_COLOR_ENCODING)
         return int(np.asarray(encoding).ravel()[0]) == GL.GL_SRGB
 
-    def delete(self) -> None:
+    def _free(self) -> None:
         GL.glDeleteFramebuffers(1, [self.id])
 
 
@@ -119,7 +130,7 @@ def preserved_state() -> Iterator[None]:
             (GL.glEnable if on else GL.glDisable)(cap)
 
 
-class PixelStream:
+class PixelStream(Resource):
     """Streams uint8 pixels to a texture through a pixel buffer object.
 
     Each upload orphans the buffer (so the driver never waits for the previous transfer), maps
@@ -146,5 +157,5 @@ class PixelStream:
         finally:
             GL.glBindBuffer(GL.GL_PIXEL_UNPACK_BUFFER, 0)
 
-    def delete(self) -> None:
+    def _free(self) -> None:
         GL.glDeleteBuffers(1, [self.buffer])

@@ -1,5 +1,8 @@
 """The desktop mirror: a window showing a stereo source stylised through the frame pipeline.
 
+The one module joining a frame source, the pipeline and vrstyle.gl's compositor and display
+(GL itself knows textures, not pipelines).
+
 The loop draws at the display's rate and never waits for stylisation: it keeps the pipeline's
 frames in flight (submitting the newest source frame whenever one completes), collects a
 frame once all its tiles are back or its deadline has passed, and stitches it with the GPU
@@ -14,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from OpenGL import GL
 
 from vrstyle.gl.compositor import Compositor
 from vrstyle.gl.context import WindowContext
 from vrstyle.gl.display import EyeDisplay, TextPanel, ViewMode, screenshot
-from vrstyle.gl.textures import create_texture, upload_image
+from vrstyle.gl.textures import owned_texture, upload_image
 from vrstyle.images import write_rgb
 from vrstyle.pipeline import FramePipeline, FrameResult
+from vrstyle.resources import Resource
 from vrstyle.sources import FrameSource
 
 log = logging.getLogger(__name__)
@@ -45,9 +48,9 @@ class MirrorOptions:
 
     styles: list[str]
     style_index: int = 0
-    stylised: bool = True
+    stylized: bool = True
     show_grid: bool = False
-    show_stats: bool = False
+    show_figures: bool = False
     mode: ViewMode = ViewMode.SIDE_BY_SIDE
     frames: int | None = None
     """Quit after this many frames were shown, counting only stylised ones while stylising (None: run until closed)."""
@@ -58,7 +61,7 @@ class MirrorOptions:
 
 
 @dataclass
-class Shown:
+class ShownFrame:
     """A stylised frame on screen and what it came from."""
 
     raw: np.ndarray
@@ -68,13 +71,13 @@ class Shown:
 
 @dataclass
 class Rates:
-    """Running figures of the mirror (window title, statistics panel, the command's last log line)."""
+    """Running figures of the mirror (window title, figures panel, the command's last log line)."""
 
     display_fps: float = 0.0
     displayed_frames: int = 0
-    stylised_fps: float = 0.0
+    stylized_fps: float = 0.0
     latency_ms: float = 0.0
-    stylised_frames: int = 0
+    stylized_frames: int = 0
     late_tiles: int = 0
     """Tiles that missed their frame's deadline (filled from the previous frame or the raw input)."""
     failed_tiles: int = 0
@@ -87,18 +90,18 @@ class Rates:
         self.last_display = now
         self.displayed_frames += 1
 
-    def stylised(self, now: float, captured: float, result: FrameResult) -> None:
+    def stylized(self, now: float, captured: float, result: FrameResult) -> None:
         if self.last_result is not None:
-            self.stylised_fps = _smooth(self.stylised_fps, 1.0 / max(now - self.last_result, 1e-6))
+            self.stylized_fps = _smooth(self.stylized_fps, 1.0 / max(now - self.last_result, 1e-6))
         self.latency_ms = _smooth(self.latency_ms, 1000.0 * (now - captured))
         self.last_result = now
-        self.stylised_frames += 1
+        self.stylized_frames += 1
         late = sum(fallback.reason == "late" for fallback in result.fallback.values())
         self.late_tiles += late
         self.failed_tiles += len(result.fallback) - late
 
 
-class Mirror:
+class DesktopMirror(Resource):
     """The mirror window's loop: source -> pipeline -> compositor -> display.
 
     Args:
@@ -113,12 +116,13 @@ class Mirror:
         import glfw
 
         self.window, self.source, self.pipeline, self.options = window, source, pipeline, options
-        self.display, self.panel = EyeDisplay(), TextPanel()
         height, width = source.eye_shape
-        self.raw_textures = [create_texture(width, height) for _ in range(2)]
-        self.compositor = Compositor(pipeline.grid, pipeline.ramp)
+        with self.building():
+            self.display, self.panel = self.own(EyeDisplay()), self.own(TextPanel())
+            self.raw_textures = [owned_texture(self, width, height) for _ in range(2)]
+            self.compositor = self.own(Compositor(pipeline.grid, pipeline.ramp))
         self.in_flight: dict[int, tuple[np.ndarray, float]] = {}  # frame id -> (raw frame, capture time)
-        self.shown: Shown | None = None
+        self.shown: ShownFrame | None = None
         self.rates = Rates()
         self.started = time.perf_counter()
         self.quit = False
@@ -135,11 +139,11 @@ class Mirror:
         elif key in (glfw.KEY_RIGHT, glfw.KEY_LEFT):
             options.style_index = (options.style_index + (1 if key == glfw.KEY_RIGHT else -1)) % len(options.styles)
         elif key == glfw.KEY_SPACE:
-            options.stylised = not options.stylised
+            options.stylized = not options.stylized
         elif key == glfw.KEY_G:
             options.show_grid = not options.show_grid
         elif key == glfw.KEY_I:
-            options.show_stats = not options.show_stats
+            options.show_figures = not options.show_figures
         elif key == glfw.KEY_V:
             options.mode = options.mode.next()
         elif key in (glfw.KEY_PAGE_DOWN, glfw.KEY_PAGE_UP):
@@ -156,10 +160,10 @@ class Mirror:
             raw = self.source.frame(now - self.started)
             for texture, eye in zip(self.raw_textures, raw):
                 upload_image(texture, eye)
-            self._stylise(raw, now)
+            self._stylize(raw, now)
             frame_size = self.window.framebuffer_size()
             self._draw(frame_size)
-            count = self.rates.stylised_frames if self.options.stylised else self.rates.displayed_frames + 1
+            count = self.rates.stylized_frames if self.options.stylized else self.rates.displayed_frames + 1
             if self.quit or (self.options.frames is not None and count >= self.options.frames):
                 self._save(frame_size)
                 break
@@ -167,12 +171,12 @@ class Mirror:
             self.rates.displayed(time.perf_counter())
         return self.rates
 
-    def _stylise(self, raw: np.ndarray, now: float) -> None:
+    def _stylize(self, raw: np.ndarray, now: float) -> None:
         """Keep the pipeline's frames in flight; show the oldest once it is complete or overdue."""
         pipeline = self.pipeline
         if pipeline.style != self.style:
             pipeline.style = self.style
-        if self.options.stylised and len(self.in_flight) < pipeline.depth:
+        if self.options.stylized and len(self.in_flight) < pipeline.depth:
             self.in_flight[pipeline.submit(raw)] = (raw, now)
         if not self.in_flight:
             return
@@ -181,50 +185,50 @@ class Mirror:
         overdue = pipeline.deadline_s is not None and now - captured > pipeline.deadline_s
         if overdue or pipeline.ready(oldest):
             del self.in_flight[oldest]
-            self._show(Shown(raw_then, pipeline.result(oldest, timeout=0.0), captured))
+            self._show(ShownFrame(raw_then, pipeline.result(oldest, timeout=0.0), captured))
 
-    def _show(self, shown: Shown) -> None:
+    def _show(self, shown: ShownFrame) -> None:
         self.compositor.upload(shown.result.tiles)
         self.compositor.composite()
         self.shown = shown
-        self.rates.stylised(time.perf_counter(), shown.captured, shown.result)
+        self.rates.stylized(time.perf_counter(), shown.captured, shown.result)
 
     def _draw(self, frame_size: tuple[int, int]) -> None:
         height, width = self.source.eye_shape
-        stylised = self.options.stylised and self.shown is not None
-        eyes = self.compositor.eye_textures if stylised else self.raw_textures
+        stylized = self.options.stylized and self.shown is not None
+        eyes = self.compositor.eye_textures if stylized else self.raw_textures
         grid, fallback = None, None
-        if stylised and self.options.show_grid:
+        if stylized and self.options.show_grid:
             grid = self.compositor.grid
             fallback = np.zeros(len(self.shown.result.tiles), dtype=bool)
             fallback[list(self.shown.result.fallback)] = True
         self.display.draw(tuple(eyes), (width, height), frame_size, self.options.mode, grid, fallback)
         self.window.glfw.set_window_title(self.window.window, f"vrstyle mirror - {self._status_line()}")
-        if self.options.show_stats:
-            self.panel.set_text(self._stats_text())
+        if self.options.show_figures:
+            self.panel.set_text(self._figures_text())
             self.panel.draw(frame_size)
 
     def _status_line(self) -> str:
-        what = self.style if self.options.stylised else "raw"
+        what = self.style if self.options.stylized else "raw"
         return (f"{self.source.name}, {what}, {self.rates.display_fps:.0f} fps shown, "
-                f"{self.rates.stylised_fps:.1f} fps stylised, {self.rates.latency_ms:.0f} ms")
+                f"{self.rates.stylized_fps:.1f} fps stylised, {self.rates.latency_ms:.0f} ms")
 
-    def _stats_text(self) -> str:
+    def _figures_text(self) -> str:
         rates, grid = self.rates, self.compositor.grid
         height, width = self.source.eye_shape
         deadline = self.pipeline.deadline_s
         lines = [f"{self.source.name}, {width}x{height} per eye",
-                 f"style: {self.style if self.options.stylised else 'raw'}",
+                 f"style: {self.style if self.options.stylized else 'raw'}",
                  f"display: {rates.display_fps:.1f} fps",
-                 f"stylised: {rates.stylised_fps:.1f} fps ({rates.stylised_frames} frames)",
+                 f"stylised: {rates.stylized_fps:.1f} fps ({rates.stylized_frames} frames)",
                  f"latency: {rates.latency_ms:.0f} ms capture to screen",
                  f"late tiles: {rates.late_tiles}" + (f" (deadline {1000 * deadline:.0f} ms)" if deadline else "")
                  + f", lost or failed: {rates.failed_tiles}",
                  f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px"]
         if self.shown is not None:
-            timings = self.shown.result.timings
-            lines.append("stages: " + ", ".join(f"{name} {1000 * timings[name]:.0f} ms"
-                                                for name in ("queue", "inference", "return") if name in timings))
+            stages = self.shown.result.timings.requests
+            lines.append(f"stages: queue {1000 * stages.queue:.0f} ms, inference {1000 * stages.inference:.0f} ms, "
+                         f"transfer {1000 * stages.transfer:.0f} ms")
         return "\n".join(lines) + "\n\n" + KEYS_HELP
 
     def _save(self, frame_size: tuple[int, int]) -> None:
@@ -235,18 +239,12 @@ class Mirror:
             result, grid = self.shown.result, self.compositor.grid
             np.savez_compressed(
                 self.options.dump, raw=self.shown.raw, tiles=result.tiles, frame_id=result.frame_id,
-                stylised=np.stack([self.compositor.read(0), self.compositor.read(1)]),
+                stylized=np.stack([self.compositor.read(0), self.compositor.read(1)]),
                 stats=np.zeros((0, 0), np.float32) if result.stats is None else result.stats,
                 fallback=np.array(sorted(result.fallback), dtype=np.int64), style=self.style, ramp=self.pipeline.ramp,
                 grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
                                grid.overlap]))
             log.info("frame dump: %s", self.options.dump)
-
-    def close(self) -> None:
-        self.compositor.delete()
-        self.display.delete()
-        self.panel.delete()
-        GL.glDeleteTextures(self.raw_textures)
 
 
 def _smooth(previous: float, value: float) -> float:
