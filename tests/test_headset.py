@@ -177,7 +177,7 @@ def check_poses(timeline: list[dict]) -> None:
 
 @pytest.mark.xr
 @pytest.mark.slow
-def test_headset_stylises_through_workers_on_time(xrenv, monado, workers, tiny_engine):
+def test_headset_stylizes_through_workers_on_time(xrenv, monado, workers, tiny_engine):
     run = Run(xrenv, monado, workers.client_endpoint, frames=60, depth=3, every=5)
     summary = run.finish()
     assert summary["frames"] >= 60 and summary["layers"] >= 55
@@ -244,7 +244,7 @@ def test_glx_binding_with_a_mirror_window(xrenv, monado, workers):
 
 @pytest.mark.xr
 @pytest.mark.slow
-def test_plugin_api_stylises_an_existing_pyopenxr_app(xrenv, monado, workers):
+def test_plugin_api_stylizes_an_existing_pyopenxr_app(xrenv, monado, workers):
     folder = xrenv.temp_dir("app")
     app = f"{xrenv.source}/tests/xr_plugin_app.py"
     done = xrenv.run([xrenv.python, app, workers.client_endpoint, "tiny", "40", folder, "3"],
@@ -256,12 +256,23 @@ def test_plugin_api_stylises_an_existing_pyopenxr_app(xrenv, monado, workers):
     check_poses(timeline)
     recordings = sorted(host.glob("frame*.npz"))
     grid = tiles.plan_grid_for_workers(*np.load(recordings[0])["raw"].shape[1:3], 2, 16, 8)
-    stylised = 0
+    stylized = 0
     for path in recordings:  # read back from a linear (RGBA16F) swapchain
         record = np.load(path)
         submitted = record["submitted"].astype(int)
         assert np.abs(submitted - tiles.stitch(record["tiles"], grid)).max() <= 1, path
         if len(record["fallback"]) < len(record["tiles"]):
             assert np.abs(submitted - record["raw"].astype(int)).mean() > 10, path
-            stylised += 1
-    assert stylised
+            stylized += 1
+    assert stylized
+
+
+@pytest.mark.xr
+@pytest.mark.slow
+def test_openxr_owners_free_once_and_frames_always_end(xrenv, monado):
+    """Break and raise out of the frame loop, a session failing half-way, every owner closed twice."""
+    done = xrenv.run([xrenv.python, f"{xrenv.source}/tests/xr_lifecycle_app.py"], env=monado.client_env(),
+                     timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stdout.splitlines() if line.startswith("ok ")] == \
+        ["ok break", "ok raise", "ok half-way", "ok twice"], done.stdout + done.stderr

@@ -124,7 +124,7 @@ def main() -> None:
 
     (record / "timeline.json").write_text(json.dumps(log))
     stylizer.close()
-    pipeline.backend.close()
+    pipeline.close()
     for chain in swapchains:
         xr.destroy_swapchain(chain.swapchain)
     xr.destroy_space(space)

@@ -57,7 +57,7 @@ class HeadsetReport:
     """Frames ended with xrEndFrame, in all sessions."""
     layers: int = 0
     """Frames that submitted a projection layer."""
-    stylised: int = 0
+    stylized: int = 0
     """Frames that showed a stylised pipeline result."""
     sessions: int = 0
     losses: int = 0
@@ -161,8 +161,8 @@ class HeadsetApp:
                 self.report.frames += 1
                 bar.update()
                 if self.stylizer is not None and self.report.frames % 30 == 0:
-                    stats = self.stylizer.stats
-                    late = stats.fallback_tiles / max(stats.fallback_tiles + stats.fresh_tiles, 1)
+                    counts = self.stylizer.counts
+                    late = counts.fallback_tiles / max(counts.fallback_tiles + counts.fresh_tiles, 1)
                     bar.set_postfix(late_tiles=f"{late:.0%}", losses=self.report.losses, refresh=False)
                 last_end = time.monotonic()  # the loop ends the frame before the next comes
             if session.lost:
@@ -187,20 +187,20 @@ class HeadsetApp:
         if len(sizes) != 1:
             raise VrstyleError(f"the headset recommends different eye sizes {sorted(sizes)}; vrstyle needs one")
         width, height = sizes.pop()
-        self.report.eye_size, self.report.swapchain_format = (width, height), session.swapchains.color.name
+        self.report.eye_size, self.report.swapchain_format = (width, height), session.swapchains.colour.name
         if self.scene is not None and (self.scene.width, self.scene.height) == (width, height):
             return
         self._release_gl()
         self.scene = DemoScene(height, width)
         if self.pipeline is None or (self.pipeline.grid.width, self.pipeline.grid.height) != (width, height):
             if self.pipeline is not None:
-                self.pipeline.backend.close()
+                self.pipeline.close()
             self.pipeline = self.make_pipeline(height, width)
         self.stylizer = Stylizer(self.pipeline, depth=self.options.depth)
         if self.options.mirror:
-            from vrstyle.xr.mirror import Mirror
+            from vrstyle.xr.mirror import HeadsetMirror
 
-            self.mirror = Mirror(session.context)
+            self.mirror = HeadsetMirror(session.context)
 
     def _draw(self, session, frame) -> None:
         if self.first_display_time is None:
@@ -270,13 +270,13 @@ class HeadsetApp:
 
     def _release_gl(self) -> None:
         if self.stylizer is not None:
-            stats = self.stylizer.stats
-            self.report.stylised += stats.stylised
-            self.report.fresh_tiles += stats.fresh_tiles
-            self.report.fallback_tiles += stats.fallback_tiles
+            counts = self.stylizer.counts
+            self.report.stylized += counts.stylized
+            self.report.fresh_tiles += counts.fresh_tiles
+            self.report.fallback_tiles += counts.fallback_tiles
         for part in (self.stylizer, self.scene, self.mirror):
             if part is not None:
-                (part.close if hasattr(part, "close") else part.delete)()
+                part.close()
         self.stylizer = self.scene = self.mirror = None
 
     def _close(self, context, runtime) -> None:
@@ -284,7 +284,7 @@ class HeadsetApp:
             self._release_gl()
             context.close()
         if self.pipeline is not None:
-            self.pipeline.backend.close()
+            self.pipeline.close()
         if runtime is not None:
             runtime.close()
         if self.timeline is not None:

@@ -11,13 +11,15 @@ from typing import Sequence
 
 from OpenGL import GL
 
+from vrstyle.resources import Resource
+
 GL_TEXTURE_SRGB_DECODE_EXT = 0x8A48
 GL_DECODE_EXT, GL_SKIP_DECODE_EXT = 0x8A49, 0x8A4A
 """EXT_texture_sRGB_decode: sample the sRGB swapchain images' bytes as stored, not linearised,
 so the window (a plain 8-bit framebuffer) shows them as the headset does."""
 
 
-class Mirror:
+class HeadsetMirror(Resource):
     """Draws the eye images into a :class:`vrstyle.gl.context.WindowContext` each frame.
 
     Args:
@@ -28,7 +30,7 @@ class Mirror:
         from vrstyle.gl.display import EyeDisplay
 
         self.window = window
-        self.display = EyeDisplay()
+        self.display = self.own(EyeDisplay())
 
     def show(self, textures: Sequence[int], eye_size: tuple[int, int]) -> bool:
         """Draw the eye textures and present them; False once the user closed the window."""
@@ -40,9 +42,6 @@ class Mirror:
             self._decode(texture, GL_DECODE_EXT)
         self.window.swap()
         return not self.window.should_close()
-
-    def close(self) -> None:
-        self.display.delete()
 
     @staticmethod
     def _decode(texture: int, mode: int) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import tiles
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.resources import Resource
 from vrstyle.xr.textures import read_texture, texture_info, write_texture
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,12 @@ class Shown:
 
 
 @dataclass
-class StylizerStats:
+class StylizerCounts:
     """Counts over a session, for the summary line and the tests."""
 
     frames: int = 0
     """Frames composited."""
-    stylised: int = 0
+    stylized: int = 0
     """Frames showing a pipeline result (fresh or fallback tiles)."""
     raw: int = 0
     """Frames showing the raw render while the pipeline filled."""
@@ -63,7 +64,7 @@ class StylizerStats:
     """Longest wait for a result within :meth:`Stylizer.apply`."""
 
 
-class Stylizer:
+class Stylizer(Resource):
     """Sends each frame's eyes through the pipeline and composites an earlier frame's result.
 
     Args:
@@ -82,14 +83,14 @@ class Stylizer:
         if not 0.0 < budget <= 1.0:
             raise VrstyleError(f"frame budget must be a fraction of a display period in (0, 1], got {budget}")
         self.pipeline, self.depth, self.budget = pipeline, depth, budget
-        pipeline.depth = max(pipeline.depth, depth + 1)  # frames t - depth .. t are in flight together
+        pipeline.hold(depth + 1)  # frames t - depth .. t are in flight together
         self.interval: float | None = None
         self._last_start: float | None = None
         self.pending: deque[Shown] = deque()
         self.compositor = None
         self.shown: Shown | None = None
         self.submitted: int | None = None
-        self.stats = StylizerStats()
+        self.counts = StylizerCounts()
 
     def apply(self, frame_state, textures: Sequence[int], views: Sequence, started: float | None = None) -> list:
         """Stylise the app's eye textures in place; returns the views to submit with them.
@@ -118,25 +119,25 @@ class Stylizer:
         start = time.monotonic() if started is None else started
         period = frame_state.predicted_display_period / 1e9
         interval = self._frame_interval(start, period)
-        self.pipeline.deadline_s = self.depth * interval + self.budget * period  # due when its display slot comes
-        self.submitted = self.pipeline.submit(eyes)
+        deadline_s = self.depth * interval + self.budget * period  # due when its display slot comes
+        self.submitted = self.pipeline.submit(eyes, deadline_s=deadline_s)
         self.pending.append(Shown(self.submitted, list(views), eyes))
         if len(self.pending) <= self.depth:  # the pipeline is filling: show this frame unstylised
             shown, frame_tiles = Shown(None, list(views), eyes), self._raw_tiles(eyes)
-            self.stats.raw += 1
+            self.counts.raw += 1
         else:
             shown = self.pending.popleft()
             waited = time.monotonic()
             self.pipeline.ready(shown.frame_id)  # takes in tiles that arrived, even past the deadline
             budget_left = max(start + self.budget * period - waited, 0.0)
             shown.result = self.pipeline.result(shown.frame_id, timeout=budget_left)
-            self.stats.wait_s = max(self.stats.wait_s, time.monotonic() - waited)
+            self.counts.wait_s = max(self.counts.wait_s, time.monotonic() - waited)
             frame_tiles = shown.result.tiles
-            self.stats.stylised += 1
-            self.stats.fallback_tiles += len(shown.result.fallback)
-            self.stats.fresh_tiles += len(frame_tiles) - len(shown.result.fallback)
+            self.counts.stylized += 1
+            self.counts.fallback_tiles += len(shown.result.fallback)
+            self.counts.fresh_tiles += len(frame_tiles) - len(shown.result.fallback)
         self._composite(frame_tiles, targets)
-        self.stats.frames += 1
+        self.counts.frames += 1
         self.shown = shown
         return shown.views
 
@@ -154,10 +155,13 @@ class Stylizer:
         self._last_start = start
         return max(period, self.interval or 0.0)
 
-    def close(self) -> None:
-        """Free the GL objects (the context must be current)."""
+    def _free(self) -> None:
+        """Free the GL objects (the context must be current); the pipeline is its owner's."""
+        self._drop_compositor()
+
+    def _drop_compositor(self) -> None:
         if self.compositor is not None:
-            self.compositor.delete()
+            self.compositor.close()
             self.compositor = None
 
     def _raw_tiles(self, eyes: np.ndarray) -> np.ndarray:
@@ -174,7 +178,7 @@ class Stylizer:
         from vrstyle.gl.compositor import Compositor
 
         if self.compositor is None or self.compositor.grid != self.pipeline.grid:
-            self.close()
+            self._drop_compositor()
             self.compositor = Compositor(self.pipeline.grid, self.pipeline.ramp)
         self.compositor.upload(frame_tiles)
         if all(texture_info(target)[2] for target in targets):

@@ -20,6 +20,7 @@ import xr
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.resources import Resource
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,8 @@ def use_gl_platform(binding: str) -> None:
     platform.install(vars(gl_platform))
 
 
-@dataclass
-class Runtime:
+@dataclass(eq=False)
+class Runtime(Resource):
     """An OpenXR instance and its head-mounted display."""
 
     instance: xr.Instance
@@ -149,13 +150,11 @@ class Runtime:
     system_name: str
     extensions: list[str]
 
-    def close(self) -> None:
-        if self.instance is not None:
-            try:
-                xr.destroy_instance(self.instance)
-            except xr.XrException as exc:  # a lost runtime may refuse even this
-                log.debug("destroying the instance: %s", exc)
-            self.instance = None
+    def _free(self) -> None:
+        try:
+            xr.destroy_instance(self.instance)
+        except xr.XrException as exc:  # a lost runtime may refuse even this
+            log.debug("destroying the instance: %s", exc)
 
 
 def open_runtime(binding: str, extensions: list[str], app_name: str = settings.XR_APP_NAME) -> Runtime:

@@ -19,6 +19,7 @@ import xr
 import xr.utils
 
 from vrstyle.errors import VrstyleError
+from vrstyle.resources import Resource
 from vrstyle.xr.graphics import session_binding
 from vrstyle.xr.runtime import Runtime, opengl_requirements
 from vrstyle.xr.swapchain import EyeSwapchains, choose_format
@@ -53,7 +54,7 @@ def check_gl_version(minimum: xr.Version, maximum: xr.Version) -> None:
                            f"{maximum.major}.{maximum.minor}; this context is {have[0]}.{have[1]}")
 
 
-class HeadsetSession:
+class HeadsetSession(Resource):
     """A running OpenXR session drawing with the current GL context.
 
     Args:
@@ -68,22 +69,20 @@ class HeadsetSession:
     def __init__(self, runtime: Runtime, binding: str, context):
         self.runtime = runtime
         self.context = context
-        self.session = self.space = self.swapchains = None
         self.exit_requested = False
-        try:
+        with self.building():
             check_gl_version(*opengl_requirements(runtime))
             self.binding = session_binding(binding, context)  # alive as long as the session
             self.session = xr.create_session(runtime.instance, xr.SessionCreateInfo(
                 system_id=runtime.system_id, next=ctypes.cast(ctypes.pointer(self.binding), ctypes.c_void_p)))
+            self.on_close(_destroy, xr.destroy_session, self.session)
             self.space = xr.create_reference_space(self.session, xr.ReferenceSpaceCreateInfo(
                 reference_space_type=xr.ReferenceSpaceType.LOCAL))
-            color = choose_format(list(xr.enumerate_swapchain_formats(self.session)))
-            self.swapchains = EyeSwapchains(runtime.instance, runtime.system_id, self.session, color)
-        except BaseException:
-            self.close()
-            raise
+            self.on_close(_destroy, xr.destroy_space, self.space)
+            colour = choose_format(list(xr.enumerate_swapchain_formats(self.session)))
+            self.swapchains = self.own(EyeSwapchains(runtime.instance, runtime.system_id, self.session, colour))
         self.lifecycle = xr.utils.SessionStateManager(runtime.instance, self.session, STEREO)
-        log.info("session: %s swapchains of %s", color.name, " and ".join(f"{w}x{h}" for w, h in self.sizes))
+        log.info("session: %s swapchains of %s", colour.name, " and ".join(f"{w}x{h}" for w, h in self.sizes))
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
@@ -99,7 +98,8 @@ class HeadsetSession:
         """Run the frame loop until the session exits or is lost.
 
         Yields each frame after ``xrBeginFrame`` with its views located; the caller draws,
-        sets ``frame.layers`` and the loop ends the frame when the caller asks for the next.
+        sets ``frame.layers`` and the loop ends the frame when the caller asks for the next, and
+        also when the caller's loop breaks or raises (with no layers, if none were set).
         """
         index = 0
         while True:
@@ -113,14 +113,22 @@ class HeadsetSession:
             started = time.monotonic()
             xr.begin_frame(self.session)
             frame = Frame(index, state, started=started)
-            if state.should_render:
-                frame.views = self._locate(state.predicted_display_time)
-            yield frame
-            xr.end_frame(self.session, xr.FrameEndInfo(
-                display_time=state.predicted_display_time,
-                environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
-                layers=frame.layers))
+            try:
+                if state.should_render:
+                    frame.views = self._locate(state.predicted_display_time)
+                yield frame
+            except BaseException:  # the caller's loop broke or raised: the begun frame still ends
+                with contextlib.suppress(xr.XrException):
+                    self._end_frame(frame)
+                raise
+            self._end_frame(frame)
             index += 1
+
+    def _end_frame(self, frame: Frame) -> None:
+        xr.end_frame(self.session, xr.FrameEndInfo(
+            display_time=frame.state.predicted_display_time,
+            environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
+            layers=frame.layers))
 
     def projection_layer(self, views) -> xr.CompositionLayerProjection:
         """A projection layer of the acquired eye images, shown as seen from ``views``' poses."""
@@ -132,17 +140,6 @@ class HeadsetSession:
             with contextlib.suppress(xr.SessionNotRunningError):
                 xr.request_exit_session(self.session)
             self.exit_requested = True
-
-    def close(self) -> None:
-        """Destroy swapchains, space and session (tolerating a runtime that is already gone)."""
-        if self.swapchains is not None:
-            self.swapchains.destroy()
-            self.swapchains = None
-        for destroy, handle in ((xr.destroy_space, self.space), (xr.destroy_session, self.session)):
-            if handle is not None:
-                with contextlib.suppress(xr.XrException):
-                    destroy(handle)
-        self.space = self.session = None
 
     def _locate(self, display_time: int) -> list:
         _, views = xr.locate_views(self.session, xr.ViewLocateInfo(
@@ -156,3 +153,9 @@ class HeadsetSession:
             except xr.EventUnavailable:
                 return
             self.lifecycle.handle_xr_event(event)
+
+
+def _destroy(destroy, handle) -> None:
+    """Destroy an OpenXR handle, tolerating a runtime that is already gone."""
+    with contextlib.suppress(xr.XrException):
+        destroy(handle)

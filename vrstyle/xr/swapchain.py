@@ -11,12 +11,13 @@ from OpenGL import GL
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.resources import Resource
 
 SRGB_FORMATS = ("GL_SRGB8_ALPHA8", "GL_SRGB8")
 
 
 @dataclass(frozen=True)
-class ColorFormat:
+class ColourFormat:
     """A swapchain colour format: its GL name and whether it stores sRGB-encoded values."""
 
     name: str
@@ -27,7 +28,7 @@ class ColorFormat:
         return self.name in SRGB_FORMATS
 
 
-def choose_format(offered: list[int], preference: tuple[str, ...] = settings.XR_SWAPCHAIN_FORMATS) -> ColorFormat:
+def choose_format(offered: list[int], preference: tuple[str, ...] = settings.XR_SWAPCHAIN_FORMATS) -> ColourFormat:
     """The first format of ``preference`` that the runtime offers.
 
     Raises:
@@ -40,29 +41,26 @@ def choose_format(offered: list[int], preference: tuple[str, ...] = settings.XR_
     """
     for name in preference:
         if int(getattr(GL, name)) in offered:
-            return ColorFormat(name, int(getattr(GL, name)))
+            return ColourFormat(name, int(getattr(GL, name)))
     raise VrstyleError(f"the OpenXR runtime offers no colour swapchain format vrstyle can use: offered "
                        f"{', '.join(hex(f) for f in offered)}, usable {', '.join(preference)}")
 
 
-class EyeSwapchains:
+class EyeSwapchains(Resource):
     """One colour swapchain per view of the stereo configuration, at the recommended size.
 
     Args:
         instance, system_id, session: the OpenXR objects to create them for.
-        color: the colour format (see :func:`choose_format`).
+        colour: the colour format (see :func:`choose_format`).
     """
 
-    def __init__(self, instance: xr.Instance, system_id: xr.SystemId, session: xr.Session, color: ColorFormat):
-        self.color = color
+    def __init__(self, instance: xr.Instance, system_id: xr.SystemId, session: xr.Session, colour: ColourFormat):
+        self.colour = colour
         views = xr.enumerate_view_configuration_views(instance, system_id, xr.ViewConfigurationType.PRIMARY_STEREO)
         self.eyes: list[xr.utils.SwapchainInfo] = []
-        try:
+        with self.building():
             for view in views:
-                self.eyes.append(xr.utils.SwapchainInfo(view, session, color.gl, xr.SwapchainImageOpenGLKHR))
-        except BaseException:
-            self.destroy()
-            raise
+                self.eyes.append(xr.utils.SwapchainInfo(view, session, colour.gl, xr.SwapchainImageOpenGLKHR))
         self.acquired: list[int] = []
 
     @property
@@ -80,6 +78,7 @@ class EyeSwapchains:
         return self.acquired
 
     def release(self) -> None:
+        """Hand the acquired images back to the runtime (per frame; not the end of the swapchains)."""
         for eye in self.eyes[:len(self.acquired)]:
             xr.release_swapchain_image(eye.swapchain, xr.SwapchainImageReleaseInfo())
         self.acquired = []
@@ -97,7 +96,7 @@ class EyeSwapchains:
             layer_view.sub_image.image_rect.extent.height = eye.size[1]
         return layer_views
 
-    def destroy(self) -> None:
+    def _free(self) -> None:
         for eye in self.eyes:
             try:
                 xr.destroy_swapchain(eye.swapchain)

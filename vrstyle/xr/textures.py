@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from OpenGL import GL
 
+from vrstyle.gl.context import GLError
+
 SRGB_INTERNAL_FORMATS = frozenset({GL.GL_SRGB8_ALPHA8, GL.GL_SRGB8, GL.GL_SRGB_ALPHA, GL.GL_SRGB})
 
 
@@ -73,7 +75,7 @@ def write_texture(texture: int, image: np.ndarray) -> None:
     """Replace an eye texture's pixels with an upright (H, W, 3) uint8 sRGB image of its size."""
     width, height, srgb = texture_info(texture)
     if image.shape != (height, width, 3) or image.dtype != np.uint8:
-        raise ValueError(f"image {image.shape} {image.dtype} does not fit a {width}x{height} texture")
+        raise GLError(f"image {image.shape} {image.dtype} does not fit a {width}x{height} texture")
     flipped = np.ascontiguousarray(image[::-1])
     pixels, kind = (flipped, GL.GL_UNSIGNED_BYTE) if srgb else (srgb_to_linear(flipped), GL.GL_FLOAT)
     GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
