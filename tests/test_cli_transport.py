@@ -95,7 +95,7 @@ def test_workers_starts_cpu_workers_that_join_and_leave_cleanly(cluster, tiny_mo
     (["broker", "--clients", "bogus://x", "--insecure"], "cannot listen on bogus://x"),
     (["broker", "--heartbeat", "0"], "must be positive"),
     (["broker", "--curve", "{tmp}/nokeys"], "does not exist (make keys with: vrstyle keys"),
-    (["worker", "--warmup", "big"], "--warmup takes HEIGHTxWIDTH"),
+    (["worker", "--warmup", "big"], "--warmup takes WIDTHxHEIGHT"),
     (["worker", "--style", "vangogh"], "unknown style 'vangogh'"),
     (["worker", "--device", "cuda:0", "--style", "{model}"], "CUDA is not available"),
     (["worker", "--credit", "0"], "must be at least 1"),
@@ -103,6 +103,8 @@ def test_workers_starts_cpu_workers_that_join_and_leave_cleanly(cluster, tiny_mo
     (["workers", "--gpus", "all"], "no CUDA GPU is visible on this machine; use --cpu N"),
     (["workers", "--cpu", "2", "--style", "vangogh"], "unknown style 'vangogh'"),
     (["workers", "--cpu", "1", "--curve", "{tmp}"], "does not exist (make keys with"),
+    (["workers", "--cpu", "1", "--broker", "nonsense", "--style", "{model}", "--threads", "1"],
+     "the worker on cpu refused its arguments (exit status 2)"),
     (["workers"], "one of the arguments --gpus --cpu is required"),
     (["keys", "{tmp}", "--name", "a/b"], "must be letters, digits"),
     (["stylize", "{image}", "{tmp}/o.png", "--broker", "ipc://{tmp}/none"], "no answer from the broker"),
@@ -125,12 +127,12 @@ def test_bad_input_is_one_clear_line(argv, message, cluster, tiny_model, image, 
     assert "Traceback" not in err
 
 
-def test_workers_passes_precision_and_compile_choices_on():
+def test_workers_passes_precision_compile_and_reference_choices_on():
     from vrstyle.cli import build_parser
-    from vrstyle.commands.workers import worker_argv
+    from vrstyle.commands.workers import worker_args
 
     default = build_parser().parse_args(["workers", "--cpu", "1"])
-    assert not {"--fp16", "--no-fp16", "--compile", "--no-compile"} & set(worker_argv(default, "cpu"))
-    chosen = build_parser().parse_args(["workers", "--gpus", "0", "--no-fp16", "--compile"])
-    argv = worker_argv(chosen, "cuda:0")
-    assert "--no-fp16" in argv and "--compile" in argv and "--fp16" not in argv
+    assert not {"--fp16", "--no-fp16", "--compile", "--no-compile", "--reference"} & set(worker_args(default))
+    chosen = build_parser().parse_args(["workers", "--gpus", "0", "--no-fp16", "--compile", "--reference"])
+    argv = worker_args(chosen)
+    assert "--no-fp16" in argv and "--compile" in argv and "--fp16" not in argv and "--reference" in argv

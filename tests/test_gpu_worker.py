@@ -31,7 +31,7 @@ def test_compiled_fp16_engine_matches_eager_fp16(tiny_model):
 
 
 def test_a_cuda_worker_serves_frames_close_to_the_cpu(tiny_model, tiny_engine):
-    worker_args = ["--warmup", "x".join(map(str, GRID.in_shape)), "--halo", str(GRID.halo), "--overlap",
+    worker_args = ["--warmup", f"{GRID.in_shape[1]}x{GRID.in_shape[0]}", "--halo", str(GRID.halo), "--overlap",
                    str(GRID.overlap)]
     eyes = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
     with LocalCluster([tiny_model], workers=1, devices=["cuda:0"], worker_args=worker_args) as cluster, \

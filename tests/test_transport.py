@@ -10,19 +10,25 @@ import textwrap
 import threading
 import time
 from dataclasses import replace
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
+from hypothesis import given, settings
 
 import tiles
+from test_protocol import SHM_BYTES, check_request, mutated, valid_requests
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
 from vrstyle.transport import protocol as P
-from vrstyle.transport import TileBatch, TransportClient
+from vrstyle.transport import LocalBackend, TileBatch, TransportClient
+from vrstyle.transport.broker import Broker
 from vrstyle.transport.cluster import LocalCluster
-from vrstyle.transport.shm import host_id
+from vrstyle.transport.security import generate_keys, peer_keys, server_keys
+from vrstyle.transport.shm import Block, BlockPool, SegmentCache, _Attached, host_id
+from vrstyle.transport.worker import StyleWorker
 
 GRID = tiles.plan_grid(96, 128, tile=32, halo=8, overlap=4)
 STYLE = "tiny"
@@ -153,16 +159,16 @@ def malformed_messages() -> list[tuple[str, list, int]]:
     unversioned = bytearray(good[0])
     unversioned[4] = 2
     return [
-        ("garbage header", [b"hello", good[1]], P.E_MALFORMED),
-        ("unknown version", [bytes(unversioned), good[1]], P.E_VERSION),
-        ("truncated payload", [good[0], bytes(good[1])[:-10]], P.E_PAYLOAD),
-        ("wrong shape", [replace(header, width=40).pack(), good[1]], P.E_PAYLOAD),
-        ("wrong dtype", [replace(header, dtype=9).pack(), good[1]], P.E_DTYPE),
-        ("oversize", [oversize.pack(), good[1]], P.E_LIMIT),
-        ("too many parts", [*good, b"x"], P.E_MALFORMED),
-        ("unknown style", [replace(header, style="vangogh").pack(), good[1]], P.E_STYLE),
-        ("statistics of another model", [with_stats.pack(), good[1], stats], P.E_STATS),
-        ("a worker's message", [P.Header(P.READY).pack(), b"{}"], P.E_KIND),
+        ("garbage header", [b"hello", good[1]], P.Code.MALFORMED),
+        ("unknown version", [bytes(unversioned), good[1]], P.Code.VERSION),
+        ("truncated payload", [good[0], bytes(good[1])[:-10]], P.Code.PAYLOAD),
+        ("wrong shape", [replace(header, width=40).pack(), good[1]], P.Code.PAYLOAD),
+        ("wrong dtype", [replace(header, dtype=9).pack(), good[1]], P.Code.DTYPE),
+        ("oversize", [oversize.pack(), good[1]], P.Code.LIMIT),
+        ("too many parts", [*good, b"x"], P.Code.MALFORMED),
+        ("unknown style", [replace(header, style="vangogh").pack(), good[1]], P.Code.STYLE),
+        ("statistics of another model", [with_stats.pack(), good[1], stats], P.Code.STATS),
+        ("a worker's message", [P.Header(P.Kind.READY).pack(), b"{}"], P.Code.KIND),
     ]
 
 
@@ -176,17 +182,64 @@ def test_malformed_messages_get_error_replies_and_are_counted(cluster, tiny_engi
             socket.send_multipart(frames)
             reply = socket.recv_multipart()
             header = P.Header.unpack(reply[0])
-            assert (header.kind, header.code) == (P.ERROR, code), f"{name}: {reply}"
+            assert (header.kind, header.code) == (P.Kind.ERROR, code), f"{name}: {reply}"
             assert reply[1].startswith(b"broker: "), name
             assert_like_in_process(tiny_engine, batches(frame_tiles(3), None)[0], collect(client, 1)[rid])
     # The raw socket still gets served after all that.
     socket.send_multipart(good_request(99))
     reply = socket.recv_multipart()
-    assert P.Header.unpack(reply[0]).kind == P.RESULT and P.Header.unpack(reply[0]).request_id == 99
+    assert P.Header.unpack(reply[0]).kind == P.Kind.RESULT and P.Header.unpack(reply[0]).request_id == 99
     socket.close()
     counters = cluster.status()["counters"]
     assert counters["rejected"] - before == len(messages)
     assert counters.get("rejected_version", 0) >= 1 and counters.get("rejected_payload", 0) >= 2
+
+
+def test_the_broker_answers_every_mutated_request_once_and_keeps_serving(cluster, tiny_engine):
+    """Requests of every form made by the protocol's encoders, mutated (test_protocol's strategy),
+    each from a socket of its own: exactly one reply, the decoder's own code for what it refuses,
+    a result that decodes for what it accepts; a well-behaved client is served afterwards."""
+    with BlockPool() as pool:
+        block = pool.acquire(*SHM_BYTES)  # so that shared-memory requests reach real memory
+        messages = valid_requests(STYLE, tiny_engine.stats_channels, host_id(), block.name)
+
+        @settings(max_examples=150, deadline=None)
+        @given(mutated(messages))
+        def exchange(frames):
+            try:
+                kind = P.Header.unpack(frames[0]).kind
+            except P.ProtocolError:
+                kind = None
+            refusal = check_request(frames)
+            socket = raw_socket(cluster.client_endpoint)
+            try:
+                socket.send_multipart(frames)
+                reply = socket.recv_multipart()  # raises zmq.Again after 10 s: no reply
+                assert not socket.poll(50), "a second reply"
+            finally:
+                socket.close()
+            got = P.Header.unpack(reply[0])
+            if kind in (P.Kind.STATUS, P.Kind.HEARTBEAT):
+                assert got.kind == kind
+            elif refusal is not None:
+                assert (got.kind, got.code) == (P.Kind.ERROR, refusal.code), reply[1:]
+            elif got.kind == P.Kind.RESULT:
+                P.parse_result(got, reply, P.parse_request(frames).header)
+            else:
+                assert got.kind in (P.Kind.ERROR, P.Kind.LOST) and got.code, got
+
+        exchange()
+    # A worker's message nested past the JSON parser used to kill the broker (RecursionError).
+    impostor = zmq.Context.instance().socket(zmq.DEALER)
+    impostor.linger = 0
+    impostor.connect(cluster.worker_endpoint)
+    impostor.send_multipart([P.Header(P.Kind.READY).pack(), b"[" * 60_000])
+    impostor.close()
+    assert all(process.poll() is None for process in cluster.workers)
+    with cluster.client() as client:
+        rid = client.submit(batches(frame_tiles(4), None)[0])
+        assert_like_in_process(tiny_engine, batches(frame_tiles(4), None)[0], collect(client, 1)[rid])
+        assert client.status()["counters"]["worker_protocol_errors"] >= 1
 
 
 def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine, tmp_path):
@@ -201,17 +254,17 @@ def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine
     try:
         assert broker.poll(60_000), "worker never announced itself"
         identity, header, info = broker.recv_multipart()
-        assert P.Header.unpack(header).kind == P.READY
+        assert P.Header.unpack(header).kind == P.Kind.READY
         assert P.parse_worker_info(info)["styles"]["tiny"] == tiny_engine.stats_channels
 
         def exchange(frames: list) -> P.Header:
-            broker.send_multipart([identity, P.Header(P.HEARTBEAT).pack()])
+            broker.send_multipart([identity, P.Header(P.Kind.HEARTBEAT).pack()])
             broker.send_multipart([identity, *frames])
             while True:
                 assert broker.poll(30_000), "no reply from the worker"
                 reply = broker.recv_multipart()
                 parsed = P.Header.unpack(reply[1])
-                if parsed.kind != P.HEARTBEAT:
+                if parsed.kind != P.Kind.HEARTBEAT:
                     return parsed
 
         good = good_request(5)
@@ -220,18 +273,18 @@ def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine
         missing = P.ShmDescriptor("vrs_0_nothere", 0, good[1].nbytes, good[1].nbytes,
                                   int(np.prod(header.out_shape)))
         for frames, code in [
-            ([replace(header, style="vangogh").pack(), good[1]], P.E_STYLE),
+            ([replace(header, style="vangogh").pack(), good[1]], P.Code.STYLE),
             ([replace(header, flags=P.FLAG_STATS, stats_channels=7).pack(), good[1],
-              np.ones((2, 7), np.float32)], P.E_STATS),
-            ([good[0], bytes(good[1])[:100]], P.E_PAYLOAD),
-            ([b"\x00" * P.HEADER_STRUCT.size, good[1]], P.E_MALFORMED),
-            ([shm_header.pack(), missing.pack()], P.E_SHM),
+              np.ones((2, 7), np.float32)], P.Code.STATS),
+            ([good[0], bytes(good[1])[:100]], P.Code.PAYLOAD),
+            ([b"\x00" * P.HEADER_STRUCT.size, good[1]], P.Code.MALFORMED),
+            ([shm_header.pack(), missing.pack()], P.Code.SHM),
         ]:
             reply = exchange(frames)
-            assert (reply.kind, reply.code) == (P.ERROR, code)
+            assert (reply.kind, reply.code) == (P.Kind.ERROR, code)
         expired = exchange(good_request(6, budget_us=1))
-        assert (expired.kind, expired.code) == (P.LOST, P.LOST_EXPIRED)
-        assert exchange(good).kind == P.RESULT
+        assert (expired.kind, expired.code) == (P.Kind.LOST, P.Code.EXPIRED)
+        assert exchange(good).kind == P.Kind.RESULT
     finally:
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
@@ -257,8 +310,15 @@ def test_killed_worker_loses_no_tile_and_a_restarted_one_rejoins(tiny_model, tin
         counters = cluster.status()["counters"]
         assert counters["redispatched"] >= 1 and counters["workers_died"] >= 1 and counters.get("lost", 0) == 0
 
-        # The restarted worker rejoins and gets work.
-        cluster.start_worker(victim)
+        # The supervisor restarts it; it rejoins and gets work.
+        stop = threading.Event()
+        supervisor = threading.Thread(target=cluster.supervise, args=(stop, 0.1))
+        supervisor.start()
+        try:
+            cluster.wait_for_workers(2)
+        finally:
+            stop.set()
+            supervisor.join()
         new_pid = cluster.worker_pid(victim)
         sent = {client.submit(b): b for b in make() * 2}
         for rid, reply in collect(client, len(sent)).items():
@@ -274,7 +334,7 @@ def test_killed_worker_loses_no_tile_and_a_restarted_one_rejoins(tiny_model, tin
         got = collect(client, len(sent))
         assert {r.status for r in got.values()} <= {"ok", "lost"}
         lost = [r for r in got.values() if r.status == "lost"]
-        assert lost and {r.code for r in lost} <= {P.LOST_WORKER_DIED, P.LOST_EXPIRED}
+        assert lost and {r.code for r in lost} <= {P.Code.WORKER_DIED, P.Code.EXPIRED}
 
 
 def _kill_a_busy_worker(cluster: LocalCluster) -> int:
@@ -294,7 +354,7 @@ def test_requests_past_their_deadline_come_back_lost(cluster):
     with cluster.client() as client:
         rid = client.submit(batches(frame_tiles(1), None, deadline_s=1e-6)[0])
         reply = collect(client, 1)[rid]
-    assert (reply.status, reply.code) == ("lost", P.LOST_EXPIRED)
+    assert (reply.status, reply.code) == ("lost", P.Code.EXPIRED)
 
 
 def test_a_silent_broker_means_lost_requests_not_a_hang(tmp_path):
@@ -303,13 +363,10 @@ def test_a_silent_broker_means_lost_requests_not_a_hang(tmp_path):
             client.status(timeout=0.3)
         rid = client.submit(batches(frame_tiles(1), None)[0])
         reply = collect(client, 1, timeout=10)[rid]
-    assert (reply.status, reply.code) == ("lost", P.LOST_BROKER_GONE)
+    assert (reply.status, reply.code) == ("lost", P.Code.BROKER_GONE)
 
 
 def test_curve_refuses_a_wrong_key_and_accepts_the_right_one(tiny_model, tiny_engine, tmp_path):
-    from vrstyle.transport.broker import Broker
-    from vrstyle.transport.security import generate_keys, peer_keys, server_keys
-
     generate_keys(tmp_path / "keys")
     generate_keys(tmp_path / "other", ("client",))
     broker = Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", heartbeat_s=0.25, keys=server_keys(tmp_path / "keys"),
@@ -392,3 +449,110 @@ def test_host_ids_agree_between_processes():
     other = subprocess.run([sys.executable, "-c", "from vrstyle.transport.shm import host_id; print(host_id())"],
                            capture_output=True, text=True, check=True)
     assert int(other.stdout) == host_id() != 0
+
+
+# One lifecycle: every owner closes twice, and a constructor failing half-way frees what it made.
+# Processes and shared memory are counted, sockets through zmq_ctx_term (which waits for every one).
+
+
+def children() -> set[int]:
+    """Pids of this process's children, zombies included, from /proc."""
+    me, pids = str(os.getpid()), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if fields[1] == me:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def my_segments() -> set[str]:
+    """This process's segments in /dev/shm (blocks are named after their creator's pid)."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith(f"vrs_{os.getpid():x}_")}
+
+
+def assert_sockets_closed(context: zmq.Context) -> None:
+    """Terminating a context returns only once every socket made in it is closed. (Callers keep
+    the traceback of a failed constructor, and so its half-built object, alive meanwhile: pyzmq
+    would close an unreferenced object's sockets by itself.)"""
+    ender = threading.Thread(target=context.term, daemon=True)
+    ender.start()
+    ender.join(10)
+    assert not ender.is_alive(), "a socket was left open"
+
+
+def test_every_transport_owner_closes_twice_and_frees_what_it_held(tiny_model, tiny_engine):
+    resource_tracker.ensure_running()  # a child from the first segment on, for good
+    context = zmq.Context()
+    before, segments = children(), my_segments()
+    client = TransportClient("tcp://127.0.0.1:1", payload="shm", context=context)
+    client.submit(batches(frame_tiles(1), None)[0])  # a block of shared memory, queued for nobody
+    pool = BlockPool()
+    pool.retire(pool.acquire(10, 10))
+    pool.release(pool.acquire(100, 10))
+    block = Block(64, 64)
+    cache = SegmentCache()
+    cache.views(block.descriptor(), (1, 8, 8, 1), None)
+    worker = StyleWorker("tcp://127.0.0.1:1", {STYLE: tiny_engine}, context=context)
+    cluster = LocalCluster([tiny_model], workers=0, heartbeat_s=0.5).start()
+    owners = [client, Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", context=context), worker,
+              LocalBackend(tiny_engine), cluster, pool, cache, _Attached(block.name), block]
+    assert len(my_segments() - segments) == 3 and len(children() - before) == 1
+    for owner in owners:
+        owner.close()
+        owner.close()
+        assert owner.closed, owner
+    assert_sockets_closed(context)
+    assert not worker._compute.is_alive()
+    assert children() == before and not cluster.folder.exists()
+    assert my_segments() == segments
+
+
+def test_a_broker_whose_second_bind_fails_leaves_no_socket_open(tmp_path):
+    generate_keys(tmp_path)
+    context = zmq.Context()
+    with pytest.raises(VrstyleError, match="cannot listen on bogus://x") as caught:
+        Broker("tcp://127.0.0.1:*", "bogus://x", keys=server_keys(tmp_path), context=context)
+    assert_sockets_closed(context)  # the first socket, and the authenticator's
+    del caught
+
+
+def test_a_client_that_cannot_connect_leaves_no_socket_open(tmp_path):
+    generate_keys(tmp_path)
+    context = zmq.Context()
+    with pytest.raises(VrstyleError, match="cannot connect to broker at nonsense") as caught:
+        TransportClient("nonsense", keys=peer_keys(tmp_path, "client"), payload="shm", context=context)
+    assert_sockets_closed(context)  # the socket and its monitor
+    del caught
+
+
+def test_a_worker_whose_compute_thread_cannot_start_leaves_no_socket_open(tiny_engine, monkeypatch):
+    def refuse(thread):
+        raise RuntimeError("can't start new thread")
+
+    context = zmq.Context()
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread") as caught:
+            StyleWorker("tcp://127.0.0.1:1", {STYLE: tiny_engine}, context=context)
+    assert_sockets_closed(context)
+    del caught
+
+
+def test_a_cluster_whose_worker_cannot_start_leaves_no_process_and_no_folder(tiny_model):
+    before = children()
+    cluster = LocalCluster([tiny_model], workers=1, heartbeat_s=0.5, worker_args=["--credit", "0"])
+    with pytest.raises(VrstyleError, match="worker0 exited during startup: .*must be at least 1"):
+        cluster.start()
+    assert children() == before and not cluster.folder.exists()
+
+
+def test_a_block_that_cannot_be_made_leaves_no_segment():
+    before = my_segments()
+    with BlockPool() as pool:
+        with pytest.raises(OSError):
+            pool.acquire(1 << 62, 0)
+        assert pool.segments == 0
+    assert my_segments() == before

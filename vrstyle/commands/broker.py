@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
         if keys is None and not args.insecure and not is_loopback(endpoint):
             raise VrstyleError(f"{endpoint} is reachable beyond this host: pass --curve DIR (see `vrstyle keys`) "
                                "or --insecure")
-    broker = Broker(args.clients, args.workers, heartbeat_s=args.heartbeat, keys=keys, max_queue=args.max_queue)
-    stop = stop_on_signals()
-    broker.run(stop)
+    with Broker(args.clients, args.workers, heartbeat_s=args.heartbeat, keys=keys, max_queue=args.max_queue) as broker:
+        broker.run(stop_on_signals())
     log.info("broker stopped: %s", dict(broker.counters))
     return 0

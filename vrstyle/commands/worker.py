@@ -2,7 +2,7 @@
 
 On CUDA the networks run in fp16, channels-last, through torch.compile with CUDA graphs
 (``--no-fp16``, ``--no-compile`` to compare);
-``--warmup HxW`` compiles for the tile shape clients will send (``tile + 2 * (halo +
+``--warmup WxH`` compiles for the tile shape clients will send (``tile + 2 * (halo +
 overlap)`` px) before the worker announces itself, so no frame pays for compilation.
 """
 
@@ -45,22 +45,12 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the networks through torch.compile (default: on CUDA)")
     parser.add_argument("--reference", action="store_true",
                         help="run binary layers as their float simulation instead of the popcount kernels (checks)")
-    parser.add_argument("--warmup", action="append", default=[], metavar="HxW",
+    parser.add_argument("--warmup", action="append", default=[], metavar="WxH",
                         help="tile shape (as sent: core + 2 * (halo + overlap)) to compile and warm up for")
     parser.add_argument("--halo", type=int, default=settings.HALO, help="halo of the warm-up tiles")
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP, help="overlap of the warm-up tiles")
     add_heartbeat_argument(parser)
     add_curve_arguments(parser, default_name="worker")
-
-
-def parse_shape(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise VrstyleError(f"--warmup takes HEIGHTxWIDTH, e.g. 656x656, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise VrstyleError(f"--warmup shape must be positive, got {text!r}")
-    return height, width
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from vrstyle.transport.security import peer_keys
     from vrstyle.transport.worker import StyleWorker
 
-    shapes = [parse_shape(text) for text in args.warmup]
+    shapes = [settings.parse_size(text, "--warmup") for text in args.warmup]
     keys = peer_keys(args.curve, args.key_name) if args.curve else None
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,18 +76,18 @@ def run(args: argparse.Namespace) -> int:
         engine = StyleEngine(spec.load(), device=args.device, half=half, channels_last=cuda, compile=compiled,
                              reference=args.reference)
         for shape in shapes:
-            log.info("warming up %s for %dx%d tiles", spec.name, *shape)
+            log.info("warming up %s for %dx%d tiles", spec.name, shape[1], shape[0])
             crop, margin = args.halo, args.halo + args.overlap
             if 2 * margin >= min(shape):
-                raise VrstyleError(f"--warmup {shape[0]}x{shape[1]} leaves no core with halo {args.halo} and "
+                raise VrstyleError(f"--warmup {shape[1]}x{shape[0]} leaves no core with halo {args.halo} and "
                                    f"overlap {args.overlap}")
             engine.warmup(shape, args.batch_tiles, crop, margin)
         engines[name] = engines[spec.name] = engine
-    worker = StyleWorker(args.broker, engines, device=args.device, credit=args.credit,
-                         batch_window_s=args.batch_window / 1000, max_batch_tiles=args.batch_tiles,
-                         heartbeat_s=args.heartbeat, keys=keys)
-    log.info("worker on %s serving %s, connecting to %s", args.device, ", ".join(sorted(engines)), args.broker)
-    worker.run(stop_on_signals())
+    with StyleWorker(args.broker, engines, device=args.device, credit=args.credit,
+                     batch_window_s=args.batch_window / 1000, max_batch_tiles=args.batch_tiles,
+                     heartbeat_s=args.heartbeat, keys=keys) as worker:
+        log.info("worker on %s serving %s, connecting to %s", args.device, ", ".join(sorted(engines)), args.broker)
+        worker.run(stop_on_signals())
     return 0
 
 

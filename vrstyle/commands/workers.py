@@ -1,25 +1,17 @@
 """Start one style worker per GPU (or N CPU workers) and keep them running.
 
-A worker that exits is restarted after a growing delay; SIGTERM or Ctrl-C stops them all.
+A worker that exits is restarted after a growing delay
+(:meth:`~vrstyle.transport.cluster.LocalCluster.supervise`); SIGTERM or Ctrl-C stops them all.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import subprocess
-import sys
-import time
 
 from vrstyle import settings
 from vrstyle.commands._common import positive_int, stop_on_signals
 from vrstyle.commands.worker import add_worker_arguments
 from vrstyle.errors import VrstyleError
-
-log = logging.getLogger(__name__)
-
-RESTART_MIN_S = 1.0
-RESTART_MAX_S = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,66 +44,38 @@ def devices(gpus: str | None, cpu: int | None) -> list[str]:
     return [f"cuda:{i}" for i in indices]
 
 
-def worker_argv(args: argparse.Namespace, device: str) -> list[str]:
-    argv = [sys.executable, "-m", "vrstyle.cli"] + ["-v"] * args.verbose
-    argv += ["worker", "--broker", args.broker, "--device", device, "--credit", str(args.credit),
-             "--batch-tiles", str(args.batch_tiles), "--batch-window", str(args.batch_window),
-             "--heartbeat", str(args.heartbeat), "--halo", str(args.halo), "--overlap", str(args.overlap)]
-    for style in args.style or []:
-        argv += ["--style", style]
+def worker_args(args: argparse.Namespace) -> list[str]:
+    """The `vrstyle worker` options beyond those LocalCluster passes itself (broker, device,
+    heartbeat, styles, threads)."""
+    argv = ["--credit", str(args.credit), "--batch-tiles", str(args.batch_tiles), "--batch-window",
+            str(args.batch_window), "--halo", str(args.halo), "--overlap", str(args.overlap)]
     for shape in args.warmup:
         argv += ["--warmup", shape]
-    if args.threads:
-        argv += ["--threads", str(args.threads)]
     for option in ("fp16", "compile"):
         if getattr(args, option) is not None:
             argv.append(f"--{'' if getattr(args, option) else 'no-'}{option}")
+    if args.reference:
+        argv.append("--reference")
     if args.curve:
         argv += ["--curve", args.curve, "--key-name", args.key_name]
     return argv
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrstyle.cli import EXIT_USER_ERROR
-    from vrstyle.commands.worker import parse_shape
     from vrstyle.models import resolve_model
+    from vrstyle.transport.cluster import LocalCluster
     from vrstyle.transport.security import peer_keys
 
     targets = devices(args.gpus, args.cpu)
-    for style in args.style or [settings.DEFAULT_STYLE]:  # mistakes once here, not in every worker forever
+    styles = args.style or [settings.DEFAULT_STYLE]
+    for style in styles:  # mistakes once here, not in every worker forever
         resolve_model(style)
     for shape in args.warmup:
-        parse_shape(shape)
+        settings.parse_size(shape, "--warmup")
     if args.curve:
         peer_keys(args.curve, args.key_name)
     stop = stop_on_signals()
-    processes: list[subprocess.Popen | None] = [None] * len(targets)
-    delays = [RESTART_MIN_S] * len(targets)
-    restart_at = [0.0] * len(targets)
-    try:
-        while not stop.is_set():
-            now = time.monotonic()
-            for i, device in enumerate(targets):
-                process = processes[i]
-                if process is not None and process.poll() == EXIT_USER_ERROR:
-                    raise VrstyleError(f"the worker on {device} refused its arguments (its error is above)")
-                if process is not None and process.poll() is not None:
-                    log.warning("worker on %s exited with status %d; restarting in %.0f s", device,
-                                process.returncode, delays[i])
-                    processes[i], restart_at[i] = None, now + delays[i]
-                    delays[i] = min(2 * delays[i], RESTART_MAX_S)
-                if processes[i] is None and now >= restart_at[i]:
-                    processes[i] = subprocess.Popen(worker_argv(args, device), stdin=subprocess.DEVNULL)
-                    log.info("started worker pid %d on %s", processes[i].pid, device)
-            stop.wait(0.5)
-    finally:
-        for process in processes:
-            if process is not None and process.poll() is None:
-                process.terminate()
-        for process in processes:
-            if process is not None:
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+    with LocalCluster(styles, len(targets), devices=targets, heartbeat_s=args.heartbeat, threads=args.threads,
+                      worker_args=worker_args(args), broker=args.broker, logs=False) as cluster:
+        cluster.supervise(stop)
     return 0

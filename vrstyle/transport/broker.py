@@ -25,6 +25,7 @@ import zmq
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
 from vrstyle.transport.security import CurveKeys, start_authenticator
 
@@ -35,8 +36,9 @@ SERVICE_EMA = 0.2
 
 
 @dataclass(eq=False)
-class Job:
-    """A request between its arrival and its reply."""
+class Ticket:
+    """A client's request from its arrival to its reply: queued, held by a worker, perhaps
+    re-dispatched (the protocol's :class:`~vrstyle.transport.protocol.Request` is the message)."""
 
     id: int
     client: bytes
@@ -57,7 +59,7 @@ class Worker:
     credit: int
     pid: int
     expiry: float
-    outstanding: dict[int, Job] = field(default_factory=dict)
+    outstanding: dict[int, Ticket] = field(default_factory=dict)
     served: int = 0
     last_dispatch: float = 0.0
     service_s: float = 0.0
@@ -68,7 +70,7 @@ class Worker:
                 "served": self.served}
 
 
-class Broker:
+class Broker(Resource):
     """Routes tile requests from clients to workers. Call :meth:`run`; stop it with the event.
 
     Args:
@@ -77,7 +79,7 @@ class Broker:
         heartbeat_s, liveness: heartbeat interval, and silent intervals before a worker is dead.
         keys: CURVE server keys (``server_keys(DIR)``): both sockets then accept only
             authorised public keys. None: no encryption (loopback).
-        max_queue: requests waiting for a worker beyond which new ones are refused (E_BUSY).
+        max_queue: requests waiting for a worker beyond which new ones are refused (``Code.BUSY``).
 
     Raises:
         VrstyleError: an endpoint cannot be bound.
@@ -91,20 +93,18 @@ class Broker:
         self.context = context or zmq.Context.instance()
         self.counters: Counter[str] = Counter()
         self.workers: dict[bytes, Worker] = {}
-        self.queue: list[Job] = []
+        self.queue: list[Ticket] = []
         self._next_id = 1
-        self._auth = start_authenticator(self.context, keys) if keys is not None else None
-        try:
-            self.clients = self._bind(client_endpoint, keys)
-            self.backend = self._bind(worker_endpoint, keys)
-        except VrstyleError:
-            self.close()
-            raise
-        self.client_endpoint = self.clients.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.worker_endpoint = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
+        with self.building():
+            if keys is not None:
+                self.on_close(start_authenticator(self.context, keys).stop)
+            self.client_socket = self._bind(client_endpoint, keys)
+            self.worker_socket = self._bind(worker_endpoint, keys)
+        self.client_endpoint = self.client_socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.worker_endpoint = self.worker_socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def _bind(self, endpoint: str, keys: CurveKeys | None) -> zmq.Socket:
-        socket = self.context.socket(zmq.ROUTER)
+        socket = self.own(self.context.socket(zmq.ROUTER))
         socket.linger = 0
         socket.router_mandatory = True  # unroutable replies raise instead of vanishing
         socket.sndhwm = socket.rcvhwm = 0  # never drop a reply because a peer is slow to read
@@ -114,42 +114,32 @@ class Broker:
         try:
             socket.bind(endpoint)
         except zmq.ZMQError as exc:
-            socket.close()
             raise VrstyleError(f"cannot listen on {endpoint}: {exc.strerror}") from None
         return socket
 
-    def close(self) -> None:
-        for name in ("clients", "backend"):
-            socket = getattr(self, name, None)
-            if socket is not None:
-                socket.close()
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
-
     def run(self, stop: threading.Event | None = None) -> None:
-        """Serve until ``stop`` is set (then close the sockets)."""
+        """Serve until ``stop`` is set, then close."""
         stop = stop or threading.Event()
         poller = zmq.Poller()
-        poller.register(self.clients, zmq.POLLIN)
-        poller.register(self.backend, zmq.POLLIN)
+        poller.register(self.client_socket, zmq.POLLIN)
+        poller.register(self.worker_socket, zmq.POLLIN)
         next_beat = time.monotonic() + self.heartbeat_s
         log.info("broker: clients on %s, workers on %s", self.client_endpoint, self.worker_endpoint)
         try:
             while not stop.is_set():
                 events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s / 4, 0.25)))
-                if self.backend in events:
-                    while self.backend.poll(0):
-                        self._on_worker(self.backend.recv_multipart(copy=False))
-                if self.clients in events:
-                    while self.clients.poll(0):
-                        self._on_client(self.clients.recv_multipart(copy=False))
+                if self.worker_socket in events:
+                    while self.worker_socket.poll(0):
+                        self._on_worker(self.worker_socket.recv_multipart(copy=False))
+                if self.client_socket in events:
+                    while self.client_socket.poll(0):
+                        self._on_client(self.client_socket.recv_multipart(copy=False))
                 now = time.monotonic()
                 self._expire_workers(now)
                 self._expire_queue(now)
                 if now >= next_beat:
                     for worker in list(self.workers.values()):
-                        self._to_worker(worker, [P.Header(P.HEARTBEAT).pack()])
+                        self._to_worker(worker, [P.Header(P.Kind.HEARTBEAT).pack()])
                     next_beat = now + self.heartbeat_s
                 self._dispatch()
         finally:
@@ -163,61 +153,61 @@ class Broker:
         header = None
         try:
             if not parts:
-                raise P.ProtocolError(P.E_MALFORMED, "empty message")
+                raise P.ProtocolError(P.Code.MALFORMED, "empty message")
             header = P.Header.unpack(parts[0].buffer)
-            if header.kind == P.STATUS:
-                self._to_client(identity, [P.Header(P.STATUS).pack(), P.encode_json(self.status())])
+            if header.kind == P.Kind.STATUS:
+                self._to_client(identity, [P.Header(P.Kind.STATUS).pack(), P.encode_json(self.status())])
                 return
-            if header.kind == P.HEARTBEAT:
-                self._to_client(identity, [P.Header(P.HEARTBEAT).pack()])
+            if header.kind == P.Kind.HEARTBEAT:
+                self._to_client(identity, [P.Header(P.Kind.HEARTBEAT).pack()])
                 return
             if header.kind not in P.REQUESTS:
-                raise P.ProtocolError(P.E_KIND, f"clients may send STYLIZE, MEASURE or STATUS, not "
-                                                f"{header.kind_name}", header.request_id)
+                raise P.ProtocolError(P.Code.KIND, f"clients may send STYLIZE, MEASURE or STATUS, not "
+                                                   f"{header.kind.name}", header.request_id)
             request = P.parse_request(parts)
             self._check_route(header, request)
         except P.ProtocolError as exc:
             self.counters["rejected"] += 1
-            self.counters[f"rejected_{P.CODE_NAMES.get(exc.code, exc.code)}"] += 1
+            self.counters[f"rejected_{exc.code.label}"] += 1
             log.info("rejected a message from client %s: %s", identity.hex(), exc)
-            self._to_client(identity, P.error_frames(P.ERROR, exc.code, f"broker: {exc}", header))
+            self._to_client(identity, P.error_frames(P.Kind.ERROR, exc.code, f"broker: {exc}", header))
             return
         self.counters["received"] += 1
         deadline = now + header.budget_us / 1e6 if header.budget_us else None
-        self.queue.append(Job(self._next_id, identity, header, parts[1:], now, deadline))
+        self.queue.append(Ticket(self._next_id, identity, header, parts[1:], now, deadline))
         self._next_id += 1
 
     def _check_route(self, header: P.Header, request: P.Request) -> None:
         """Refuse now what no connected worker could serve (an empty broker queues, workers may come)."""
         rid = header.request_id
         if len(self.queue) >= self.max_queue:
-            raise P.ProtocolError(P.E_BUSY, f"broker queue full ({self.max_queue} requests waiting)", rid)
+            raise P.ProtocolError(P.Code.BUSY, f"broker queue full ({self.max_queue} requests waiting)", rid)
         if not self.workers:
             return
         serving = [w for w in self.workers.values() if header.style in w.styles]
         if not serving:
             styles = sorted({s for w in self.workers.values() for s in w.styles})
-            raise P.ProtocolError(P.E_STYLE, f"no worker serves style {header.style!r} (served: "
-                                             f"{', '.join(styles)})", rid)
+            raise P.ProtocolError(P.Code.STYLE, f"no worker serves style {header.style!r} (served: "
+                                                f"{', '.join(styles)})", rid)
         if request.stats is not None:
             channels = {w.styles[header.style] for w in serving}
             if request.stats.shape[1] not in channels:
-                raise P.ProtocolError(P.E_STATS, f"statistics for {request.stats.shape[1]} channels, style "
-                                                 f"{header.style!r} has {min(channels)}", rid)
+                raise P.ProtocolError(P.Code.STATS, f"statistics for {request.stats.shape[1]} channels, style "
+                                                    f"{header.style!r} has {min(channels)}", rid)
         if header.flags & P.FLAG_SHM and not any(w.host == header.host for w in serving):
-            raise P.ProtocolError(P.E_NO_LOCAL_WORKER, "shared-memory request but no worker on the client's host "
-                                                       f"serves style {header.style!r}", rid)
+            raise P.ProtocolError(P.Code.NO_LOCAL_WORKER, "shared-memory request but no worker on the client's host "
+                                                          f"serves style {header.style!r}", rid)
 
     def _to_client(self, identity: bytes, frames: list) -> None:
         try:
-            self.clients.send_multipart([identity, *frames], copy=False)
+            self.client_socket.send_multipart([identity, *frames], copy=False)
         except zmq.ZMQError as exc:  # the client has gone: nobody left to tell
             self.counters["unroutable"] += 1
             log.debug("reply to vanished client %s dropped: %s", identity.hex(), exc.strerror)
 
-    def _lost(self, job: Job, code: int, message: str) -> None:
+    def _lost(self, ticket: Ticket, code: P.Code, message: str) -> None:
         self.counters["lost"] += 1
-        self._to_client(job.client, P.error_frames(P.LOST, code, f"broker: {message}", job.header))
+        self._to_client(ticket.client, P.error_frames(P.Kind.LOST, code, f"broker: {message}", ticket.header))
 
     # Workers.
 
@@ -226,28 +216,28 @@ class Broker:
         now = time.monotonic()
         try:
             if not parts:
-                raise P.ProtocolError(P.E_MALFORMED, "empty message")
+                raise P.ProtocolError(P.Code.MALFORMED, "empty message")
             header = P.Header.unpack(parts[0].buffer)
             worker = self.workers.get(identity)
-            if header.kind == P.READY:
+            if header.kind == P.Kind.READY:
                 if len(parts) != 2:
-                    raise P.ProtocolError(P.E_MALFORMED, f"READY has {len(parts)} parts, expected 2")
+                    raise P.ProtocolError(P.Code.MALFORMED, f"READY has {len(parts)} parts, expected 2")
                 self._register(identity, P.parse_worker_info(parts[1]), now)
                 return
             if worker is None:  # declared dead, or the broker restarted: ask it to announce itself
                 self.counters["unknown_worker_messages"] += 1
-                self._send_worker(identity, [P.Header(P.RECONNECT).pack()])
+                self._send_worker(identity, [P.Header(P.Kind.RECONNECT).pack()])
                 return
             worker.expiry = now + self.liveness * self.heartbeat_s
-            if header.kind == P.HEARTBEAT:
+            if header.kind == P.Kind.HEARTBEAT:
                 return
-            if header.kind == P.DISCONNECT:
+            if header.kind == P.Kind.DISCONNECT:
                 log.info("worker %s (pid %d) left", identity.hex(), worker.pid)
                 self.counters["workers_left"] += 1
                 self._remove(worker, now)
                 return
-            if header.kind not in (P.RESULT, P.ERROR, P.LOST):
-                raise P.ProtocolError(P.E_KIND, f"workers may not send {header.kind_name}")
+            if header.kind not in (P.Kind.RESULT, P.Kind.ERROR, P.Kind.LOST):
+                raise P.ProtocolError(P.Code.KIND, f"workers may not send {header.kind.name}")
             self._on_reply(worker, header, parts, now)
         except P.ProtocolError as exc:
             self.counters["worker_protocol_errors"] += 1
@@ -266,19 +256,19 @@ class Broker:
                  ", ".join(worker.styles), worker.credit)
 
     def _on_reply(self, worker: Worker, header: P.Header, parts: list, now: float) -> None:
-        job = worker.outstanding.pop(header.request_id, None)
-        if job is None:
+        ticket = worker.outstanding.pop(header.request_id, None)
+        if ticket is None:
             self.counters["stray_replies"] += 1
             return
         worker.served += 1
-        elapsed = now - job.dispatched
+        elapsed = now - ticket.dispatched
         worker.service_s = elapsed if not worker.service_s else (1 - SERVICE_EMA) * worker.service_s + SERVICE_EMA * elapsed
-        flags = header.flags | (P.FLAG_REDISPATCHED if job.redispatched else 0)
-        queue_us = header.queue_us + (job.dispatched - job.received) * 1e6
-        restored = replace(header, request_id=job.header.request_id, flags=flags,
+        flags = header.flags | (P.FLAG_REDISPATCHED if ticket.redispatched else 0)
+        queue_us = header.queue_us + (ticket.dispatched - ticket.received) * 1e6
+        restored = replace(header, request_id=ticket.header.request_id, flags=flags,
                            queue_us=min(int(queue_us), 2**32 - 1))
-        self.counters["results" if header.kind == P.RESULT else "worker_errors"] += 1
-        self._to_client(job.client, [restored.pack(), *parts[1:]])
+        self.counters["results" if header.kind == P.Kind.RESULT else "worker_errors"] += 1
+        self._to_client(ticket.client, [restored.pack(), *parts[1:]])
 
     def _expire_workers(self, now: float) -> None:
         for worker in [w for w in self.workers.values() if now > w.expiry]:
@@ -294,57 +284,57 @@ class Broker:
     def _redispatch(self, worker: Worker, now: float) -> None:
         """Send a lost worker's requests elsewhere if their deadlines allow, else report them LOST."""
         retry = []
-        for job in worker.outstanding.values():
-            if job.deadline is None or job.deadline - now > worker.service_s:
-                job.redispatched = True
-                retry.append(job)
+        for ticket in worker.outstanding.values():
+            if ticket.deadline is None or ticket.deadline - now > worker.service_s:
+                ticket.redispatched = True
+                retry.append(ticket)
                 self.counters["redispatched"] += 1
             else:
-                self._lost(job, P.LOST_WORKER_DIED, f"worker pid {worker.pid} died and no other could finish "
-                                                    "before the deadline")
+                self._lost(ticket, P.Code.WORKER_DIED, f"worker pid {worker.pid} died and no other could finish "
+                                                       "before the deadline")
         worker.outstanding = {}
         self.queue[:0] = retry
 
     def _expire_queue(self, now: float) -> None:
-        expired = [job for job in self.queue if job.deadline is not None and now > job.deadline]
+        expired = [ticket for ticket in self.queue if ticket.deadline is not None and now > ticket.deadline]
         if expired:
-            self.queue = [job for job in self.queue if job.deadline is None or now <= job.deadline]
+            self.queue = [ticket for ticket in self.queue if ticket.deadline is None or now <= ticket.deadline]
             self.counters["expired"] += len(expired)
-            for job in expired:
-                self._lost(job, P.LOST_EXPIRED, "deadline passed while waiting for a worker")
+            for ticket in expired:
+                self._lost(ticket, P.Code.EXPIRED, "deadline passed while waiting for a worker")
 
     def _dispatch(self) -> None:
         """Hand queued requests, earliest deadline first, to workers with credit left."""
         if not self.queue or not self.workers:
             return
-        pending = sorted(self.queue, key=lambda job: (job.deadline is None, job.deadline or 0.0, job.id))
+        pending = sorted(self.queue, key=lambda ticket: (ticket.deadline is None, ticket.deadline or 0.0, ticket.id))
         self.queue = []
-        for job in pending:
-            worker = self._pick(job)
+        for ticket in pending:
+            worker = self._pick(ticket)
             if worker is None:
-                if self._stranded(job):
-                    self._to_client(job.client, P.error_frames(P.ERROR, P.E_NO_LOCAL_WORKER, "broker: no worker on "
-                                                               "the client's host is left for this shared-memory "
-                                                               "request", job.header))
+                if self._stranded(ticket):
+                    message = "broker: no worker on the client's host is left for this shared-memory request"
+                    self._to_client(ticket.client, P.error_frames(P.Kind.ERROR, P.Code.NO_LOCAL_WORKER, message,
+                                                                  ticket.header))
                 else:
-                    self.queue.append(job)
+                    self.queue.append(ticket)
                 continue
             now = time.monotonic()
-            budget = 0 if job.deadline is None else max(int((job.deadline - now) * 1e6), 1)
-            header = replace(job.header, request_id=job.id, budget_us=budget)
-            job.dispatched = worker.last_dispatch = now
-            worker.outstanding[job.id] = job
+            budget = 0 if ticket.deadline is None else max(int((ticket.deadline - now) * 1e6), 1)
+            header = replace(ticket.header, request_id=ticket.id, budget_us=budget)
+            ticket.dispatched = worker.last_dispatch = now
+            worker.outstanding[ticket.id] = ticket
             self.counters["dispatched"] += 1
-            self._to_worker(worker, [header.pack(), *job.parts])  # a failure puts the job back in the queue
+            self._to_worker(worker, [header.pack(), *ticket.parts])  # a failure puts the ticket back in the queue
 
-    def _stranded(self, job: Job) -> bool:
+    def _stranded(self, ticket: Ticket) -> bool:
         """A shared-memory request that only workers on other hosts could now serve."""
-        header = job.header
+        header = ticket.header
         serving = [w for w in self.workers.values() if header.style in w.styles]
         return bool(header.flags & P.FLAG_SHM and serving and all(w.host != header.host for w in serving))
 
-    def _pick(self, job: Job) -> Worker | None:
-        header = job.header
+    def _pick(self, ticket: Ticket) -> Worker | None:
+        header = ticket.header
         shm = bool(header.flags & P.FLAG_SHM)
         best, best_key = None, None
         for worker in self.workers.values():
@@ -364,7 +354,7 @@ class Broker:
 
     def _send_worker(self, identity: bytes, frames: list) -> bool:
         try:
-            self.backend.send_multipart([identity, *frames], copy=False)
+            self.worker_socket.send_multipart([identity, *frames], copy=False)
             return True
         except zmq.ZMQError as exc:
             log.warning("worker %s unreachable: %s", identity.hex(), exc.strerror)

@@ -1,7 +1,7 @@
 """The client side of the transport: submit tile batches to a broker, poll for replies.
 
 :class:`TransportClient` is one DEALER socket and is used from one thread (any one). It
-implements the backend interface of :mod:`vrstyle.pipeline` (``submit``, ``poll``,
+implements the backend interface of :mod:`vrstyle.backend` (``submit``, ``poll``,
 ``pending``, ``status``, ``close``), like :class:`~vrstyle.transport.local.LocalBackend`.
 
 Payloads go one of three ways (``payload=``): ``"copy"`` (pyzmq copies the tiles into the
@@ -9,7 +9,7 @@ message), ``"zerocopy"`` (libzmq sends straight from the numpy buffer) or ``"shm
 and results in shared memory, only descriptors on the socket; same host only). ``"auto"``
 uses shared memory for a style when every worker serving it shares this host, else
 zero-copy, and re-checks with each heartbeat; a shared-memory request that no local worker
-can take comes back as E_NO_LOCAL_WORKER and is resent by copy, transparently.
+can take comes back as ``Code.NO_LOCAL_WORKER`` and is resent by copy, transparently.
 
 Heartbeats: while requests are outstanding the client asks for the broker's STATUS every
 interval; a broker silent for ``liveness`` intervals means every outstanding request is
@@ -29,6 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
 from vrstyle.transport import shm
 from vrstyle.transport.security import CurveKeys
@@ -51,7 +52,7 @@ class _Pending:
     block: shm.Block | None
 
 
-class TransportClient:
+class TransportClient(Resource):
     """Talks to a broker: tile batches out, :class:`~vrstyle.transport.protocol.Reply` objects back.
 
     Args:
@@ -81,28 +82,28 @@ class TransportClient:
         self._pending: dict[int, _Pending] = {}
         self._ready: list[P.Reply] = []
         self._next_id = 1
-        self._blocks = shm.BlockPool() if payload in ("auto", "shm") and shm.available() else None
         self._status: dict[str, Any] | None = None
         self._status_asked = 0.0
         self._heard = time.monotonic()
-        self._closed = False
-        self._socket = self.context.socket(zmq.DEALER)
-        self._socket.linger = 0
-        self._socket.sndhwm = self._socket.rcvhwm = 0
         self._poller = zmq.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
         self._monitor = None
-        if keys is not None:
-            keys.apply(self._socket)
-            self._monitor = self._socket.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-            self._poller.register(self._monitor, zmq.POLLIN)
-        try:
-            self._socket.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self.close()
-            raise VrstyleError(f"cannot connect to broker at {endpoint}: {exc.strerror}") from None
+        with self.building():
+            self._blocks = self.own(shm.BlockPool()) if payload in ("auto", "shm") and shm.available() else None
+            self._socket = self.own(self.context.socket(zmq.DEALER))
+            self._socket.linger = 0
+            self._socket.sndhwm = self._socket.rcvhwm = 0
+            self._poller.register(self._socket, zmq.POLLIN)
+            if keys is not None:
+                keys.apply(self._socket)
+                self._monitor = self.own(self._socket.get_monitor_socket(
+                    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+                self.on_close(self._socket.disable_monitor)
+                self._poller.register(self._monitor, zmq.POLLIN)
+            try:
+                self._socket.connect(endpoint)
+            except zmq.ZMQError as exc:
+                raise VrstyleError(f"cannot connect to broker at {endpoint}: {exc.strerror}") from None
 
     # The backend interface.
 
@@ -142,8 +143,8 @@ class TransportClient:
         """
         tiles = batch.tiles
         if not isinstance(tiles, np.ndarray) or tiles.dtype != np.uint8 or tiles.ndim != 4:
-            raise P.ProtocolError(P.E_DTYPE, f"tiles must be a (count, height, width, 3|4) uint8 array, got "
-                                             f"{getattr(tiles, 'shape', '?')} {getattr(tiles, 'dtype', type(tiles))}")
+            got = f"{getattr(tiles, 'shape', '?')} {getattr(tiles, 'dtype', type(tiles))}"
+            raise P.ProtocolError(P.Code.DTYPE, f"tiles must be a (count, height, width, 3|4) uint8 array, got {got}")
         rid = self._next_id
         use_shm = self._mode(batch.style) == "shm"
         header = batch.header(rid, self.host, shm=use_shm)
@@ -172,23 +173,6 @@ class TransportClient:
         ready, self._ready = self._ready, []
         return ready
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._monitor is not None:
-            self._socket.disable_monitor()
-            self._monitor.close()
-        self._socket.close()
-        if self._blocks is not None:
-            self._blocks.close()
-
-    def __enter__(self) -> "TransportClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     # Sending.
 
     def _mode(self, style: str) -> str:
@@ -210,7 +194,7 @@ class TransportClient:
         flags = (header.flags & ~P.FLAG_SHM) | (P.FLAG_SHM if use_shm else 0)
         header = pending.header = replace(header, budget_us=budget, flags=flags)
         if use_shm:
-            out_bytes = int(np.prod(header.out_shape)) if header.kind == P.STYLIZE else 0
+            out_bytes = int(np.prod(header.out_shape)) if header.kind == P.Kind.STYLIZE else 0
             if pending.block is None:
                 pending.block = self._blocks.acquire(batch.tiles.nbytes, out_bytes)
                 pending.block.input(batch.tiles.shape)[...] = batch.tiles
@@ -221,7 +205,7 @@ class TransportClient:
         self.counters["sent"] += 1
 
     def _ask_status(self) -> None:
-        self._socket.send(P.Header(P.STATUS).pack())
+        self._socket.send(P.Header(P.Kind.STATUS).pack())
         self._status_asked = time.monotonic()
 
     # Receiving.
@@ -246,7 +230,7 @@ class TransportClient:
             log.warning("broker at %s silent for %.1f s: %d request(s) lost", self.endpoint, now - self._heard,
                         len(self._pending))
             for rid in list(self._pending):
-                self._finish(rid, P.Reply(rid, "lost", code=P.LOST_BROKER_GONE,
+                self._finish(rid, P.Reply(rid, P.Status.LOST, code=P.Code.BROKER_GONE,
                                           message=f"broker at {self.endpoint} stopped answering"), retire=True)
             self._heard = now
         elif now - self._status_asked > self.heartbeat_s:
@@ -256,11 +240,11 @@ class TransportClient:
         self._heard = time.monotonic()
         try:
             header = P.Header.unpack(frames[0].buffer)
-            if header.kind == P.STATUS:
+            if header.kind == P.Kind.STATUS:
                 self._status = P.decode_json(frames[1]) if len(frames) == 2 else None
-            elif header.kind == P.RESULT:
+            elif header.kind == P.Kind.RESULT:
                 self._on_result(header, frames)
-            elif header.kind in (P.ERROR, P.LOST):
+            elif header.kind in (P.Kind.ERROR, P.Kind.LOST):
                 self._on_failure(header, P.parse_text(frames[1]) if len(frames) > 1 else "")
         except P.ProtocolError as exc:
             log.warning("malformed reply from the broker ignored: %s", exc)
@@ -272,49 +256,38 @@ class TransportClient:
             self.counters["stray_replies"] += 1
             return
         try:
-            tiles, moments = self._result_arrays(pending, header, frames)
+            tiles, moments = P.parse_result(header, frames, pending.header)
         except P.ProtocolError as exc:
-            reply = P.Reply(rid, "error", pending.batch.frame_id, pending.batch.first_tile, pending.header.count,
-                            code=exc.code, message=f"malformed result: {exc}")
+            reply = P.Reply(rid, P.Status.ERROR, pending.batch.frame_id, pending.batch.first_tile,
+                            pending.header.count, code=exc.code, message=f"malformed result: {exc}")
             self._finish(rid, reply, retire=True)
             return
-        reply = P.Reply(rid, "ok", pending.batch.frame_id, pending.batch.first_tile, pending.header.count, tiles,
-                        moments, queue_s=header.queue_us / 1e6, infer_s=header.infer_us / 1e6,
+        if pending.header.kind == P.Kind.STYLIZE:
+            tiles = self._deliver(pending, tiles)
+        reply = P.Reply(rid, P.Status.OK, pending.batch.frame_id, pending.batch.first_tile, pending.header.count,
+                        tiles, moments.copy(), queue_s=header.queue_us / 1e6, infer_s=header.infer_us / 1e6,
                         round_trip_s=time.monotonic() - pending.sent,
                         redispatched=bool(header.flags & P.FLAG_REDISPATCHED))
         self._finish(rid, reply, retire=reply.redispatched)
 
-    def _result_arrays(self, pending: _Pending, header: P.Header,
-                       frames: list) -> tuple[np.ndarray | None, np.ndarray]:
-        """The returned tiles (in ``batch.out`` if given) and moments, every size checked."""
-        batch, rid = pending.batch, header.request_id
-        in_shm = bool(header.flags & P.FLAG_SHM) and pending.block is not None
-        expected = 2 if batch.measure or in_shm else 3
-        if len(frames) != expected:
-            raise P.ProtocolError(P.E_MALFORMED, f"{len(frames)} parts, expected {expected}", rid)
-        moments = P.parse_array(frames[-1], P.MOMENTS_DTYPE, (3, header.stats_channels), "moments", rid).copy()
-        if batch.measure:
-            return None, moments
-        shape = pending.header.out_shape
-        if in_shm:
-            source = pending.block.output(shape)
-        else:
-            source = P.parse_array(frames[1], np.dtype(np.uint8), shape, "tiles", rid)
-        if batch.out is not None:
-            batch.out[...] = source
-            return batch.out, moments
-        return (source.copy() if in_shm else source), moments
+    def _deliver(self, pending: _Pending, tiles: np.ndarray | None) -> np.ndarray:
+        """The result tiles in ``batch.out`` if given; shared memory is copied out (the block is reused)."""
+        source = pending.block.output(pending.header.out_shape) if tiles is None else tiles
+        if pending.batch.out is not None:
+            pending.batch.out[...] = source
+            return pending.batch.out
+        return source.copy() if tiles is None else source
 
     def _on_failure(self, header: P.Header, message: str) -> None:
         rid = header.request_id
         pending = self._pending.get(rid)
         if pending is None:
             self.counters["stray_replies"] += 1
-            log.warning("%s from the broker: %s", header.kind_name, message)
+            log.warning("%s from the broker: %s", header.kind.name, message)
             return
-        if pending.block is not None and header.code in (P.E_NO_LOCAL_WORKER, P.E_SHM):
+        if pending.block is not None and header.code in (P.Code.NO_LOCAL_WORKER, P.Code.SHM):
             # Shared memory cannot reach the worker: send the same tiles again by copy.
-            if header.code == P.E_SHM:
+            if header.code == P.Code.SHM:
                 self._blocks.close()
                 self._blocks = None
             self.counters["resent_by_copy"] += 1
@@ -322,10 +295,10 @@ class TransportClient:
             self._release(pending, retire=False)
             self._send(pending, use_shm=False)
             return
-        status = "lost" if header.kind == P.LOST else "error"
+        status = P.Status.LOST if header.kind == P.Kind.LOST else P.Status.ERROR
         reply = P.Reply(rid, status, pending.batch.frame_id, pending.batch.first_tile, pending.header.count,
                         code=header.code, message=message, round_trip_s=time.monotonic() - pending.sent)
-        self._finish(rid, reply, retire=header.code == P.LOST_WORKER_DIED)
+        self._finish(rid, reply, retire=header.code == P.Code.WORKER_DIED)
 
     def _finish(self, rid: int, reply: P.Reply, retire: bool) -> None:
         pending = self._pending.pop(rid)
@@ -338,5 +311,5 @@ class TransportClient:
         if self._blocks is not None:
             (self._blocks.retire if retire else self._blocks.release)(pending.block)
         else:
-            pending.block.destroy()
+            pending.block.close()
         pending.block = None

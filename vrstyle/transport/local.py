@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
 from vrstyle.transport.shm import host_id
 from vrstyle.transport.worker import Engine, Job, process
 
 
-class LocalBackend:
+class LocalBackend(Resource):
     """Runs batches on engines in this process.
 
     Args:
@@ -54,21 +55,21 @@ class LocalBackend:
         engine = self.engine(batch.style)
         start = time.monotonic()
         if engine is None:
-            reply = P.Reply(rid, "error", batch.frame_id, batch.first_tile, header.count, code=P.E_STYLE,
+            reply = P.Reply(rid, P.Status.ERROR, batch.frame_id, batch.first_tile, header.count, code=P.Code.STYLE,
                             message=f"no engine for style {batch.style!r}")
         elif batch.stats is not None and batch.stats.shape[-1] != engine.stats_channels:
-            reply = P.Reply(rid, "error", batch.frame_id, batch.first_tile, header.count, code=P.E_STATS,
+            reply = P.Reply(rid, P.Status.ERROR, batch.frame_id, batch.first_tile, header.count, code=P.Code.STATS,
                             message=f"statistics for {batch.stats.shape[-1]} channels, style {batch.style!r} "
                                     f"has {engine.stats_channels}")
         else:
             outcome = process(engine, [_job(header, batch)])[0]
             if outcome.code:
-                reply = P.Reply(rid, "error", batch.frame_id, batch.first_tile, header.count, code=outcome.code,
-                                message=outcome.message)
+                reply = P.Reply(rid, P.Status.ERROR, batch.frame_id, batch.first_tile, header.count,
+                                code=outcome.code, message=outcome.message)
             else:
                 tiles = batch.out if batch.out is not None and not batch.measure else outcome.tiles
-                reply = P.Reply(rid, "ok", batch.frame_id, batch.first_tile, header.count, tiles, outcome.moments,
-                                infer_s=outcome.infer_s)
+                reply = P.Reply(rid, P.Status.OK, batch.frame_id, batch.first_tile, header.count, tiles,
+                                outcome.moments, infer_s=outcome.infer_s)
         reply.round_trip_s = time.monotonic() - start
         self._ready.append(reply)
         return rid
@@ -77,7 +78,7 @@ class LocalBackend:
         ready, self._ready = self._ready, []
         return ready
 
-    def close(self) -> None:
+    def _free(self) -> None:
         self._ready.clear()
 
 

@@ -26,10 +26,14 @@ without FLAG_STATS, with the joint statistics of the batch), crop ``crop`` px of
 and measure the moments of the tile cores (``margin`` px in) for the stream's next frame.
 Deadlines travel as a remaining budget in microseconds (``budget_us``, 0 = none), so no two
 hosts need synchronised clocks.
+
+Length: over 400 lines on purpose, so the whole wire format (constants, the header, each
+message's encoder and its validation) reads as one specification, as zguide's protocols do.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import struct
@@ -41,21 +45,60 @@ import numpy as np
 MAGIC = b"VRST"
 VERSION = 1
 
-# Message kinds.
-READY = 1
-HEARTBEAT = 2
-DISCONNECT = 3
-RECONNECT = 4
-STYLIZE = 5
-MEASURE = 6
-RESULT = 7
-ERROR = 8
-LOST = 9
-STATUS = 10
-KIND_NAMES = {READY: "READY", HEARTBEAT: "HEARTBEAT", DISCONNECT: "DISCONNECT", RECONNECT: "RECONNECT",
-              STYLIZE: "STYLIZE", MEASURE: "MEASURE", RESULT: "RESULT", ERROR: "ERROR", LOST: "LOST",
-              STATUS: "STATUS"}
-REQUESTS = (STYLIZE, MEASURE)
+
+class Kind(enum.IntEnum):
+    """Message kinds, the header's ``kind`` byte (see the table above)."""
+
+    READY = 1
+    HEARTBEAT = 2
+    DISCONNECT = 3
+    RECONNECT = 4
+    STYLIZE = 5
+    MEASURE = 6
+    RESULT = 7
+    ERROR = 8
+    LOST = 9
+    STATUS = 10
+
+
+class Code(enum.IntEnum):
+    """The header's ``code``: why an ERROR reply refused a request (1..19) or why a LOST reply
+    gave it up (20..). :attr:`label` is the name counters and :attr:`Reply.reason` use."""
+
+    MALFORMED = 1
+    VERSION = 2
+    KIND = 3
+    LIMIT = 4
+    PAYLOAD = 5
+    DTYPE = 6
+    STYLE = 7
+    STATS = 8
+    BUSY = 9
+    NO_LOCAL_WORKER = 10
+    SHM = 11
+    WORKER = 12
+    EXPIRED = 20
+    WORKER_DIED = 21
+    BROKER_GONE = 22
+
+    @property
+    def label(self) -> str:
+        """``no-local-worker`` for NO_LOCAL_WORKER."""
+        return self.name.lower().replace("_", "-")
+
+
+class Status(str, enum.Enum):
+    """What became of a request (:attr:`Reply.status`); equal to its spelling, ``"ok"`` etc."""
+
+    OK = "ok"
+    ERROR = "error"
+    LOST = "lost"
+
+    __str__ = str.__str__  # "ok" in messages and f-strings on every Python, not "Status.OK"
+    __format__ = str.__format__
+
+
+REQUESTS = (Kind.STYLIZE, Kind.MEASURE)
 
 # Header flags.
 FLAG_SHM = 1
@@ -73,27 +116,6 @@ STATS_DTYPE = np.dtype("<f4")
 """Statistics are float32: variances overflow float16."""
 MOMENTS_DTYPE = np.dtype("<f8")
 """Moments are float64, so merging a frame's batches adds no rounding of its own."""
-
-# Error codes (ERROR replies) and reasons (LOST replies), in the header's ``code`` field.
-E_MALFORMED = 1
-E_VERSION = 2
-E_KIND = 3
-E_LIMIT = 4
-E_PAYLOAD = 5
-E_DTYPE = 6
-E_STYLE = 7
-E_STATS = 8
-E_BUSY = 9
-E_NO_LOCAL_WORKER = 10
-E_SHM = 11
-E_WORKER = 12
-LOST_EXPIRED = 20
-LOST_WORKER_DIED = 21
-LOST_BROKER_GONE = 22
-CODE_NAMES = {E_MALFORMED: "malformed", E_VERSION: "version", E_KIND: "kind", E_LIMIT: "limit",
-              E_PAYLOAD: "payload", E_DTYPE: "dtype", E_STYLE: "style", E_STATS: "stats", E_BUSY: "busy",
-              E_NO_LOCAL_WORKER: "no-local-worker", E_SHM: "shm", E_WORKER: "worker",
-              LOST_EXPIRED: "expired", LOST_WORKER_DIED: "worker-died", LOST_BROKER_GONE: "broker-gone"}
 
 # Liveness (zguide "Paranoid Pirate"): both sides send a heartbeat every interval and count a
 # peer dead after LIVENESS silent intervals.
@@ -126,7 +148,7 @@ STYLE_NAME = re.compile(r"[^\x00-\x1f\x7f]+")
 class ProtocolError(ValueError):
     """A message that breaks the protocol: answered with an ERROR reply carrying ``code``."""
 
-    def __init__(self, code: int, message: str, request_id: int = 0):
+    def __init__(self, code: Code, message: str, request_id: int = 0):
         super().__init__(message)
         self.code, self.request_id = code, request_id
 
@@ -135,7 +157,7 @@ class ProtocolError(ValueError):
 class Header:
     """The fixed header of every message (unused fields are 0)."""
 
-    kind: int
+    kind: Kind
     flags: int = 0
     request_id: int = 0
     frame_id: int = 0
@@ -158,7 +180,7 @@ class Header:
     def pack(self) -> bytes:
         style = self.style.encode()
         if len(style) > MAX_STYLE_BYTES:
-            raise ProtocolError(E_LIMIT, f"style name longer than {MAX_STYLE_BYTES} bytes: {self.style[:40]!r}...")
+            raise ProtocolError(Code.LIMIT, f"style name longer than {MAX_STYLE_BYTES} bytes: {self.style[:40]!r}...")
         values = [getattr(self, f.name) for f in fields(self)][:-1]
         return HEADER_STRUCT.pack(MAGIC, VERSION, *values, style)
 
@@ -170,29 +192,27 @@ class Header:
             ProtocolError: anything that is not a header this version can read.
         """
         if len(data) != HEADER_STRUCT.size:
-            raise ProtocolError(E_MALFORMED, f"header has {len(data)} bytes, expected {HEADER_STRUCT.size}")
+            raise ProtocolError(Code.MALFORMED, f"header has {len(data)} bytes, expected {HEADER_STRUCT.size}")
         magic, version, *values, style = HEADER_STRUCT.unpack(data)
         if magic != MAGIC:
-            raise ProtocolError(E_MALFORMED, f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
+            raise ProtocolError(Code.MALFORMED, f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
         kind, flags, request_id = values[:3]
         if version != VERSION:
-            raise ProtocolError(E_VERSION, f"protocol version {version} is not supported (this is {VERSION})",
+            raise ProtocolError(Code.VERSION, f"protocol version {version} is not supported (this is {VERSION})",
                                 request_id)
-        if kind not in KIND_NAMES:
-            raise ProtocolError(E_KIND, f"unknown message kind {kind}", request_id)
+        try:
+            kind = Kind(kind)
+        except ValueError:
+            raise ProtocolError(Code.KIND, f"unknown message kind {kind}", request_id) from None
         if flags & ~ALL_FLAGS:
-            raise ProtocolError(E_MALFORMED, f"unknown flags {flags:#x}", request_id)
+            raise ProtocolError(Code.MALFORMED, f"unknown flags {flags:#x}", request_id)
         try:
             text = style.rstrip(b"\0").decode()
         except UnicodeDecodeError:
-            raise ProtocolError(E_MALFORMED, "style name is not UTF-8", request_id) from None
+            raise ProtocolError(Code.MALFORMED, "style name is not UTF-8", request_id) from None
         if text and not STYLE_NAME.fullmatch(text):
-            raise ProtocolError(E_MALFORMED, f"style name {text!r} has control characters", request_id)
-        return cls(*values, style=text)
-
-    @property
-    def kind_name(self) -> str:
-        return KIND_NAMES[self.kind]
+            raise ProtocolError(Code.MALFORMED, f"style name {text!r} has control characters", request_id)
+        return cls(kind, *values[1:], style=text)
 
     @property
     def in_shape(self) -> tuple[int, int, int, int]:
@@ -220,12 +240,12 @@ class ShmDescriptor:
     @classmethod
     def unpack(cls, data: bytes | memoryview, request_id: int = 0) -> "ShmDescriptor":
         if len(data) != SHM_STRUCT.size:
-            raise ProtocolError(E_MALFORMED, f"shm descriptor has {len(data)} bytes, expected {SHM_STRUCT.size}",
+            raise ProtocolError(Code.MALFORMED, f"shm descriptor has {len(data)} bytes, expected {SHM_STRUCT.size}",
                                 request_id)
         raw, *numbers = SHM_STRUCT.unpack(data)
         name = raw.rstrip(b"\0").decode("ascii", "replace")
         if not SHM_NAME.fullmatch(name):
-            raise ProtocolError(E_SHM, f"shm segment name {name!r} is not a vrstyle segment", request_id)
+            raise ProtocolError(Code.SHM, f"shm segment name {name!r} is not a vrstyle segment", request_id)
         return cls(name, *numbers)
 
 
@@ -261,7 +281,7 @@ class TileBatch:
         """The request header for this batch (the budget is set when it is sent)."""
         count, height, width, channels = self.tiles.shape
         flags = (FLAG_SHM if shm else 0) | (FLAG_STATS if self.stats is not None else 0)
-        return Header(MEASURE if self.measure else STYLIZE, flags, request_id, self.frame_id, host, 0,
+        return Header(Kind.MEASURE if self.measure else Kind.STYLIZE, flags, request_id, self.frame_id, host, 0,
                       self.first_tile, count, height, width, channels, DTYPE_UINT8, self.crop, self.margin,
                       0 if self.stats is None else self.stats.shape[-1], style=self.style)
 
@@ -277,7 +297,7 @@ class Reply:
     """
 
     request_id: int
-    status: str
+    status: Status
     frame_id: int = 0
     first_tile: int = 0
     count: int = 0
@@ -292,7 +312,11 @@ class Reply:
 
     @property
     def reason(self) -> str:
-        return CODE_NAMES.get(self.code, str(self.code))
+        """The code's label ("worker-died"), or its number where this version does not know it."""
+        try:
+            return Code(self.code).label
+        except ValueError:
+            return str(self.code)
 
 
 @dataclass
@@ -318,35 +342,35 @@ def parse_request(frames: Sequence) -> Request:
         ProtocolError: any field out of range, missing or extra parts, sizes that disagree.
     """
     if not frames:
-        raise ProtocolError(E_MALFORMED, "empty message")
+        raise ProtocolError(Code.MALFORMED, "empty message")
     header = Header.unpack(_buffer(frames[0]))
     rid = header.request_id
     if header.kind not in REQUESTS:
-        raise ProtocolError(E_KIND, f"expected a STYLIZE or MEASURE request, got {header.kind_name}", rid)
+        raise ProtocolError(Code.KIND, f"expected a STYLIZE or MEASURE request, got {header.kind.name}", rid)
     check_request_header(header)
     expected_parts = 2 + bool(header.flags & FLAG_STATS)
     if len(frames) != expected_parts:
-        raise ProtocolError(E_MALFORMED, f"{header.kind_name} request has {len(frames)} parts, expected "
-                                         f"{expected_parts}", rid)
+        raise ProtocolError(Code.MALFORMED, f"{header.kind.name} request has {len(frames)} parts, expected "
+                                            f"{expected_parts}", rid)
     payload = int(np.prod(header.in_shape))
     shm = pixels = None
     if header.flags & FLAG_SHM:
         shm = ShmDescriptor.unpack(_buffer(frames[1]), rid)
-        out_bytes = int(np.prod(header.out_shape)) if header.kind == STYLIZE else 0
+        out_bytes = int(np.prod(header.out_shape)) if header.kind == Kind.STYLIZE else 0
         if shm.in_bytes != payload or shm.out_bytes != out_bytes:
-            raise ProtocolError(E_PAYLOAD, f"shm descriptor sizes {shm.in_bytes}/{shm.out_bytes} do not match "
-                                           f"tiles {header.in_shape} ({payload}/{out_bytes} bytes)", rid)
+            raise ProtocolError(Code.PAYLOAD, f"shm descriptor sizes {shm.in_bytes}/{shm.out_bytes} do not match "
+                                              f"tiles {header.in_shape} ({payload}/{out_bytes} bytes)", rid)
     else:
         pixels = _buffer(frames[1])
         if len(pixels) != payload:
-            raise ProtocolError(E_PAYLOAD, f"pixel payload has {len(pixels)} bytes, but {header.count} tiles of "
-                                           f"{header.height}x{header.width}x{header.channels} uint8 need {payload}",
+            raise ProtocolError(Code.PAYLOAD, f"pixel payload has {len(pixels)} bytes, but {header.count} tiles of "
+                                              f"{header.height}x{header.width}x{header.channels} uint8 need {payload}",
                                 rid)
     stats = None
     if header.flags & FLAG_STATS:
         stats = parse_array(frames[2], STATS_DTYPE, (2, header.stats_channels), "statistics", rid)
         if not np.isfinite(stats).all() or (stats[1] < 0).any():
-            raise ProtocolError(E_STATS, "statistics must be finite with non-negative variances", rid)
+            raise ProtocolError(Code.STATS, "statistics must be finite with non-negative variances", rid)
     return Request(header, pixels, shm, stats)
 
 
@@ -354,30 +378,32 @@ def check_request_header(header: Header) -> None:
     """Range checks on a request header's geometry (no parts needed)."""
     rid = header.request_id
     if header.flags & FLAG_REDISPATCHED:
-        raise ProtocolError(E_MALFORMED, "requests may not carry the REDISPATCHED flag", rid)
+        raise ProtocolError(Code.MALFORMED, "requests may not carry the REDISPATCHED flag", rid)
     if not header.style:
-        raise ProtocolError(E_STYLE, "request names no style", rid)
+        raise ProtocolError(Code.STYLE, "request names no style", rid)
     if not 1 <= header.count <= MAX_TILES_PER_REQUEST:
-        raise ProtocolError(E_LIMIT, f"{header.count} tiles in one request (1..{MAX_TILES_PER_REQUEST} allowed)", rid)
+        raise ProtocolError(Code.LIMIT, f"{header.count} tiles in one request (1..{MAX_TILES_PER_REQUEST} allowed)",
+                            rid)
     if not (1 <= header.height <= MAX_TILE_SIDE and 1 <= header.width <= MAX_TILE_SIDE):
-        raise ProtocolError(E_LIMIT, f"tile of {header.height}x{header.width} px (sides 1..{MAX_TILE_SIDE} allowed)",
+        raise ProtocolError(Code.LIMIT, f"tile of {header.height}x{header.width} px (sides 1..{MAX_TILE_SIDE} allowed)",
                             rid)
     if header.dtype not in PIXEL_DTYPES:
-        raise ProtocolError(E_DTYPE, f"pixel dtype code {header.dtype} (only uint8 = {DTYPE_UINT8} is supported)", rid)
+        raise ProtocolError(Code.DTYPE, f"pixel dtype code {header.dtype} (only uint8 = {DTYPE_UINT8} is supported)",
+                            rid)
     if header.channels not in (3, 4):
-        raise ProtocolError(E_PAYLOAD, f"tiles with {header.channels} channels (RGB or RGBA expected)", rid)
+        raise ProtocolError(Code.PAYLOAD, f"tiles with {header.channels} channels (RGB or RGBA expected)", rid)
     payload = int(np.prod(header.in_shape))
     if payload > MAX_PAYLOAD_BYTES:
-        raise ProtocolError(E_LIMIT, f"request of {payload} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", rid)
+        raise ProtocolError(Code.LIMIT, f"request of {payload} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", rid)
     if 2 * header.crop >= min(header.height, header.width) or 2 * header.margin >= min(header.height, header.width):
-        raise ProtocolError(E_PAYLOAD, f"crop {header.crop} / margin {header.margin} px leave nothing of a "
-                                       f"{header.height}x{header.width} tile", rid)
+        raise ProtocolError(Code.PAYLOAD, f"crop {header.crop} / margin {header.margin} px leave nothing of a "
+                                          f"{header.height}x{header.width} tile", rid)
     if header.flags & FLAG_STATS:
-        if header.kind != STYLIZE:
-            raise ProtocolError(E_MALFORMED, "only STYLIZE requests carry statistics", rid)
+        if header.kind != Kind.STYLIZE:
+            raise ProtocolError(Code.MALFORMED, "only STYLIZE requests carry statistics", rid)
         if not 1 <= header.stats_channels <= MAX_STATS_CHANNELS:
-            raise ProtocolError(E_LIMIT, f"{header.stats_channels} statistics channels "
-                                         f"(1..{MAX_STATS_CHANNELS} allowed)", rid)
+            raise ProtocolError(Code.LIMIT, f"{header.stats_channels} statistics channels "
+                                            f"(1..{MAX_STATS_CHANNELS} allowed)", rid)
 
 
 def parse_array(frame, dtype: np.dtype, shape: tuple[int, ...], what: str, request_id: int = 0) -> np.ndarray:
@@ -385,10 +411,30 @@ def parse_array(frame, dtype: np.dtype, shape: tuple[int, ...], what: str, reque
     data = _buffer(frame)
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:
-        raise ProtocolError(E_STATS if what == "statistics" else E_PAYLOAD,
+        raise ProtocolError(Code.STATS if what == "statistics" else Code.PAYLOAD,
                             f"{what} part has {len(data)} bytes, expected {expected} for {shape} {dtype.name}",
                             request_id)
     return np.frombuffer(data, dtype).reshape(shape)
+
+
+def parse_result(header: Header, frames: Sequence, request: Header) -> tuple[np.ndarray | None, np.ndarray]:
+    """Validate the parts of RESULT ``header`` against the ``request`` it answers, without copying.
+
+    Returns:
+        The tiles, (count, height - 2 crop, width - 2 crop, 3) uint8 (None for MEASURE, and where
+        the worker wrote them into the request's shared memory), and the (3, C) moments.
+
+    Raises:
+        ProtocolError: missing or extra parts, sizes that disagree with the request.
+    """
+    rid = header.request_id
+    with_tiles = request.kind == Kind.STYLIZE and not header.flags & request.flags & FLAG_SHM
+    expected = 2 + with_tiles
+    if len(frames) != expected:
+        raise ProtocolError(Code.MALFORMED, f"{len(frames)} parts, expected {expected}", rid)
+    moments = parse_array(frames[-1], MOMENTS_DTYPE, (3, header.stats_channels), "moments", rid)
+    tiles = parse_array(frames[1], np.dtype(np.uint8), request.out_shape, "tiles", rid) if with_tiles else None
+    return tiles, moments
 
 
 def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDescriptor | None) -> list:
@@ -402,8 +448,8 @@ def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDes
 def result_frames(request: Header, tiles: np.ndarray | None, moments: np.ndarray, queue_us: int,
                   infer_us: int) -> list:
     """Parts of a RESULT reply to ``request``: cropped RGB tiles (unless written to shm) and moments."""
-    count, out_h, out_w, _ = request.out_shape if request.kind == STYLIZE else (request.count, 0, 0, 3)
-    header = replace(request, kind=RESULT, flags=request.flags & FLAG_SHM, height=out_h, width=out_w, channels=3,
+    count, out_h, out_w, _ = request.out_shape if request.kind == Kind.STYLIZE else (request.count, 0, 0, 3)
+    header = replace(request, kind=Kind.RESULT, flags=request.flags & FLAG_SHM, height=out_h, width=out_w, channels=3,
                      stats_channels=moments.shape[-1], queue_us=_clamp_u32(queue_us), infer_us=_clamp_u32(infer_us))
     frames = [header.pack()]
     if tiles is not None:
@@ -428,7 +474,7 @@ def parse_text(frame) -> str:
 def encode_json(value: Any) -> bytes:
     data = json.dumps(value, separators=(",", ":")).encode()
     if len(data) > MAX_JSON_BYTES:
-        raise ProtocolError(E_LIMIT, f"JSON part of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
+        raise ProtocolError(Code.LIMIT, f"JSON part of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
     return data
 
 
@@ -436,11 +482,11 @@ def decode_json(frame) -> Any:
     """Parse a JSON part (never pickle); oversize or invalid text is a ProtocolError."""
     data = _buffer(frame)
     if len(data) > MAX_JSON_BYTES:
-        raise ProtocolError(E_LIMIT, f"JSON part of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
+        raise ProtocolError(Code.LIMIT, f"JSON part of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
     try:
         return json.loads(bytes(data))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(E_MALFORMED, f"JSON part does not parse: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+        raise ProtocolError(Code.MALFORMED, f"JSON part does not parse: {exc}") from None
 
 
 def parse_worker_info(frame) -> dict[str, Any]:
@@ -448,21 +494,21 @@ def parse_worker_info(frame) -> dict[str, Any]:
     "credit": int, "pid": int}``, every field checked."""
     info = decode_json(frame)
     if not isinstance(info, dict):
-        raise ProtocolError(E_MALFORMED, "worker info is not a JSON object")
+        raise ProtocolError(Code.MALFORMED, "worker info is not a JSON object")
     styles = info.get("styles")
     if not isinstance(styles, dict) or not 1 <= len(styles) <= 256:
-        raise ProtocolError(E_MALFORMED, "worker info needs 1..256 styles")
+        raise ProtocolError(Code.MALFORMED, "worker info needs 1..256 styles")
     for name, channels in styles.items():
         if not (STYLE_NAME.fullmatch(name) and len(name.encode()) <= MAX_STYLE_BYTES):
-            raise ProtocolError(E_STYLE, f"bad style name {name[:40]!r} in worker info")
+            raise ProtocolError(Code.STYLE, f"bad style name {name[:40]!r} in worker info")
         if not (isinstance(channels, int) and 1 <= channels <= MAX_STATS_CHANNELS):
-            raise ProtocolError(E_STATS, f"style {name!r}: bad statistics channel count {channels!r}")
+            raise ProtocolError(Code.STATS, f"style {name!r}: bad statistics channel count {channels!r}")
     for key, kind, low, high in (("host", int, 0, 2**64 - 1), ("credit", int, 1, 1024), ("pid", int, 0, 2**31)):
         value = info.get(key)
         if not (isinstance(value, kind) and low <= value <= high):
-            raise ProtocolError(E_MALFORMED, f"worker info field {key!r} = {value!r} out of range")
+            raise ProtocolError(Code.MALFORMED, f"worker info field {key!r} = {value!r} out of range")
     if not isinstance(info.get("device"), str) or len(info["device"]) > 64:
-        raise ProtocolError(E_MALFORMED, "worker info field 'device' must be a short string")
+        raise ProtocolError(Code.MALFORMED, "worker info field 'device' must be a short string")
     return info
 
 

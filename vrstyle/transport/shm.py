@@ -34,7 +34,8 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-from vrstyle.transport.protocol import E_SHM, ProtocolError, ShmDescriptor
+from vrstyle.resources import Resource
+from vrstyle.transport.protocol import Code, ProtocolError, ShmDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,14 @@ def available() -> bool:
     return host_id() != 0
 
 
-class Block:
+class Block(Resource):
     """One request's shared memory: the input tiles, then room for the output tiles."""
 
     def __init__(self, in_bytes: int, out_bytes: int):
         self.in_bytes, self.out_bytes = in_bytes, out_bytes
         self.out_offset = -(-in_bytes // ALIGN) * ALIGN
-        name = f"vrs_{os.getpid():x}_{secrets.token_hex(6)}"
-        self.segment = SharedMemory(name=name, create=True, size=max(self.out_offset + out_bytes, 1))
-        self.name = name
+        self.name = f"vrs_{os.getpid():x}_{secrets.token_hex(6)}"
+        self.segment = SharedMemory(name=self.name, create=True, size=max(self.out_offset + out_bytes, 1))
 
     def descriptor(self) -> ShmDescriptor:
         return ShmDescriptor(self.name, 0, self.in_bytes, self.out_offset, self.out_bytes)
@@ -81,56 +81,60 @@ class Block:
     def output(self, shape: tuple[int, ...]) -> np.ndarray:
         return np.ndarray(shape, np.uint8, self.segment.buf, self.out_offset)
 
-    def destroy(self) -> None:
-        _close(self.segment)
+    def _free(self) -> None:
+        """Unmap and unlink: the name goes now, the memory with the last mapping (a worker's)."""
+        try:
+            self.segment.close()
+        except BufferError:  # an array still views it: the mapping goes with the last view
+            log.debug("shm segment %s still in use at close", self.name)
         try:
             self.segment.unlink()
         except FileNotFoundError:
             pass
 
 
-class BlockPool:
+class BlockPool(Resource):
     """Client side: shared-memory blocks reused by size, unlinked on :meth:`close` or exit."""
 
     def __init__(self):
-        self._free: dict[tuple[int, int], list[Block]] = {}
+        self._idle: dict[tuple[int, int], list[Block]] = {}
         self._all: dict[str, Block] = {}
-        self._finalizer = weakref.finalize(self, _destroy_all, self._all)
+        self.on_close(weakref.finalize(self, _close_all, self._all))
 
     def acquire(self, in_bytes: int, out_bytes: int) -> Block:
-        free = self._free.get((in_bytes, out_bytes))
-        if free:
-            return free.pop()
+        idle = self._idle.get((in_bytes, out_bytes))
+        if idle:
+            return idle.pop()
         block = Block(in_bytes, out_bytes)
         self._all[block.name] = block
         return block
 
     def release(self, block: Block) -> None:
         """Back to the pool: nothing will write into it any more."""
-        self._free.setdefault((block.in_bytes, block.out_bytes), []).append(block)
+        self._idle.setdefault((block.in_bytes, block.out_bytes), []).append(block)
 
     def retire(self, block: Block) -> None:
         """Never reuse: a worker presumed dead may still write into it. Unlinked now; the
         memory goes when the last mapping does."""
         self._all.pop(block.name, None)
-        block.destroy()
+        block.close()
 
-    def close(self) -> None:
-        self._free.clear()
-        self._finalizer()
+    def _free(self) -> None:
+        self._idle.clear()
 
     @property
     def segments(self) -> int:
         return len(self._all)
 
 
-def _destroy_all(blocks: dict[str, Block]) -> None:
+def _close_all(blocks: dict[str, Block]) -> None:
+    """What :meth:`BlockPool.close` frees, also run at interpreter exit for pools nobody closed."""
     for block in blocks.values():
-        block.destroy()
+        block.close()
     blocks.clear()
 
 
-class SegmentCache:
+class SegmentCache(Resource):
     """Worker side: clients' segments attached once and kept (LRU), never unlinked here."""
 
     def __init__(self, capacity: int = CACHED_SEGMENTS):
@@ -142,12 +146,13 @@ class SegmentCache:
         """(input tiles, output tiles) arrays in the client's segment.
 
         Raises:
-            ProtocolError: the segment does not exist here or is too small for the descriptor.
+            ProtocolError: the segment does not exist here, cannot be mapped or is too small for
+                the descriptor.
         """
         segment = self._attach(descriptor.name)
         end = max(descriptor.in_offset + descriptor.in_bytes, descriptor.out_offset + descriptor.out_bytes)
         if end > segment.size:
-            raise ProtocolError(E_SHM, f"shm descriptor reaches byte {end} of a {segment.size}-byte segment")
+            raise ProtocolError(Code.SHM, f"shm descriptor reaches byte {end} of a {segment.size}-byte segment")
         tiles = np.ndarray(in_shape, np.uint8, segment.buf, descriptor.in_offset)
         out = None if out_shape is None else np.ndarray(out_shape, np.uint8, segment.buf, descriptor.out_offset)
         return tiles, out
@@ -159,37 +164,35 @@ class SegmentCache:
         try:
             segment = _Attached(name)
         except FileNotFoundError:
-            raise ProtocolError(E_SHM, f"shm segment {name} does not exist on this host") from None
+            raise ProtocolError(Code.SHM, f"shm segment {name} does not exist on this host") from None
+        except (OSError, ValueError) as exc:  # another user's, or empty: a client's mistake, not ours
+            raise ProtocolError(Code.SHM, f"shm segment {name} cannot be mapped: {exc}") from None
         self._segments[name] = segment
         while len(self._segments) > self.capacity:
-            _, old = self._segments.popitem(last=False)
-            _close(old)
+            self._segments.popitem(last=False)[1].close()
         return segment
 
-    def close(self) -> None:
+    def _free(self) -> None:
         while self._segments:
-            _close(self._segments.popitem()[1])
+            self._segments.popitem()[1].close()
 
 
-class _Attached:
+class _Attached(Resource):
     """A client's segment mapped here: no SharedMemory object, so no resource tracker involved."""
 
     def __init__(self, name: str):
-        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_NOFOLLOW)  # a link could aim anywhere
         try:
             self.size = os.fstat(fd).st_size
             self._mmap = mmap.mmap(fd, self.size)
         finally:
-            os.close(fd)
+            os.close(fd)  # the mapping keeps the segment
         self.name, self.buf = name, memoryview(self._mmap)
 
-    def close(self) -> None:
-        self.buf.release()  # BufferError while arrays still view it
+    def _free(self) -> None:
+        try:
+            self.buf.release()
+        except BufferError:  # an array still views it: the mapping goes with the last view
+            log.debug("shm segment %s still in use at close", self.name)
+            return
         self._mmap.close()
-
-
-def _close(segment: SharedMemory | _Attached) -> None:
-    try:
-        segment.close()
-    except BufferError:  # an array still views it: the mapping goes with the last view
-        log.debug("shm segment %s still in use at close", segment.name)

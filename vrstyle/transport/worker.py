@@ -31,6 +31,7 @@ import zmq
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
+from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
 from vrstyle.transport.security import CurveKeys
 from vrstyle.transport.shm import SegmentCache, host_id
@@ -85,13 +86,13 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
     batch's joint statistics; MEASURE requests run alone (a joint capture).
 
     Returns:
-        One outcome per job, in order; engine failures become E_WORKER outcomes.
+        One outcome per job, in order; engine failures become ``Code.WORKER`` outcomes.
     """
     outcomes: list[Outcome | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         h = job.header
-        if h.kind == P.STYLIZE and job.stats is not None:
+        if h.kind == P.Kind.STYLIZE and job.stats is not None:
             groups.setdefault((h.height, h.width, h.channels, h.crop, h.margin), []).append(i)
         else:
             groups[("alone", i)] = [i]
@@ -102,7 +103,7 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
         except Exception as exc:  # whatever the engine raises, the requests get an answer
             log.warning("inference failed for %d request(s): %s", len(members), exc, exc_info=log.isEnabledFor(
                 logging.DEBUG))
-            results = [Outcome(code=P.E_WORKER, message=f"worker failed: {exc}") for _ in members]
+            results = [Outcome(code=P.Code.WORKER, message=f"worker failed: {exc}") for _ in members]
         elapsed = time.perf_counter() - start
         for i, outcome in zip(members, results):
             outcome.infer_s = elapsed
@@ -112,7 +113,7 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
 
 def _run_group(engine: Engine, jobs: list[Job]) -> list[Outcome]:
     first = jobs[0]
-    if first.header.kind == P.MEASURE:
+    if first.header.kind == P.Kind.MEASURE:
         return [Outcome(moments=engine.measure(first.tiles, first.header.margin))]
     if first.stats is None:
         tiles, moments = engine.stylize_and_measure(first.tiles, None, first.header.crop, first.header.margin)
@@ -138,8 +139,11 @@ def _deliver(job: Job, tiles: np.ndarray, moments: np.ndarray) -> Outcome:
     return Outcome(moments=moments)
 
 
-class StyleWorker:
+class StyleWorker(Resource):
     """The worker process's transport loop. Call :meth:`run`; stop it with the event.
+
+    The compute thread and its inproc socket live from construction to :meth:`close` (which
+    :meth:`run` calls when it returns); one connection to the broker lives per session.
 
     Args:
         endpoint: the broker's worker endpoint, e.g. ``tcp://gpu-host:5556``.
@@ -168,7 +172,15 @@ class StyleWorker:
         self.host = host_id()
         self.counters: Counter[str] = Counter()
         self._inbox: queue.Queue[Job | None] = queue.Queue()
-        self._results_endpoint = f"inproc://vrstyle-worker-{id(self):x}"
+        results_endpoint = f"inproc://vrstyle-worker-{id(self):x}"
+        with self.building():
+            self._results = self.own(self.context.socket(zmq.PAIR))
+            self._results.linger = 0
+            self._results.bind(results_endpoint)
+            self._compute = threading.Thread(target=self._compute_loop, args=(results_endpoint,),
+                                             name="vrstyle-compute", daemon=True)
+            self._compute.start()
+            self.on_close(self._stop_compute)
 
     def info(self) -> dict[str, Any]:
         """The READY announcement."""
@@ -176,18 +188,15 @@ class StyleWorker:
                 "host": self.host, "device": self.device, "credit": self.credit, "pid": os.getpid()}
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Serve until ``stop`` is set: connect, announce, answer, reconnect when the broker goes quiet."""
+        """Serve until ``stop`` is set: connect, announce, answer, reconnect when the broker goes
+        quiet; then close."""
         stop = stop or threading.Event()
-        results = self.context.socket(zmq.PAIR)
-        results.bind(self._results_endpoint)
-        compute = threading.Thread(target=self._compute_loop, name="vrstyle-compute", daemon=True)
-        compute.start()
         delay = P.RECONNECT_MIN_S
         try:
             while not stop.is_set():
-                if self._session(results, stop, compute):
+                if self._session(stop):
                     delay = P.RECONNECT_MIN_S  # the broker answered this time
-                if not compute.is_alive():
+                if not self._compute.is_alive():
                     raise VrstyleError("the inference thread stopped; see the log above")
                 if not stop.is_set():
                     log.warning("broker at %s silent for %.1f s; reconnecting in %.2f s", self.endpoint,
@@ -195,51 +204,50 @@ class StyleWorker:
                     stop.wait(delay)
                     delay = min(2 * delay, P.RECONNECT_MAX_S)
         finally:
-            self._inbox.put(None)
-            compute.join(timeout=10)
-            results.close(linger=0)
+            self.close()
             log.info("worker stopped: %s", dict(self.counters))
 
-    def _session(self, results: zmq.Socket, stop: threading.Event, compute: threading.Thread) -> bool:
+    def _stop_compute(self) -> None:
+        """Let the compute thread finish its batch and leave."""
+        self._inbox.put(None)
+        self._compute.join(timeout=10)
+
+    def _session(self, stop: threading.Event) -> bool:
         """One connection to the broker; returns whether the broker was ever heard from."""
-        socket = self.context.socket(zmq.DEALER)
-        socket.linger = 0
-        socket.setsockopt(zmq.MAXMSGSIZE, P.MAX_SOCKET_MESSAGE_BYTES)
-        if self.keys is not None:
-            self.keys.apply(socket)
-        try:
-            socket.connect(self.endpoint)
-        except zmq.ZMQError as exc:
-            socket.close()
-            raise VrstyleError(f"cannot connect to broker at {self.endpoint}: {exc.strerror}") from None
-        poller = zmq.Poller()
-        poller.register(socket, zmq.POLLIN)
-        poller.register(results, zmq.POLLIN)
-        socket.send_multipart([P.Header(P.READY, host=self.host).pack(), P.encode_json(self.info())])
-        heard = False
-        expiry = time.monotonic() + self.liveness * self.heartbeat_s
-        next_beat = time.monotonic() + self.heartbeat_s
-        try:
-            while not stop.is_set() and compute.is_alive():
+        with self.context.socket(zmq.DEALER) as socket:
+            socket.linger = 0
+            socket.setsockopt(zmq.MAXMSGSIZE, P.MAX_SOCKET_MESSAGE_BYTES)
+            if self.keys is not None:
+                self.keys.apply(socket)
+            try:
+                socket.connect(self.endpoint)
+            except zmq.ZMQError as exc:
+                raise VrstyleError(f"cannot connect to broker at {self.endpoint}: {exc.strerror}") from None
+            poller = zmq.Poller()
+            poller.register(socket, zmq.POLLIN)
+            poller.register(self._results, zmq.POLLIN)
+            socket.send_multipart([P.Header(P.Kind.READY, host=self.host).pack(), P.encode_json(self.info())])
+            heard = False
+            expiry = time.monotonic() + self.liveness * self.heartbeat_s
+            next_beat = time.monotonic() + self.heartbeat_s
+            while not stop.is_set() and self._compute.is_alive():
                 events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s, 0.25)))
                 now = time.monotonic()
                 if socket in events:
                     while socket.poll(0):
                         self._on_broker(socket, socket.recv_multipart(copy=False), now)
                     heard, expiry = True, now + self.liveness * self.heartbeat_s
-                if results in events:
-                    while results.poll(0):
-                        socket.send_multipart(results.recv_multipart(copy=False), copy=False)
+                if self._results in events:
+                    while self._results.poll(0):
+                        socket.send_multipart(self._results.recv_multipart(copy=False), copy=False)
                 if now >= next_beat:
-                    socket.send(P.Header(P.HEARTBEAT).pack())
+                    socket.send(P.Header(P.Kind.HEARTBEAT).pack())
                     next_beat = now + self.heartbeat_s
                 if now >= expiry:
                     return heard
             socket.linger = int(1000 * self.heartbeat_s)  # let the goodbye out before closing
-            socket.send(P.Header(P.DISCONNECT).pack())
+            socket.send(P.Header(P.Kind.DISCONNECT).pack())
             return True
-        finally:
-            socket.close()
 
     def _on_broker(self, socket: zmq.Socket, frames: list, now: float) -> None:
         try:
@@ -247,10 +255,10 @@ class StyleWorker:
         except P.ProtocolError as exc:
             self._reject(socket, exc, None)
             return
-        if header.kind == P.HEARTBEAT:
+        if header.kind == P.Kind.HEARTBEAT:
             return
-        if header.kind == P.RECONNECT:
-            socket.send_multipart([P.Header(P.READY, host=self.host).pack(), P.encode_json(self.info())])
+        if header.kind == P.Kind.RECONNECT:
+            socket.send_multipart([P.Header(P.Kind.READY, host=self.host).pack(), P.encode_json(self.info())])
             return
         try:
             job = self._job(frames, now)
@@ -265,35 +273,30 @@ class StyleWorker:
         h = request.header
         engine = self.engines.get(h.style)
         if engine is None:
-            raise P.ProtocolError(P.E_STYLE, f"this worker does not serve style {h.style!r} "
-                                             f"(it serves {', '.join(sorted(self.engines))})", h.request_id)
+            raise P.ProtocolError(P.Code.STYLE, f"this worker does not serve style {h.style!r} "
+                                                f"(it serves {', '.join(sorted(self.engines))})", h.request_id)
         if request.stats is not None and request.stats.shape[1] != engine.stats_channels:
-            raise P.ProtocolError(P.E_STATS, f"statistics for {request.stats.shape[1]} channels, style {h.style!r} "
-                                             f"has {engine.stats_channels}", h.request_id)
+            raise P.ProtocolError(P.Code.STATS, f"statistics for {request.stats.shape[1]} channels, style {h.style!r} "
+                                                f"has {engine.stats_channels}", h.request_id)
         tiles = None if request.pixels is None else np.frombuffer(request.pixels, np.uint8).reshape(h.in_shape)
         deadline = now + h.budget_us / 1e6 if h.budget_us else None
         # Shared memory is mapped in the compute thread, which owns the segment cache.
         return Job(h, tiles, request.stats, received=now, deadline=deadline, shm=request.shm)
 
     def _reject(self, socket: zmq.Socket, exc: P.ProtocolError, header: P.Header | None) -> None:
-        self.counters[f"rejected_{P.CODE_NAMES.get(exc.code, exc.code)}"] += 1
+        self.counters[f"rejected_{exc.code.label}"] += 1
         log.warning("rejected a request: %s", exc)
-        socket.send_multipart(P.error_frames(P.ERROR, exc.code, f"worker: {exc}", header))
+        socket.send_multipart(P.error_frames(P.Kind.ERROR, exc.code, f"worker: {exc}", header))
 
-    def _compute_loop(self) -> None:
-        results = self.context.socket(zmq.PAIR)
-        results.connect(self._results_endpoint)
-        segments = SegmentCache()
-        try:
-            while True:
-                jobs = self._next_batch()
-                if jobs is None:
-                    return
+    def _compute_loop(self, results_endpoint: str) -> None:
+        """The compute thread: batches from the inbox, replies to the I/O thread. It alone maps
+        shared memory, so the segment cache is its own."""
+        with self.context.socket(zmq.PAIR) as results, SegmentCache() as segments:
+            results.linger = 0
+            results.connect(results_endpoint)
+            while (jobs := self._next_batch()) is not None:
                 for frames in self._serve(jobs, segments):
                     results.send_multipart(frames, copy=False)
-        finally:
-            segments.close()
-            results.close(linger=0)
 
     def _next_batch(self) -> list[Job] | None:
         first = self._inbox.get()
@@ -321,14 +324,15 @@ class StyleWorker:
         for job in jobs:
             if job.deadline is not None and now > job.deadline:
                 self.counters["expired"] += 1
-                replies.append(P.error_frames(P.LOST, P.LOST_EXPIRED, "deadline passed before inference", job.header))
+                replies.append(P.error_frames(P.Kind.LOST, P.Code.EXPIRED, "deadline passed before inference",
+                                              job.header))
                 continue
             if job.shm is not None:
                 try:
-                    out_shape = job.header.out_shape if job.header.kind == P.STYLIZE else None
+                    out_shape = job.header.out_shape if job.header.kind == P.Kind.STYLIZE else None
                     job.tiles, job.out = segments.views(job.shm, job.header.in_shape, out_shape)
                 except P.ProtocolError as exc:
-                    replies.append(P.error_frames(P.ERROR, exc.code, f"worker: {exc}", job.header))
+                    replies.append(P.error_frames(P.Kind.ERROR, exc.code, f"worker: {exc}", job.header))
                     continue
             live.append(job)
         by_engine: dict[int, list[Job]] = {}
@@ -340,7 +344,7 @@ class StyleWorker:
             for job, outcome in zip(group, outcomes):
                 if outcome.code:
                     self.counters["failed"] += 1
-                    replies.append(P.error_frames(P.ERROR, outcome.code, outcome.message, job.header))
+                    replies.append(P.error_frames(P.Kind.ERROR, outcome.code, outcome.message, job.header))
                     continue
                 self.counters["tiles"] += job.header.count
                 queue_us = (start - job.received) * 1e6
