@@ -1,4 +1,5 @@
-"""Shared fixtures: the shared data folder (tests needing it skip cleanly without it) and teachers."""
+"""Shared fixtures: the shared data folder (tests needing it skip cleanly without it), teachers and
+networks with random weights."""
 
 from __future__ import annotations
 
@@ -11,7 +12,33 @@ import pytest
 
 from vrstyle.models.registry import shared_data_dir
 
-TEACHER_STYLES = ("candy", "mosaic", "rain_princess", "udnie", "pointilism")
+
+def randomise_weights(net):
+    """``net`` in eval mode with non-trivial norm affines, binary thresholds, plane weights and
+    binary biases (fresh ones are identities and zeros, which hide mistakes), drawn from torch's
+    global generator so that one ``torch.manual_seed`` fixes the whole network."""
+    import torch
+
+    from vrstyle.models.binary import BinaryConv2d, RSign
+    from vrstyle.models.norm import FrameNorm
+
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, FrameNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+            elif isinstance(module, RSign):
+                module.threshold.normal_(0, 0.5)
+                module.beta.uniform_(0.5, 1.5)
+            elif isinstance(module, BinaryConv2d) and module.bias is not None:
+                module.bias.normal_()
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def random_weights():
+    """:func:`randomise_weights`, for tests and fixtures."""
+    return randomise_weights
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +107,7 @@ def xvfb():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
+def tiny_model(tmp_path_factory, random_weights) -> str:
     """A small random Johnson net (width 8, one block) saved as a model file named ``tiny``.
 
     Norm layers get non-trivial affine parameters, so statistics visibly matter. Lets real
@@ -94,12 +121,7 @@ def tiny_model(tmp_path_factory) -> str:
     from vrstyle.models import create_model
 
     torch.manual_seed(0)
-    net = create_model("johnson", width=8, blocks=1)
-    with torch.no_grad():
-        for module in net.modules():
-            if hasattr(module, "channels") and hasattr(module, "weight"):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
+    net = random_weights(create_model("johnson", width=8, blocks=1))
     path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
     save_file(net.state_dict(), str(path), metadata={"name": "tiny", "arch": "johnson",
                                                      "config": json.dumps({"width": 8, "blocks": 1})})

@@ -18,19 +18,6 @@ from vrstyle.models.students import StudentNet
 from vrstyle.train.calibrate import fit_thresholds, gptq, refine_signs
 
 
-def randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial thresholds, plane weights and biases, so equalities below can fail."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, RSign):
-                module.threshold.copy_(torch.randn(module.threshold.shape, generator=generator) * 0.5)
-                module.beta.copy_(torch.rand(module.beta.shape, generator=generator) + 0.5)
-            if isinstance(module, BinaryConv2d) and module.bias is not None:
-                module.bias.copy_(torch.randn(module.bias.shape, generator=generator))
-    return net.eval()
-
-
 @torch.enable_grad()
 def test_ste_sign_forward_and_clipped_gradient():
     x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
@@ -91,10 +78,10 @@ def binary_layer(channels: int, out: int, stride: int, planes: int, upsample: bo
     (128, 128, 1, 1, (17, 19)), (128, 128, 2, 1, (9, 33)), (70, 33, 2, 1, (5, 7)), (13, 5, 3, 2, (11, 8)),
     (64, 64, 1, 2, (16, 16)), (200, 7, 1, 1, (3, 4)),
 ])
-def test_compiled_popcount_equals_float_simulation_exactly(channels, out, planes, stride, size):
+def test_compiled_popcount_equals_float_simulation_exactly(channels, out, planes, stride, size, random_weights):
     """Packing with thresholds and reflection padding, AND + popcount, fp32 epilogue: bit for bit."""
     torch.manual_seed(channels + planes)
-    layer = randomise(binary_layer(channels, out, stride, planes))
+    layer = random_weights(binary_layer(channels, out, stride, planes))
     x = torch.randn(2, channels, *size) * 3
     with torch.no_grad():
         expected = layer(x)
@@ -114,10 +101,10 @@ def test_packed_kernels_count_their_bits():
     assert not bits[:5, ..., 70:].any() and not bits[5:].any()  # padding counts in no popcount
 
 
-def test_whole_student_on_popcount_equals_float_simulation():
+def test_whole_student_on_popcount_equals_float_simulation(random_weights):
     """Reflection padding of ±1 planes stays ±1: the whole network agrees bit for bit."""
     torch.manual_seed(1)
-    net = randomise(StudentNet(width=8, blocks=2, planes=2))
+    net = random_weights(StudentNet(width=8, blocks=2, planes=2))
     x = torch.rand(1, 3, 40, 36) * 255
     with torch.no_grad():
         expected = net(x)
@@ -141,9 +128,10 @@ def test_generic_fallback_path_is_bit_exact():
     import subprocess
     import sys
 
-    code = ("import torch; from tests.test_binary import binary_layer, randomise; "
+    code = ("import torch; from tests.conftest import randomise_weights; from tests.test_binary import binary_layer; "
             "from vrstyle.models.fast import PackedConvLayer; from vrstyle.kernels.bconv import kernel_path; "
-            "torch.manual_seed(0); layer = randomise(binary_layer(96, 40, 1, 2)); x = torch.randn(1, 96, 9, 11); "
+            "torch.manual_seed(0); layer = randomise_weights(binary_layer(96, 40, 1, 2)); "
+            "x = torch.randn(1, 96, 9, 11); "
             "print(kernel_path(), torch.equal(PackedConvLayer(layer)(x), layer(x)))")
     env = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(Path(__file__).parent / ".."
                                                                               / ".pytest_cache" / "numba-generic")}
@@ -198,14 +186,10 @@ def test_gptq_and_sign_refinement_beat_plain_signs():
     assert objective(refined) <= objective(q)
 
 
-def _tiny_teacher() -> torch.nn.Module:
+@pytest.fixture
+def tiny_teacher(random_weights) -> torch.nn.Module:
     torch.manual_seed(3)
-    teacher = create_model("johnson", width=8, blocks=2)
-    with torch.no_grad():
-        for name, p in teacher.named_parameters():
-            if name.endswith("weight") and p.ndim == 1:
-                p.uniform_(0.5, 1.5)
-    return teacher.eval()
+    return random_weights(create_model("johnson", width=8, blocks=2))
 
 
 def _images() -> torch.Tensor:
@@ -215,10 +199,10 @@ def _images() -> torch.Tensor:
     return smooth * 255
 
 
-def test_calibration_reproduces_a_float_student_and_fits_a_binary_one():
+def test_calibration_reproduces_a_float_student_and_fits_a_binary_one(tiny_teacher):
     from vrstyle.train.calibrate import calibrate, relative_error
 
-    teacher, images = _tiny_teacher(), _images()
+    teacher, images = tiny_teacher, _images()
     with torch.no_grad():
         reference = teacher(images)
     same = StudentNet(width=8, blocks=2, layers={})
@@ -233,10 +217,10 @@ def test_calibration_reproduces_a_float_student_and_fits_a_binary_one():
         assert fitted < 0.5 * relative_error(plain.eval()(images), reference)  # far better than a copy
 
 
-def test_calibration_of_a_narrower_student_selects_channels():
+def test_calibration_of_a_narrower_student_selects_channels(tiny_teacher):
     from vrstyle.train.calibrate import calibrate, relative_error, select_channels
 
-    teacher, images = _tiny_teacher(), _images()
+    teacher, images = tiny_teacher, _images()
     keep = select_channels(teacher, 4)
     assert len(keep["stream"]) == 16 and len(keep["in1"]) == 4 and keep["stream"].unique().numel() == 16
     narrow = StudentNet(width=4, blocks=2, layers={}).eval()

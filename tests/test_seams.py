@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import tiles
-from vrstyle.models import StyleEngine
-from vrstyle.pipeline import measure_stats, stylize_image, stylize_untiled
+from vrstyle.models import NormContext, StyleEngine
+from vrstyle.stylize import measure_stats, stylize_image, stylize_untiled
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -37,11 +37,11 @@ def test_tiled_equals_whole_with_shared_stats(teacher, photo):
     assert len(grid) == 4
     image = torch.from_numpy(photo.copy()).permute(2, 0, 1).float()
     stats = torch.from_numpy(measure_stats(StyleEngine(net), photo, grid))
-    whole = tiles.crop_frame(net(tiles.pad_frame(image, grid)[None], stats=stats)[0], grid).clamp(0, 255)
+    whole = tiles.crop_frame(net(tiles.pad_frame(image, grid)[None], NormContext(stats))[0], grid).clamp(0, 255)
     pieces = tiles.cut(image, grid)
 
     def tiled(given):
-        out = torch.cat([net(piece[None], stats=given) for piece in pieces])
+        out = torch.cat([net(piece[None], NormContext(given)) for piece in pieces])
         return tiles.stitch(tiles.crop_halo(out, grid), grid)[0].clamp(0, 255)
 
     shared = (tiled(stats) - whole).abs()

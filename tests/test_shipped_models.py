@@ -22,8 +22,6 @@ from vrstyle.models import StudentNet, resolve_model
 from vrstyle.models.packed import save_model
 from vrstyle.models.registry import SHIPPED_DIR, STYLES
 
-from test_binary import randomise
-
 SHIPPED = [SHIPPED_DIR / f"{style}-binary.safetensors" for style in STYLES]
 
 
@@ -72,17 +70,17 @@ def test_stylize_works_on_a_fresh_install_without_shared_data(tmp_path):
 
 
 @pytest.fixture
-def small_student_file(tmp_path) -> Path:
+def small_student_file(tmp_path, random_weights) -> Path:
     torch.manual_seed(0)
-    net = randomise(StudentNet(width=8, blocks=1))
+    net = random_weights(StudentNet(width=8, blocks=1))
     path = tmp_path / "small.safetensors"
     save_model(net, path, "small/binary", "student", {"width": 8, "blocks": 1})
     return path
 
 
-def test_packed_files_load_back_to_the_same_network(small_student_file):
+def test_packed_files_load_back_to_the_same_network(small_student_file, random_weights):
     torch.manual_seed(0)
-    net = randomise(StudentNet(width=8, blocks=1))
+    net = random_weights(StudentNet(width=8, blocks=1))
     loaded = resolve_model(str(small_student_file)).load()
     x = torch.rand(1, 3, 32, 32) * 255
     with torch.no_grad():
@@ -133,7 +131,7 @@ def test_shipped_student_tiles_without_seams():
     """With frame-shared statistics the binary student's tiles agree with the whole image."""
     import tiles
     from vrstyle.models import StyleEngine
-    from vrstyle.pipeline import measure_stats, stylize_image, stylize_untiled
+    from vrstyle.stylize import measure_stats, stylize_image, stylize_untiled
 
     from test_seams import seam_mask
 

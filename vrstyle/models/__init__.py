@@ -1,7 +1,7 @@
 """Style networks: architectures, tile-consistent normalisation, registry and inference."""
 
 from vrstyle.models.engine import StyleEngine
-from vrstyle.models.norm import FrameNorm
+from vrstyle.models.norm import FrameNorm, NormContext, frame_norm
 from vrstyle.models.registry import (
     ARCHITECTURES, STYLES, ModelSpec, available_models, create_model, load_model, register_architecture,
     resolve_model,
@@ -13,6 +13,6 @@ register_architecture("johnson")(TransformerNet)
 register_architecture("student")(StudentNet)
 
 __all__ = [
-    "ARCHITECTURES", "FrameNorm", "ModelSpec", "STYLES", "StudentNet", "StyleEngine", "TransformerNet", "available_models",
-    "create_model", "load_model", "register_architecture", "resolve_model",
+    "ARCHITECTURES", "FrameNorm", "ModelSpec", "NormContext", "STYLES", "StudentNet", "StyleEngine", "TransformerNet",
+    "available_models", "create_model", "frame_norm", "load_model", "register_architecture", "resolve_model",
 ]

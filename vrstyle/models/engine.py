@@ -14,6 +14,7 @@ from torch import nn
 
 from vrstyle.errors import VrstyleError
 from vrstyle.models.fast import has_binary_activations, use_fast_kernels
+from vrstyle.models.norm import NormContext
 
 
 def pick_device(name: str) -> torch.device:
@@ -36,8 +37,9 @@ class StyleEngine:
     """Runs a style network on uint8 RGB tiles.
 
     Args:
-        model: a network taking (N, 3, H, W) in 0..255 with ``forward(x, stats, capture,
-            margin)`` and a ``stats_channels`` attribute (every registered architecture).
+        model: a network taking (N, 3, H, W) in 0..255 with ``forward(x, norm)`` (``norm`` a
+            :class:`~vrstyle.models.norm.NormContext`) and a ``stats_channels`` attribute
+            (every registered architecture).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         half: run in fp16 (CUDA only).
         channels_last: NHWC memory layout (faster convolutions on GPUs).
@@ -100,7 +102,7 @@ class StyleEngine:
         if capture_rows is not None:
             shape = (3, self.stats_channels) if capture_rows == 0 else (capture_rows, 3, self.stats_channels)
             capture = torch.empty(shape, device=self.device)
-        out = self.model(self._to_network(pixels), stats=given, capture=capture, margin=margin)
+        out = self.model(self._to_network(pixels), NormContext(given, capture, margin))
         height, width = pixels.shape[1:3]
         out = out[:, :, crop:height - crop, crop:width - crop]
         return out.float().clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous(), capture
@@ -113,7 +115,7 @@ class StyleEngine:
         whole frame would be, so a sample of a frame's tiles measures the frame.
         """
         capture = torch.empty(3, self.stats_channels, device=self.device)
-        self.model(self.to_input(tiles), capture=capture, margin=margin)
+        self.model(self.to_input(tiles), NormContext(capture=capture, margin=margin))
         return capture.cpu().numpy().astype(np.float64)
 
     @torch.inference_mode()

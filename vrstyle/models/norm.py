@@ -1,22 +1,26 @@
 """Instance normalisation whose statistics can come from outside the tile.
 
 Per-tile InstanceNorm statistics differ between tiles, and that, not convolution, is what
-makes tiled stylisation seamy. :class:`FrameNorm` normalises with statistics captured once
-per frame from a thumbnail of the whole frame (both eyes together) and applied unchanged to
-every tile: Thumbnail Instance Normalization, after Chen et al., "Towards Ultra-Resolution
-Neural Style Transfer via Thumbnail Instance Normalization" (URST, AAAI 2022).
-
-The statistics must be measured at full resolution: these networks are scale-sensitive, and
-statistics from a downscaled thumbnail gave large artefacts (e.g. green blobs with udnie),
-so they are taken over the cores of full-resolution tiles instead (``margin``).
+makes tiled stylisation seamy. :class:`FrameNorm` normalises every tile of a frame with the
+same statistics, after Thumbnail Instance Normalization (Chen et al., "Towards
+Ultra-Resolution Neural Style Transfer via Thumbnail Instance Normalization", URST, AAAI
+2022), but measured at full resolution rather than on a thumbnail: these networks are
+scale-sensitive, and statistics of a downscaled frame gave large artefacts (e.g. green blobs
+with udnie). Each layer's moments are measured over the cores of full-resolution tiles (the
+tile minus ``margin``), which partition the frame, and merged into the frame's statistics
+(see :mod:`vrstyle.pipeline`).
 
 A network's statistics travel as one plain tensor of shape ``(2, C)`` (mean row, variance
 row; ``C`` the channels of all its norm layers in forward order), or ``(B, 2, C)`` to give
-each image of a batch its own, so tiles of different frames can share a batch. Their
-arithmetic (merging, smoothing) is in :mod:`vrstyle.normstats`, free of torch.
+each image of a batch its own, so tiles of different frames can share a batch. A
+:class:`NormContext` carries them, and the buffer that records measured moments, down
+through a network's layers. Their arithmetic (merging, smoothing) is in
+:mod:`vrstyle.normstats`, free of torch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,24 +28,110 @@ from torch import nn
 EPS = 1e-5
 
 
+@dataclass(frozen=True)
+class NormContext:
+    """Where the norm layers of one forward pass take statistics from and record moments to.
+
+    Attributes:
+        stats: ``(2, C_total)`` or ``(N, 2, C_total)`` statistics to normalise with, or None.
+        capture: a ``(3, C_total)`` buffer to record moments measured jointly over the batch,
+            or ``(N, 3, C_total)`` to record each image's own; None records nothing.
+        margin: input pixels on each side that recording skips: a tile's halo, where its own
+            padding disturbs the activations.
+
+    The default context is plain per-image InstanceNorm, as the networks were trained.
+    """
+
+    stats: torch.Tensor | None = None
+    capture: torch.Tensor | None = None
+    margin: int = 0
+
+
+PLAIN = NormContext()
+
+
+def frame_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stats: torch.Tensor | None = None,
+               margin: int | None = None, joint: bool = False,
+               eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Affine instance normalisation with given statistics, measuring moments on the way.
+
+    Without ``stats`` it normalises with the moments it measures (or, measuring nothing,
+    per image as InstanceNorm); with ``stats`` it is one per-channel affine (no reductions)
+    unless asked to measure too, so tiles normalised with a frame's statistics measure the
+    statistics for the next frame in the same pass.
+
+    Args:
+        x: (N, C, H, W) input.
+        weight, bias: (C,) affine parameters.
+        stats: (2, C) or (N, 2, C) means and variances to normalise with; None to use the
+            input's own.
+        margin: measure moments over ``x`` without ``margin`` pixels on each side (a tile's
+            halo, at this layer's resolution); None measures nothing.
+        joint: measure over the whole batch at once (e.g. the tiles of one frame) instead of
+            per image.
+        eps: added to the variance.
+
+    Returns:
+        The normalised (N, C, H, W) tensor in ``x``'s dtype, and the measured fp32 moments
+        (rows: pixel count, mean, variance): (3, C) if ``joint``, else (N, 3, C); None when
+        ``margin`` is None.
+
+    Raises:
+        ValueError: shapes that do not fit, or a margin that leaves no pixels.
+
+    >>> x = torch.rand(2, 4, 8, 8)
+    >>> out, moments = frame_norm(x, torch.ones(4), torch.zeros(4), margin=2)
+    >>> moments.shape, moments[0, 0, 0].item()  # each image's 4x4 core
+    (torch.Size([2, 3, 4]), 16.0)
+    >>> again, _ = frame_norm(x, torch.ones(4), torch.zeros(4), stats=moments[:, 1:])
+    >>> torch.equal(again, out)
+    True
+    """
+    _check_shapes(x, weight, bias, stats, margin)
+    moments = None
+    if margin is not None:
+        inner = x[..., margin:x.shape[-2] - margin, margin:x.shape[-1] - margin].float()
+        var, mean = torch.var_mean(inner, dim=(0, 2, 3) if joint else (2, 3), correction=0, keepdim=True)
+        count = inner.shape[2] * inner.shape[3] * (inner.shape[0] if joint else 1)
+        rows = (mean.shape[1],) if joint else mean.shape[:2]
+        moments = torch.stack([mean.new_full(rows, count), mean.reshape(rows), var.reshape(rows)], dim=-2)
+    if stats is not None:
+        channels = x.shape[1]
+        mean = stats[..., 0, :].float().reshape(-1, channels, 1, 1)
+        var = stats[..., 1, :].float().reshape(-1, channels, 1, 1)
+    elif margin is None:
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)
+    # Folded into one per-channel affine in fp32: variances overflow fp16.
+    scale = weight.float()[None, :, None, None] * torch.rsqrt(var + eps)
+    shift = bias.float()[None, :, None, None] - mean * scale
+    return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype)), moments  # one pass over x, not two
+
+
+def _check_shapes(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stats: torch.Tensor | None,
+                  margin: int | None) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"frame_norm expects (N, C, H, W) input, got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    if weight.shape != (c,) or bias.shape != (c,):
+        raise ValueError(f"frame_norm: input has {c} channels, weight {tuple(weight.shape)} and bias "
+                         f"{tuple(bias.shape)} do not fit")
+    if stats is not None and (stats.ndim not in (2, 3) or stats.shape[-2:] != (2, c)
+                              or (stats.ndim == 3 and stats.shape[0] not in (1, n))):
+        raise ValueError(f"frame_norm: statistics of shape {tuple(stats.shape)} do not fit input "
+                         f"{tuple(x.shape)} (expects (2, {c}) or ({n}, 2, {c}))")
+    if margin is not None and not 0 <= 2 * margin < min(h, w):
+        raise ValueError(f"frame_norm: a margin of {margin} px leaves no pixels of a {h}x{w} input to measure")
+
+
 class FrameNorm(nn.Module):
-    """Affine instance normalisation with three sources of statistics.
+    """:func:`frame_norm` as one layer of a network, its statistics columns in a :class:`NormContext`.
 
-    * ``stats`` given: normalise with those (a per-channel affine, fusable, no reductions);
-    * ``capture`` given (and no ``stats``): take the statistics jointly over the whole batch
-      (e.g. several tiles of one frame), normalise with them and record them;
-    * neither: plain per-image InstanceNorm, as the network was trained.
-
-    With both ``stats`` and ``capture``, the layer normalises with ``stats`` and records the
-    moments of its input, so the tiles of one frame measure the statistics for the next. A
-    capture of shape ``(N, 3, C_total)`` records each image's moments on its own (so they do
-    not depend on what else shares the batch); a ``(3, C_total)`` one records them jointly.
-    Recording skips ``margin`` input pixels on every side (scaled by this layer's ``stride``):
-    the halo of a tile, where its own padding disturbs the activations. Recorded moments are
-    rows (count, mean, variance); see :func:`combine_moments`.
+    The layer owns channels ``offset .. offset + channels`` of the network's statistics and of
+    the capture buffer, and measures with the context's margin divided by ``stride`` (this
+    layer's downsampling), so every layer skips the same halo of the input image.
 
     Shape:
-        x: (N, C, H, W); stats: (2, C_total) or (N, 2, C_total); capture: (3, C_total) or (N, 3, C_total).
+        x: (N, C, H, W) -> (N, C, H, W).
     """
 
     def __init__(self, channels: int, offset: int = 0, stride: int = 1, eps: float = EPS):
@@ -50,27 +140,16 @@ class FrameNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
-                capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
         columns = slice(self.offset, self.offset + self.channels)
-        if capture is not None:
-            m = margin // self.stride
-            inner = x[..., m:x.shape[-2] - m, m:x.shape[-1] - m].float()
-            per_image = capture.ndim == 3
-            var, mean = torch.var_mean(inner, dim=(2, 3) if per_image else (0, 2, 3), correction=0, keepdim=True)
-            rows = capture.shape[:-2] + (self.channels,)
-            capture[..., 0, columns] = inner.shape[2] * inner.shape[3] * (1 if per_image else inner.shape[0])
-            capture[..., 1, columns] = mean.reshape(rows)
-            capture[..., 2, columns] = var.reshape(rows)
-        if stats is not None:
-            mean, var = stats[..., 0, columns].float(), stats[..., 1, columns].float()
-            mean, var = mean.reshape(-1, self.channels, 1, 1), var.reshape(-1, self.channels, 1, 1)
-        elif capture is None:
-            var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)
-        # Folded into one per-channel affine in fp32: variances overflow fp16.
-        scale = self.weight.float()[None, :, None, None] * torch.rsqrt(var + self.eps)
-        shift = self.bias.float()[None, :, None, None] - mean * scale
-        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))  # one pass over x, not two
+        stats = None if norm.stats is None else norm.stats[..., columns]
+        capture = norm.capture
+        margin = None if capture is None else norm.margin // self.stride
+        joint = capture is not None and capture.ndim == 2
+        out, moments = frame_norm(x, self.weight, self.bias, stats, margin, joint, self.eps)
+        if moments is not None:
+            capture[..., columns] = moments
+        return out
 
     def extra_repr(self) -> str:
         return f"{self.channels}, offset={self.offset}, stride={self.stride}, eps={self.eps}"

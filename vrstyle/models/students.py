@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vrstyle.models.binary import LAYER_KINDS, RPReLU, conv_class
+from vrstyle.models.norm import PLAIN, NormContext
 from vrstyle.models.transformer import ConvLayer, ResidualBlock, TransformerNet
 
 SHIPPED_LAYERS = {"conv2": "int8", "conv3": "binary_weights", "body": "binary",
@@ -39,13 +40,12 @@ class StudentBlock(ResidualBlock):
         self.bireal = bireal
         self.act = RPReLU(channels) if rprelu else nn.ReLU()
 
-    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
-                capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
-        y = self.act(self.in1(self.conv1(x), stats, capture, margin))
+    def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
+        y = self.act(self.in1(self.conv1(x), norm))
         if self.bireal:
             y = y + x
-            return y + self.in2(self.conv2(y), stats, capture, margin)
-        return x + self.in2(self.conv2(y), stats, capture, margin)
+            return y + self.in2(self.conv2(y), norm)
+        return x + self.in2(self.conv2(y), norm)
 
 
 class StudentNet(TransformerNet):

@@ -5,8 +5,9 @@ Super-Resolution", ECCV 2016; layer names follow pytorch/examples ``fast_neural_
 the teachers in ``shared/data/teachers/johnson`` load with ``strict=True``.
 
 Every normalisation is a :class:`~vrstyle.models.norm.FrameNorm`, so the network runs with
-its own per-image statistics (as trained), captures a frame's statistics from a thumbnail,
-or applies given statistics to tiles (seam-free tiling).
+its own per-image statistics (as trained), or, given a :class:`~vrstyle.models.norm.NormContext`,
+normalises tiles with a frame's statistics (seam-free tiling) while measuring the moments of
+their cores at full resolution for the next frame.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vrstyle.models.norm import FrameNorm
+from vrstyle.models.norm import PLAIN, FrameNorm, NormContext
 
 STRIDE = 4
 """Total downsampling: tile offsets must be multiples of this for tiled == whole output."""
@@ -47,10 +48,9 @@ class ResidualBlock(nn.Module):
         self.conv2 = ConvLayer(channels, channels, 3, conv=conv)
         self.in2 = FrameNorm(channels, offset + channels, stride)
 
-    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
-                capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
-        y = F.relu(self.in1(self.conv1(x), stats, capture, margin))
-        return x + self.in2(self.conv2(y), stats, capture, margin)
+    def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
+        y = F.relu(self.in1(self.conv1(x), norm))
+        return x + self.in2(self.conv2(y), norm)
 
 
 class TransformerNet(nn.Module):
@@ -59,7 +59,6 @@ class TransformerNet(nn.Module):
     Args:
         width: channels of the first layer; the body has ``4 * width``.
         blocks: number of residual blocks.
-        body_conv: convolution class of the residual blocks (binary students swap it).
 
     Shape:
         input (N, 3, H, W) RGB in 0..255; output (N, 3, H', W') unclamped, with ``H' = H``
@@ -72,7 +71,7 @@ class TransformerNet(nn.Module):
     144
     """
 
-    def __init__(self, width: int = 32, blocks: int = 5, body_conv: type[nn.Conv2d] = nn.Conv2d):
+    def __init__(self, width: int = 32, blocks: int = 5):
         super().__init__()
         if width < 1 or blocks < 0:
             raise ValueError(f"width must be >= 1 and blocks >= 0, got width={width} blocks={blocks}")
@@ -88,7 +87,7 @@ class TransformerNet(nn.Module):
         for i in range(1, blocks + 1):
             offset = next(offsets)
             next(offsets)
-            setattr(self, f"res{i}", ResidualBlock(w4, offset, stride=4, conv=body_conv))
+            setattr(self, f"res{i}", ResidualBlock(w4, offset, stride=4))
         self.deconv1 = ConvLayer(w4, w2, 3, upsample=True)
         self.in4 = FrameNorm(w2, next(offsets), stride=2)
         self.deconv2 = ConvLayer(w2, w1, 3, upsample=True)
@@ -99,16 +98,15 @@ class TransformerNet(nn.Module):
     def residual_blocks(self) -> list[ResidualBlock]:
         return [getattr(self, f"res{i}") for i in range(1, self.blocks + 1)]
 
-    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
-                capture: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
-        """Stylise ``x``; see :class:`FrameNorm` for ``stats``, ``capture`` and ``margin``."""
-        y = F.relu(self.in1(self.conv1(x), stats, capture, margin), inplace=True)
-        y = F.relu(self.in2(self.conv2(y), stats, capture, margin), inplace=True)
-        y = F.relu(self.in3(self.conv3(y), stats, capture, margin), inplace=True)
+    def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
+        """Stylise ``x``, its norm layers' statistics from ``norm`` (default: per image, as trained)."""
+        y = F.relu(self.in1(self.conv1(x), norm), inplace=True)
+        y = F.relu(self.in2(self.conv2(y), norm), inplace=True)
+        y = F.relu(self.in3(self.conv3(y), norm), inplace=True)
         for block in self.residual_blocks():
-            y = block(y, stats, capture, margin)
-        y = F.relu(self.in4(self.deconv1(y), stats, capture, margin), inplace=True)
-        y = F.relu(self.in5(self.deconv2(y), stats, capture, margin), inplace=True)
+            y = block(y, norm)
+        y = F.relu(self.in4(self.deconv1(y), norm), inplace=True)
+        y = F.relu(self.in5(self.deconv2(y), norm), inplace=True)
         return self.deconv3(y)
 
 
