@@ -4,7 +4,7 @@ Stitches a stereo frame of random stylised tiles at a headset's eye size both wa
 reports the median time of each stage. Run headless (EGL); on a machine without a GPU,
 Mesa's llvmpipe renders on the CPU, so the ratio there says little about a GPU.
 
-    python benchmarks/compositor.py --eye 2208x2064 --repeats 10
+    python benchmarks/compositor.py --eye-size quest3 --repeats 10
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from vrstyle import settings
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eye", default="2208x2064", help="eye HEIGHTxWIDTH (default: Quest 3)")
+    parser.add_argument("--eye-size", default="quest3", help="eye WIDTHxHEIGHT or a headset preset (default: quest3)")
     parser.add_argument("--tile", type=int, default=settings.TILE)
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP)
     parser.add_argument("--ramp", default=settings.RAMP)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    height, width = map(int, args.eye.lower().split("x"))
+    height, width = settings.parse_eye(args.eye_size)[1]
 
     from vrstyle.gl.compositor import Compositor
     from vrstyle.gl.context import HeadlessContext, describe_current
@@ -65,7 +65,7 @@ def main() -> None:
     gpu = medians["gl upload"] + medians["gl composite"]
     print(f"| gl upload + composite (what a display path pays) | {1000 * gpu:.1f} |")
     print(f"\nCPU stitch / GL upload + composite: {medians['cpu stitch'] / gpu:.2f}x")
-    compositor.delete()
+    compositor.close()
     context.close()
 
 

@@ -1,6 +1,6 @@
 """Headless tile-throughput benchmark: the same as ``vrstyle bench`` (see ``--help``).
 
-    python benchmarks/tile_throughput.py --eye 512x512 --style candy/binary --workers 1,2 --frames 10 \
+    python benchmarks/tile_throughput.py --eye-size 512x512 --style candy/binary --workers 1,2 --frames 10 \
         --out benchmarks/results --name tile-throughput-cpu
 """
 

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vrstyle.bench import environment
-from vrstyle.stats import median
+from vrstyle.timing import median
 from vrstyle.transport import TileBatch, TransportClient
 from vrstyle.transport.broker import Broker
 from vrstyle.transport.worker import StyleWorker

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-TINY = ["--eye", "96x80", "--tile", "48", "--halo", "8", "--overlap", "4", "--frames", "3", "--warmup", "1",
+TINY = ["--eye-size", "96x80", "--tile", "48", "--halo", "8", "--overlap", "4", "--frames", "3", "--warmup", "1",
         "--threads", "1"]
 ROW_KEYS = {"label", "workers", "frames", "elapsed_s", "frames_per_s", "tiles_per_s", "megapixels_per_s",
             "latency_s", "stages_mean_s", "tiles", "stylised", "fallback", "fallback_tiles", "deadline_misses",
             "records"}
-STAGES = {"split", "send", "queue", "inference", "return", "collect", "stitch"}
+STAGES = {"split", "send", "queue", "inference", "transfer", "collect", "stitch"}
 
 
 def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -95,10 +95,9 @@ def test_a_deadline_at_a_rate_fills_late_tiles_and_counts_every_one(tmp_path, ti
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--eye", "quest9"], "unknown eye preset 'quest9'"),
+    (["--eye-size", "quest9"], "unknown eye preset 'quest9'"),
     (["--workers", "0"], "worker counts must be at least 1"),
     (["--workers", "1,two"], "--workers takes counts like 1,2,4"),
-    (["--eye", "96x80", "--tile", "512"], "tile 512 px is larger than the 96x80 eye"),
     (["--style", "no_such_style"], "unknown style 'no_such_style'"),
     (["--fp16"], "--fp16 needs a CUDA device"),
     (["--source", "/nonexistent/left.png", "/nonexistent/right.png"], "nonexistent"),
@@ -126,6 +125,13 @@ def test_the_workers_of_a_running_broker(tmp_path, tiny_model, cluster):
     check_accounting(result)
     (row,) = result["sweep"]
     assert row["label"] == "broker, 2 workers" and row["workers"] == 2 and row["fallback_tiles"] == 0
+
+
+def test_a_tile_larger_than_the_eye_is_one_tile_as_in_stylize_and_mirror():
+    from vrstyle.bench import BenchConfig, check
+
+    grid = check(BenchConfig(eye="96x80", eye_shape=(80, 96), tile=512))
+    assert (grid.rows, grid.cols, grid.height, grid.width) == (1, 1, 80, 96)
 
 
 def test_sources_give_frames_of_exactly_the_eye_size(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vrstyle import settings
 from vrstyle.cli import EXIT_USER_ERROR, main
 from vrstyle.models import create_model
 
@@ -36,7 +37,7 @@ def run(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def test_stylize_writes_the_stylised_image(image, random_model, tmp_path, capsys):
+def test_stylize_writes_the_stylized_image(image, random_model, tmp_path, capsys):
     out = tmp_path / "out.jpg"
     code, err = run(["stylize", image, str(out), "--style", random_model, "--tile", "64", "--halo", "16",
                      "--overlap", "8"], capsys)
@@ -84,10 +85,7 @@ def wrong_shapes_model(tmp_path) -> str:
     (lambda t, i, m: [i, str(t / "o.png"), "--style", "vangogh"], "unknown style 'vangogh'"),
     (lambda t, i, m: [i, str(t / "o.png"), "--style", wrong_shapes_model(t)], "has shape"),
     (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "32", "--halo", "56"], "halo (56 px) is larger"),
-    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "0"], "tile height must be a positive"),
     (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--tile", "64", "--overlap", "40"], "overlap (40 px)"),
-    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--batch", "0"], "--batch must be at least 1"),
-    (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--stats-tiles", "-2"], "--stats-tiles must be at least 1"),
     (lambda t, i, m: [i, str(t / "no" / "o.png"), "--style", m, "--tile", "64", "--halo", "8"], "does not exist"),
     (lambda t, i, m: [i, str(t / "o.xyz"), "--style", m, "--tile", "64", "--halo", "8"], "unknown image format"),
     (lambda t, i, m: [i, str(t / "o.png"), "--style", m, "--device", "tpu"], "unknown device 'tpu'"),
@@ -98,6 +96,49 @@ def test_bad_input_is_one_clear_line(make_args, message, image, random_model, tm
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
     assert lines[0].startswith("vrstyle stylize: error:")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stylize", "i.png", "o.png", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+    (["stylize", "i.png", "o.png", "--stats-tiles", "-2"], "argument --stats-tiles: must be at least 1, got -2"),
+    (["stylize", "i.png", "o.png", "--tile", "0"], "argument --tile: must be at least 1, got 0"),
+    (["eval", "candy/binary", "--out", "x", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
+    (["distill", "--run", "r", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+    (["headset", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
+    (["bench", "--eye-size", "quest9"], "unknown eye preset 'quest9'"),
+    (["bench", "--eye-size", "8x8"], "eye size 8x8 is too small"),
+])
+def test_counts_and_sizes_are_refused_while_parsing(argv, message, capsys):
+    """Before any work: one line naming the option, exit status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == EXIT_USER_ERROR
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_every_size_is_width_by_height_and_every_default_is_in_the_help(monkeypatch):
+    from vrstyle.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping inside a default
+    parser = build_parser()
+    assert parser.parse_args(["bench", "--eye-size", "96x80"]).eye_size == ("96x80", (80, 96))
+    assert parser.parse_args(["mirror", "--eye-size", "96x80"]).eye_size == ("96x80", (80, 96))
+    assert parser.parse_args(["mirror"]).eye_size[1] == settings.EYE_SIZE
+    assert parser.parse_args(["bench"]).eye_size == (settings.BENCH_EYE, settings.EYE_PRESETS[settings.BENCH_EYE])
+    helps = {name: " ".join(sub.format_help().split()) for name, sub in subcommands(parser).items()}
+    for name, shown in [("stylize", "feather ramp (default linear)"), ("mirror", "(default 640x720)"),
+                        ("distill", "default calibrate"), ("distill", "perceptual term (default 0.0)"),
+                        ("distill", "none or luminance (default none)"), ("eval", "reference (default candy)"),
+                        ("eval", "(default kodak24,bsds500/test)"), ("eval", "(default runs/teacher-cache)")]:
+        assert shown in helps[name], (name, shown)
+
+
+def subcommands(parser) -> dict:
+    import argparse
+
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
 
 
 def test_bad_arguments_are_one_line_from_the_installed_command():

@@ -60,6 +60,8 @@ def test_numpy_and_torch_cut_the_same_pixels(g):
     np.testing.assert_array_equal(from_numpy, from_torch)
 
 
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.1.0",
+                    reason="np.pad drops values when it reflects more than once before numpy 2.1 (numpy#25926)")
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 30), st.integers(-70, 70), st.integers(1, 80))
 def test_reflect_indices_match_numpy_pad(length, start, count):

@@ -41,6 +41,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """--help names every option's default, unless its help already does or there is none to name."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.nargs == 0 or action.default in (None, [], ()):
+            return text
+        return f"{text} (default %(default)s)"
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -57,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=help_text, description=module.__doc__)
+        sub = subparsers.add_parser(name, help=help_text, description=module.__doc__,
+                                    formatter_class=DefaultsHelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser

@@ -1,6 +1,11 @@
-"""Every default of vrstyle in one place, so the CLI, pipeline and tests agree."""
+"""Every default of vrstyle in one place, so the CLI, pipeline and tests agree; sizes with
+the one parser that reads them from the command line."""
 
 from __future__ import annotations
+
+import re
+
+from vrstyle.errors import VrstyleError
 
 # Tiling (see the tiles library for the terms).
 TILE = 512
@@ -58,9 +63,47 @@ STYLIZE_INFLIGHT = 8
 STYLIZE_STALL_S = 300.0
 """Single-image stylisation gives up when no tile has come back for this long."""
 
-# Headless benchmark (vrstyle bench).
+# Eye sizes: (height, width) in code, WIDTHxHEIGHT on the command line.
 EYE_PRESETS = {"quest3": (2208, 2064), "quest2": (1920, 1832), "index": (1600, 1440), "vivepro2": (2448, 2448)}
 """Per-eye buffer (height, width) of headsets, as their runtimes recommend."""
+
+
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` -> (height, width): every size on the command line is written W x H.
+
+    >>> parse_size("656x528", "--warmup")
+    (528, 656)
+    """
+    match = re.fullmatch(r"(\d+)x(\d+)", text.lower().replace(" ", ""))
+    if match is None:
+        raise VrstyleError(f"{option} takes WIDTHxHEIGHT such as 656x656, got {text!r}")
+    width, height = (int(group) for group in match.groups())
+    if width < 1 or height < 1:
+        raise VrstyleError(f"{option} must be positive, got {text!r}")
+    return height, width
+
+
+def parse_eye(text: str) -> tuple[str, tuple[int, int]]:
+    """A headset preset or WIDTHxHEIGHT -> (name, (height, width)).
+
+    >>> parse_eye("quest3")
+    ('quest3', (2208, 2064))
+    >>> parse_eye("96x80")
+    ('96x80', (80, 96))
+    """
+    key = text.lower().replace(" ", "")
+    if key in EYE_PRESETS:
+        return key, EYE_PRESETS[key]
+    if re.fullmatch(r"\d+x\d+", key) is None:
+        raise VrstyleError(f"unknown eye preset {text!r}; use {', '.join(EYE_PRESETS)} or WIDTHxHEIGHT "
+                           "such as 2064x2208")
+    height, width = parse_size(key, "eye size")
+    if width < 16 or height < 16:
+        raise VrstyleError(f"eye size {text} is too small (at least 16x16)")
+    return text, (height, width)
+
+
+# Headless benchmark (vrstyle bench).
 BENCH_EYE = "quest3"
 BENCH_FRAMES = 20
 """Frames timed per configuration."""

@@ -1,13 +1,19 @@
-"""Helpers shared by the commands: stop signals, CURVE options and argument types."""
+"""Helpers shared by the commands: stop signals, CURVE options, argument types, the broker
+connection and counted nouns."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import threading
+from typing import TYPE_CHECKING, Sequence
 
+from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.transport import protocol as P
+
+if TYPE_CHECKING:
+    from vrstyle.transport.client import TransportClient
 
 
 def stop_on_signals() -> threading.Event:
@@ -56,6 +62,7 @@ def positive_float(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
+    """The type of every count option: at least 1, refused while parsing, before any work."""
     try:
         value = int(text)
     except ValueError:
@@ -63,3 +70,41 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
+
+
+eye_size = argument_type(settings.parse_eye)
+"""The type of ``--eye-size``: a headset preset or WIDTHxHEIGHT -> (name, (height, width))."""
+
+
+def open_broker(args: argparse.Namespace, styles: Sequence[str] = ()) -> tuple[TransportClient, list[str]]:
+    """A client of ``--broker`` and the styles to ask it for, once its answer shows workers serving them.
+
+    ``styles`` empty means every style its workers serve. An unreachable broker, one without
+    workers or without one of ``styles`` fails here in one line, before any work.
+    """
+    from vrstyle.transport.client import TransportClient
+    from vrstyle.transport.security import peer_keys
+
+    client = TransportClient(args.broker, keys=peer_keys(args.curve, args.key_name) if args.curve else None)
+    try:
+        workers = client.status()["workers"]
+        served = sorted({style for worker in workers for style in worker["styles"]})
+        if not served:
+            raise VrstyleError(f"the broker at {args.broker} has no workers (start some with `vrstyle worker`)")
+        missing = [style for style in styles if style not in served]
+        if missing:
+            raise VrstyleError(f"no worker of the broker at {args.broker} serves style{'s' * (len(missing) > 1)} "
+                               f"{', '.join(map(repr, missing))} (served: {', '.join(served)})")
+    except BaseException:
+        client.close()
+        raise
+    return client, list(styles) or served
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """A count with its noun, as English says it ("1 tile", never "1 tiles").
+
+    >>> plural(1, "tile"), plural(4, "tile"), plural(2, "loss", "losses")
+    ('1 tile', '4 tiles', '2 losses')
+    """
+    return f"{count} {noun if count == 1 else many or noun + 's'}"

@@ -15,19 +15,31 @@ import sys
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments, argument_type, positive_float, positive_int
+from vrstyle.commands._common import add_curve_arguments, argument_type, eye_size, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vrstyle.bench import parse_counts, parse_eye
+def parse_counts(text: str) -> list[int]:
+    """Worker counts "1,2,4" -> [1, 2, 4]; each at least 1.
 
+    >>> parse_counts("1, 2,4")
+    [1, 2, 4]
+    """
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise VrstyleError(f"--workers takes counts like 1,2,4, got {text!r}") from None
+    if any(count < 1 for count in counts):
+        raise VrstyleError(f"worker counts must be at least 1, got {text}")
+    return sorted(set(counts))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     presets = ", ".join(f"{name} {w}x{h}" for name, (h, w) in settings.EYE_PRESETS.items())
-    parser.add_argument("--eye", type=argument_type(parse_eye), default=parse_eye(settings.BENCH_EYE),
-                        metavar="PRESET|WxH", help=f"eye buffer size: {presets}, or WIDTHxHEIGHT "
-                                                   f"(default {settings.BENCH_EYE})")
+    parser.add_argument("--eye-size", type=eye_size, default=settings.BENCH_EYE, metavar="PRESET|WxH",
+                        help=f"eye buffer size: {presets}, or WIDTHxHEIGHT (default {settings.BENCH_EYE})")
     parser.add_argument("--mono", action="store_true", help="one eye per frame instead of two")
     parser.add_argument("--tile", type=positive_int, default=settings.TILE,
                         help=f"largest tile core, px (default {settings.TILE})")
@@ -83,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.broker and args.workers != [1]:
         raise VrstyleError("--workers is for workers started here; with --broker its workers are used")
-    name, shape = args.eye
+    name, shape = args.eye_size
     config = BenchConfig(eye=name, eye_shape=shape, eyes=1 if args.mono else 2, tile=args.tile, halo=args.halo,
                          overlap=args.overlap, workers=args.workers, devices=args.device.split(","),
                          style=args.style, fp16=args.fp16, compile=args.compile, frames=args.frames,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+
 from vrstyle import settings
+from vrstyle.commands._common import positive_int
 from vrstyle.errors import VrstyleError
 
 
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", default=None,
                         help="layer kinds of a 'student', e.g. body=binary,conv3=binary_weights,deconv1=int8 "
                              "(kinds: float, int8, binary_weights, binary; groups not named are float)")
-    parser.add_argument("--planes", type=int, default=None, help="binary activation planes (default 1)")
+    parser.add_argument("--planes", type=positive_int, default=None, help="binary activation planes (default 1)")
     parser.add_argument("--init", default="calibrate",
                         help="calibrate (layer-by-layer fit to the teacher), teacher (copy its weights), random, or "
                              "blockwise (teacher weights, then each residual block trained on cached teacher "
@@ -38,19 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-images", type=int, default=settings.CALIBRATION_IMAGES,
                         help=f"photos for calibration or block-wise features (default {settings.CALIBRATION_IMAGES})")
     parser.add_argument("--block-steps", type=int, default=0, help="block-wise steps per residual block (default 0)")
-    parser.add_argument("--block-batch", type=int, default=4, help="photos per block-wise step (default 4)")
+    parser.add_argument("--block-batch", type=positive_int, default=4, help="photos per block-wise step (default 4)")
     parser.add_argument("--block-lr", type=float, default=1e-3, help="block-wise Adam learning rate (default 1e-3)")
     parser.add_argument("--noise", type=float, default=0.0,
                         help="weight of the stability term: output change under ±1 grey-level noise (default 0)")
     parser.add_argument("--steps", type=int, default=0, help="gradient steps after initialisation (default 0)")
-    parser.add_argument("--batch", type=int, default=4, help="crops per step (default 4)")
-    parser.add_argument("--crop", type=int, default=128, help="crop size, px (default 128)")
+    parser.add_argument("--batch", type=positive_int, default=4, help="crops per step (default 4)")
+    parser.add_argument("--crop", type=positive_int, default=128, help="crop size, px (default 128)")
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
     parser.add_argument("--vgg-weight", type=float, default=0.0, help="weight of the VGG19 perceptual term")
     parser.add_argument("--colour", default="none", help="target colour correction: none or luminance")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed: photo order, crops, initial weights")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     parser.add_argument("--run", dest="run_dir", required=True, help="run folder: checkpoint and loss log (resumes if present)")
     parser.add_argument("--output", help="write the student here as a bit-packed .safetensors model file")
     parser.add_argument("--name", help="model name stored in the file (default <teacher>/<student>)")

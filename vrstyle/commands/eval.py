@@ -12,6 +12,7 @@ import shlex
 import sys
 
 from vrstyle import settings
+from vrstyle.commands._common import positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -20,11 +21,11 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", help="model names (candy/teacher, candy/binary) or model files")
     parser.add_argument("--teacher", default=settings.DEFAULT_STYLE, help="style whose teacher is the reference")
-    parser.add_argument("--sets", default="kodak24,bsds500/test", help="held-out photo sets (comma separated)")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N photos of each set")
-    parser.add_argument("--labels", default=None, help="table labels for the models (comma separated)")
+    parser.add_argument("--sets", default="kodak24,bsds500/test", help="held-out photo sets, comma separated")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use the first N photos of each set")
+    parser.add_argument("--labels", default=None, help="table labels for the models, comma separated")
     parser.add_argument("--speed", action="store_true", help="time one 768x512 frame on the CPU per model")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     parser.add_argument("--cache", default="runs/teacher-cache", help="folder for cached teacher outputs")
     parser.add_argument("--out", required=True, help="output prefix, e.g. benchmarks/results/distill-candy")
 

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments
+from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
                              "--workers local workers, which needs torch here)")
     add_curve_arguments(parser, default_name="client")
-    parser.add_argument("--workers", type=int, default=1, help="local workers to start without --broker")
+    parser.add_argument("--workers", type=positive_int, default=1, help="local workers to start without --broker")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help=f"style or model name the workers serve (default {settings.DEFAULT_STYLE})")
     parser.add_argument("--halo", type=int, default=settings.HALO,
@@ -41,17 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for a lost runtime to come back (0: leave at once)")
     parser.add_argument("--record", type=Path, metavar="DIR",
                         help="save submitted eye images with their raw render, tiles and poses (.npz) and a summary")
-    parser.add_argument("--record-every", type=int, default=10, metavar="N", help="record every Nth frame (default 10)")
+    parser.add_argument("--record-every", type=positive_int, default=10, metavar="N",
+                        help="record every Nth frame (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrstyle.commands.stylize import remote_backend
     from vrstyle.errors import VrstyleError
     from vrstyle.xr.app import HeadsetApp, HeadsetOptions
 
-    for name in ("workers", "record_every"):
-        if getattr(args, name) < 1:
-            raise VrstyleError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.frames < 0 or args.pipeline_depth < 0 or args.reconnect_timeout < 0:
         raise VrstyleError("--frames, --pipeline-depth and --reconnect-timeout cannot be negative")
     if args.curve and not args.broker:
@@ -69,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if args.broker is None:
             clusters.append(start_local_workers(args))
             args.broker = clusters[0].client_endpoint
-        backend = remote_backend(args)
+        backend, _ = open_broker(args, [args.style])
         workers = sum(args.style in worker["styles"] for worker in backend.status()["workers"])
         return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
                                   overlap=args.overlap)
@@ -78,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         report = HeadsetApp(options, make_pipeline).run()
     finally:
         for cluster in clusters:
-            cluster.stop()
-    print(f"vrstyle headset: {report.frames} frames in {report.seconds:.1f} s, {report.stylised} stylised, "
-          f"{report.losses} runtime losses")
+            cluster.close()
+    print(f"vrstyle headset: {plural(report.frames, 'frame')} in {report.seconds:.1f} s, {report.stylized} stylised, "
+          f"{plural(report.losses, 'runtime loss', 'runtime losses')}")
     return 0
 
 
@@ -94,5 +91,5 @@ def start_local_workers(args: argparse.Namespace):
     if importlib.util.find_spec("torch") is None:
         raise VrstyleError("no --broker given and torch is not installed here to run local workers: point "
                            "--broker at running workers (vrstyle workers) or install vrstyle[torch]")
-    log.info("starting %d local worker(s) for %s", args.workers, args.style)
+    log.info("starting %s for %s", plural(args.workers, "local worker"), args.style)
     return LocalCluster([args.style], workers=args.workers).start()

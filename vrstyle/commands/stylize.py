@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments
+from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -20,15 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help="style or model name (candy, candy/teacher, ...) or model file "
                              f"(default {settings.DEFAULT_STYLE})")
-    parser.add_argument("--tile", type=int, default=settings.TILE, help=f"largest tile core, px (default {settings.TILE})")
+    parser.add_argument("--tile", type=positive_int, default=settings.TILE,
+                        help=f"largest tile core, px (default {settings.TILE})")
     parser.add_argument("--halo", type=int, default=settings.HALO,
                         help=f"context read around each tile and cropped, px (default {settings.HALO})")
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
                         help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
-    parser.add_argument("--batch", type=int, default=settings.BATCH_TILES,
+    parser.add_argument("--batch", type=positive_int, default=settings.BATCH_TILES,
                         help=f"tiles per forward pass (default {settings.BATCH_TILES}; memory grows with it)")
-    parser.add_argument("--stats-tiles", type=int, default=settings.STATS_TILES,
+    parser.add_argument("--stats-tiles", type=positive_int, default=settings.STATS_TILES,
                         help="tiles measured together for the normalisation statistics "
                              f"(default {settings.STATS_TILES}; memory grows with it)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -45,11 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import tiles
     from vrstyle.images import read_rgb, write_rgb
-    from vrstyle.pipeline import stylize_image
+    from vrstyle.stylize import stylize_image
 
-    for option in ("batch", "stats_tiles"):
-        if getattr(args, option) < 1:
-            raise tiles.GridError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     if args.broker and args.device != "cpu":
         raise VrstyleError("--device applies to stylising in this process; with --broker the workers' devices count")
     if args.curve and not args.broker:
@@ -58,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
         raise VrstyleError(f"the output {args.output} is the input: it would be overwritten; name another file")
     image = read_rgb(args.input)
     grid = tiles.plan_grid(image.shape[0], image.shape[1], args.tile, args.halo, args.overlap, settings.ALIGN)
-    backend = remote_backend(args) if args.broker else local_backend(args)
-    log.info("%s: %dx%d px, %d tiles of %s px", args.input, image.shape[1], image.shape[0], len(grid),
-             "x".join(map(str, grid.in_shape)))
+    backend = open_broker(args, [args.style])[0] if args.broker else local_backend(args)
+    log.info("%s: %dx%d px, %s of %dx%d px", args.input, image.shape[1], image.shape[0], plural(len(grid), "tile"),
+             grid.in_shape[1], grid.in_shape[0])
     start = time.perf_counter()
     try:
         result = stylize_image(backend, image, grid, shared_stats=not args.no_shared_stats, batch=args.batch,
@@ -79,24 +77,3 @@ def local_backend(args: argparse.Namespace):
     spec = resolve_model(args.style)
     log.info("model %s on %s", spec.name, args.device)
     return LocalBackend(StyleEngine(spec.load(), device=args.device, reference=args.reference))
-
-
-def remote_backend(args: argparse.Namespace):
-    """A broker client, after checking that some worker serves the style."""
-    from vrstyle.transport.client import TransportClient
-    from vrstyle.transport.security import peer_keys
-
-    keys = peer_keys(args.curve, args.key_name) if args.curve else None
-    client = TransportClient(args.broker, keys=keys)
-    try:
-        workers = client.status()["workers"]
-        if not workers:
-            raise VrstyleError(f"the broker at {args.broker} has no workers (start some with `vrstyle worker`)")
-        served = sorted({style for worker in workers for style in worker["styles"]})
-        if args.style not in served:
-            raise VrstyleError(f"no worker of the broker at {args.broker} serves style {args.style!r} "
-                               f"(served: {', '.join(served)})")
-    except BaseException:
-        client.close()
-        raise
-    return client

@@ -1,167 +1,32 @@
-"""The headless tile-throughput benchmark behind ``vrstyle bench`` and ``benchmarks/tile_throughput.py``.
+"""Measuring: frames through each configuration, collected in order, summarised into the result.
 
-Stereo frames of a headset's eye size go through the real pipeline: cut into tiles, sent
-through a broker to style worker processes (started here with
-:class:`~vrstyle.transport.cluster.LocalCluster`, or those of ``--broker``), stitched on the
-CPU. In the same run the same model runs in this process (a) on whole frames and (b) on the
-same tiles without transport, so what tiling and transport cost are ratios measured side by
-side. A list of worker counts is a sweep with scaling efficiency.
-
-Frames go ``depth`` at a time (closed loop: as fast as they come back), or at ``rate`` Hz
-(open loop: a headset's frame clock), optionally with a deadline after which missing tiles
-are filled in (fallbacks), as the headset client does. Every frame is collected in order, so
-every tile is accounted for: stylised or fallback.
+Every frame is collected, so every tile is accounted for: stylised or fallback.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import platform
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-import tiles
 from tiles import TileGrid
 from vrstyle import settings
+from vrstyle.bench.config import STAGES, BenchConfig, check, worker_devices
+from vrstyle.bench.report import environment
+from vrstyle.commands._common import plural
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments, moments_to_stats
-from vrstyle.stats import summarize
+from vrstyle.timing import summarize
 
 log = logging.getLogger(__name__)
 
-STAGES = ("split", "send", "queue", "inference", "return", "collect", "stitch")
-"""A frame's latency, stage by stage along its critical path (see :class:`~vrstyle.pipeline.FrameResult`)."""
-_CRITICAL = {"queue": "last_queue", "inference": "last_inference", "return": "last_return"}
-
-
-@dataclass
-class BenchConfig:
-    """Everything a benchmark run depends on (all of it goes into the JSON).
-
-    Attributes:
-        eye: the preset name or "WxH" as given; ``eye_shape`` is (height, width) per eye.
-        workers: worker counts to sweep (ignored with ``broker``: its workers are used).
-        devices: devices handed to started workers in turn (``cuda`` means one per visible GPU).
-        fp16, compile: None means the worker default (on for CUDA, off for CPU).
-        rate: frames submitted per second (None: closed loop, ``depth`` frames in flight).
-        deadline_ms: fill tiles not back this long after submission (None: wait for all).
-        source: ``["synthetic"]``, a folder, one image, or a left and a right image.
-        threads: torch threads per CPU worker and in this process (None: cores / workers).
-    """
-
-    eye: str = settings.BENCH_EYE
-    eye_shape: tuple[int, int] = settings.EYE_PRESETS[settings.BENCH_EYE]
-    eyes: int = 2
-    tile: int = settings.TILE
-    halo: int = settings.HALO
-    overlap: int = settings.OVERLAP
-    workers: list[int] = field(default_factory=lambda: [1])
-    devices: list[str] = field(default_factory=lambda: ["cpu"])
-    style: str = settings.DEFAULT_STYLE
-    fp16: bool | None = None
-    compile: bool | None = None
-    frames: int = settings.BENCH_FRAMES
-    warmup: int = settings.BENCH_WARMUP
-    rate: float | None = None
-    deadline_ms: float | None = None
-    source: list[str] = field(default_factory=lambda: ["synthetic"])
-    broker: str | None = None
-    curve: str | None = None
-    key_name: str = "client"
-    threads: int | None = None
-    request_tiles: int = settings.REQUEST_TILES
-    depth: int = settings.PIPELINE_DEPTH
-
-
-def parse_eye(text: str) -> tuple[str, tuple[int, int]]:
-    """A preset name or WxH -> (name, (height, width)).
-
-    >>> parse_eye("quest3")
-    ('quest3', (2208, 2064))
-    >>> parse_eye("96x80")
-    ('96x80', (80, 96))
-    """
-    key = text.lower().replace(" ", "")
-    if key in settings.EYE_PRESETS:
-        return key, settings.EYE_PRESETS[key]
-    try:
-        width, height = (int(part) for part in key.split("x"))
-    except ValueError:
-        raise VrstyleError(f"unknown eye preset {text!r}; use {', '.join(settings.EYE_PRESETS)} or WIDTHxHEIGHT "
-                           "such as 2064x2208") from None
-    if width < 16 or height < 16:
-        raise VrstyleError(f"eye size {text} is too small (at least 16x16)")
-    return text, (height, width)
-
-
-def parse_counts(text: str) -> list[int]:
-    """Worker counts "1,2,4" -> [1, 2, 4]; each at least 1.
-
-    >>> parse_counts("1, 2,4")
-    [1, 2, 4]
-    """
-    try:
-        counts = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise VrstyleError(f"--workers takes counts like 1,2,4, got {text!r}") from None
-    if any(count < 1 for count in counts):
-        raise VrstyleError(f"worker counts must be at least 1, got {text}")
-    return sorted(set(counts))
-
-
-def worker_devices(devices: list[str], count: int) -> list[str]:
-    """The device of each of ``count`` started workers: the list in turn, ``cuda`` spread over the GPUs."""
-    if devices == ["cuda"]:
-        import torch
-
-        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if visible == 0:
-            raise VrstyleError("--device cuda requested but CUDA is not available on this machine")
-        return [f"cuda:{i % visible}" for i in range(count)]
-    return [devices[i % len(devices)] for i in range(count)]
-
-
-def check(config: BenchConfig) -> TileGrid:
-    """Validate the configuration before anything starts; returns the grid of one eye.
-
-    Raises:
-        VrstyleError, GridError: a problem the user can fix, in one line.
-    """
-    height, width = config.eye_shape
-    if config.tile > max(height, width):
-        raise VrstyleError(f"tile {config.tile} px is larger than the {width}x{height} eye; "
-                           f"use --tile {max(height, width)} or less")
-    for name in ("frames", "request_tiles", "depth"):
-        if getattr(config, name) < 1:
-            raise VrstyleError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    if config.warmup < 0:
-        raise VrstyleError(f"--warmup must be 0 or more, got {config.warmup}")
-    if not config.workers or min(config.workers) < 1:
-        raise VrstyleError(f"worker counts must be at least 1, got {config.workers}")
-    if config.rate is not None and not config.rate > 0:
-        raise VrstyleError(f"--rate must be positive, got {config.rate}")
-    if config.deadline_ms is not None and not config.deadline_ms > 0:
-        raise VrstyleError(f"--deadline must be positive, got {config.deadline_ms}")
-    if config.curve and not config.broker:
-        raise VrstyleError("--curve needs --broker")
-    cuda = [d for d in config.devices if d.startswith("cuda")]
-    if config.fp16 and not cuda:
-        raise VrstyleError("--fp16 needs a CUDA device (--device cuda)")
-    return tiles.plan_grid(height, width, config.tile, config.halo, config.overlap, settings.ALIGN)
-
-
-# Frames.
 
 
 def synthetic_frames(eyes: int, shape: tuple[int, int], count: int = settings.BENCH_SYNTHETIC_FRAMES) -> list[np.ndarray]:
@@ -202,8 +67,6 @@ def load_frames(config: BenchConfig, count: int) -> tuple[str, list[np.ndarray]]
     return source.name, frames
 
 
-# Measuring.
-
 
 @dataclass
 class Run:
@@ -223,13 +86,13 @@ def frame_record(index: int, result, tiles_per_frame: int, requests: int | None 
     their inference is taken out of it, so the stages still add up to the latency.
     """
     timings = result.timings
-    stages = {stage: timings.get(_CRITICAL.get(stage, stage), 0.0) for stage in STAGES}
+    stages = timings.critical_path()
     if requests is not None:
-        inference = timings["inference"] * requests
-        stages.update(send=max(timings["send"] - inference, 0.0), queue=0.0, inference=inference, **{"return": 0.0})
+        inference = timings.requests.inference * requests
+        stages.update(send=max(timings.send - inference, 0.0), queue=0.0, inference=inference, transfer=0.0)
     fallback = dict(Counter(f.reason for f in result.fallback.values()))
-    return {"frame": index, "latency_s": timings["total"] + timings.get("stitch", 0.0), "total_s": timings["total"],
-            "stages_s": stages, "request_means_s": {k: timings[k] for k in ("queue", "inference", "return")},
+    return {"frame": index, "latency_s": timings.total + timings.stitch, "total_s": timings.total,
+            "stages_s": stages, "request_means_s": asdict(timings.requests),
             "tiles": tiles_per_frame, "stylised": tiles_per_frame - len(result.fallback), "fallback": fallback}
 
 
@@ -352,8 +215,8 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
 
     if not any(d.startswith("cuda") for d in local_devices + config.devices):
         torch.set_num_threads(threads)
-    log.info("%s: %d %s eye(s) of %dx%d, %d tiles of %dx%d px per frame, source %s", spec.name, config.eyes,
-             config.eye, config.eye_shape[1], config.eye_shape[0], tiles_per_frame, grid.in_shape[1],
+    log.info("%s: %s of %dx%d (%s), %s of %dx%d px per frame, source %s", spec.name, plural(config.eyes, "eye"),
+             config.eye_shape[1], config.eye_shape[0], config.eye, plural(tiles_per_frame, "tile"), grid.in_shape[1],
              grid.in_shape[0], source_name)
     # An unreachable broker fails here, before anything is measured.
     client, remote_workers, remote_style = _remote(config, spec.name) if config.broker else (None, 0, "")
@@ -363,7 +226,7 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
         baselines = _baselines(config, spec, grid, frames, (local_devices or config.devices)[0], progress)
         if client is not None:
             runs.append(measure_pipeline(client, grid, remote_style, config, frames,
-                                         f"broker, {remote_workers} workers", remote_workers, progress))
+                                         f"broker, {plural(remote_workers, 'worker')}", remote_workers, progress))
         else:
             for workers in config.workers:
                 runs.append(_local_run(config, spec.name, grid, frames, workers, local_devices[:workers], threads, progress))
@@ -431,16 +294,16 @@ def _local_run(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.
     """``workers`` started as processes (broker included), measured, stopped."""
     from vrstyle.transport.cluster import LocalCluster
 
-    extra = ["--warmup", f"{grid.in_shape[0]}x{grid.in_shape[1]}", "--halo", str(config.halo),
+    extra = ["--warmup", f"{grid.in_shape[1]}x{grid.in_shape[0]}", "--halo", str(config.halo),
              "--overlap", str(config.overlap)]
     for option in ("fp16", "compile"):
         if getattr(config, option) is not None:
             extra.append(f"--{'' if getattr(config, option) else 'no-'}{option}")
     cpu = all(d == "cpu" for d in devices)
-    log.info("starting %d worker(s) on %s", workers, ", ".join(devices))
+    log.info("starting %s on %s", plural(workers, "worker"), ", ".join(devices))
     with LocalCluster([config.style], workers, devices=devices,
                       threads=threads if cpu else None, worker_args=extra) as cluster, cluster.client() as client:
-        run = measure_pipeline(client, grid, style, config, frames, f"{workers} worker{'s' * (workers > 1)}",
+        run = measure_pipeline(client, grid, style, config, frames, plural(workers, "worker"),
                                workers, progress)
     return run
 
@@ -466,139 +329,5 @@ def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:
 
 
 def _quiet(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None (a bar only on a terminal) stays None."""
     return None if progress is None else not progress
-
-
-# Reporting.
-
-
-def environment(devices: list[str]) -> dict[str, Any]:
-    """Machine, devices, library versions and git revision, for results people can trust later."""
-    import zmq
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(), "python": sys.version.split()[0], "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), "git": git_revision(),
-        "devices": sorted(set(devices)),
-    }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        info["torch"] = None
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_revision() -> str | None:
-    """``git describe --always --dirty`` of the checkout this package runs from, if it is one."""
-    try:
-        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def table(result: dict[str, Any]) -> str:
-    """The readable summary: one row per run, rates, latency percentiles, stages, fallbacks, ratios."""
-    config, grid = result["config"], result["grid"]
-    height, width = config["eye_shape"]
-    lines = [f"{config['model']}: {config['eyes']} x {width}x{height} ({config['eye']}), "
-             f"{grid['tiles_per_frame']} tiles of {grid['in_shape'][1]}x{grid['in_shape'][0]} px per frame "
-             f"({grid['rows']}x{grid['cols']} per eye), {result['sweep'][0]['frames'] if result['sweep'] else 0} "
-             f"frames, source {config['source_name']}", ""]
-    header = ["run", "frames/s", "tiles/s", "MP/s", "p50 ms", "p95 ms", "p99 ms"] + [f"{s} ms" for s in STAGES] + \
-             ["fallback", "vs tiles", "scaling"]
-    rows = [header]
-    for row in result["baselines"] + result["sweep"]:
-        latency = row["latency_s"]
-        rows.append([row["label"], f"{row['frames_per_s']:.2f}", f"{row['tiles_per_s']:.1f}",
-                     f"{row['megapixels_per_s']:.2f}"] + [f"{1e3 * latency[p]:.1f}" for p in ("p50", "p95", "p99")]
-                    + [f"{1e3 * row['stages_mean_s'][s]:.1f}" for s in STAGES]
-                    + [str(row.get("fallback_tiles", 0)), _ratio(row.get("vs_in_process_tiles")),
-                       _ratio(row.get("scaling_efficiency"), percent=True)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for k, r in enumerate(rows):
-        lines.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     + " |")
-        if k == 0:
-            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    ratios = result["ratios"]
-    if ratios["tiling_cost"] is not None:
-        lines += ["", f"tiling cost (whole eyes / tiles, in process): {ratios['tiling_cost']:.2f}x throughput"]
-    if ratios["transport_cost"] is not None:
-        lines.append(f"transport cost (in-process tiles / {ratios['transport_cost_workers']} worker(s) through the "
-                     f"broker): {ratios['transport_cost']:.2f}x throughput")
-    return "\n".join(lines)
-
-
-def _ratio(value: float | None, percent: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.0f}%" if percent else f"{value:.2f}x"
-
-
-def write_outputs(result: dict[str, Any], out: Path, name: str = settings.BENCH_NAME) -> list[Path]:
-    """``NAME.json`` (everything), ``NAME.md`` (command and table) and ``NAME.png`` (plots) in ``out``."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VrstyleError(f"cannot create {out}: {exc.strerror}") from None
-    paths = [out / f"{name}.json", out / f"{name}.md", out / f"{name}.png"]
-    paths[0].write_text(json.dumps(result, indent=1) + "\n")
-    paths[1].write_text(f"# Tile throughput\n\nCommand: `{result['command']}`\n\n{table(result)}\n")
-    plot(result, paths[2])
-    return paths
-
-
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Latency histograms of every run, and throughput against worker count with the ideal line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    runs = result["baselines"] + result["sweep"]
-    latencies = [[1e3 * r["latency_s"] for r in run["records"]] for run in runs]
-    bins = np.histogram_bin_edges(np.concatenate(latencies), bins=30) if any(latencies) else 10
-    for run, values in zip(runs, latencies):
-        left.hist(values, bins=bins, alpha=0.55, label=run["label"])
-    left.set_xlabel("frame latency, ms (submit to stitched)")
-    left.set_ylabel("frames")
-    left.set_title("Latency")
-    left.legend(fontsize=8)
-    sweep = [run for run in result["sweep"] if run["workers"]]
-    if sweep:
-        counts = [run["workers"] for run in sweep]
-        rates = [run["megapixels_per_s"] for run in sweep]
-        right.plot(counts, rates, "o-", label="through the broker")
-        right.plot(counts, [rates[0] * c / counts[0] for c in counts], "--", color="grey", label="linear scaling")
-        for run, style in zip(result["baselines"], (":", "-.")):
-            right.axhline(run["megapixels_per_s"], linestyle=style, color="black", label=run["label"])
-        right.set_xticks(counts)
-        right.set_ylim(bottom=0)
-    right.set_xlabel("workers")
-    right.set_ylabel("eye megapixels / s")
-    right.set_title("Throughput")
-    right.legend(fontsize=8)
-    config = result["config"]
-    fig.suptitle(f"{config['model']}, {config['eyes']} x {config['eye_shape'][1]}x{config['eye_shape'][0]}, "
-                 f"{result['environment']['cpu']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

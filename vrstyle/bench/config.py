@@ -1,0 +1,92 @@
+"""What a benchmark run measures: its configuration, checked before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import tiles
+from tiles import TileGrid
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+
+STAGES = ("split", "send", "queue", "inference", "transfer", "collect", "stitch")
+"""A frame's latency, stage by stage along its critical path (see :class:`~vrstyle.pipeline.FrameResult`)."""
+
+
+@dataclass
+class BenchConfig:
+    """Everything a benchmark run depends on (all of it goes into the JSON).
+
+    Attributes:
+        eye: the preset name or "WxH" as given; ``eye_shape`` is (height, width) per eye.
+        workers: worker counts to sweep (ignored with ``broker``: its workers are used).
+        devices: devices handed to started workers in turn (``cuda`` means one per visible GPU).
+        fp16, compile: None means the worker default (on for CUDA, off for CPU).
+        rate: frames submitted per second (None: closed loop, ``depth`` frames in flight).
+        deadline_ms: fill tiles not back this long after submission (None: wait for all).
+        source: ``["synthetic"]``, a folder, one image, or a left and a right image.
+        threads: torch threads per CPU worker and in this process (None: cores / workers).
+    """
+
+    eye: str = settings.BENCH_EYE
+    eye_shape: tuple[int, int] = settings.EYE_PRESETS[settings.BENCH_EYE]
+    eyes: int = 2
+    tile: int = settings.TILE
+    halo: int = settings.HALO
+    overlap: int = settings.OVERLAP
+    workers: list[int] = field(default_factory=lambda: [1])
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    style: str = settings.DEFAULT_STYLE
+    fp16: bool | None = None
+    compile: bool | None = None
+    frames: int = settings.BENCH_FRAMES
+    warmup: int = settings.BENCH_WARMUP
+    rate: float | None = None
+    deadline_ms: float | None = None
+    source: list[str] = field(default_factory=lambda: ["synthetic"])
+    broker: str | None = None
+    curve: str | None = None
+    key_name: str = "client"
+    threads: int | None = None
+    request_tiles: int = settings.REQUEST_TILES
+    depth: int = settings.PIPELINE_DEPTH
+
+
+def worker_devices(devices: list[str], count: int) -> list[str]:
+    """The device of each of ``count`` started workers: the list in turn, ``cuda`` spread over the GPUs."""
+    if devices == ["cuda"]:
+        import torch
+
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise VrstyleError("--device cuda requested but CUDA is not available on this machine")
+        return [f"cuda:{i % visible}" for i in range(count)]
+    return [devices[i % len(devices)] for i in range(count)]
+
+
+def check(config: BenchConfig) -> TileGrid:
+    """Validate the configuration before anything starts; returns the grid of one eye.
+
+    A tile larger than the eye is one tile covering it, as in ``stylize`` and ``mirror``.
+
+    Raises:
+        VrstyleError, GridError: a problem the user can fix, in one line.
+    """
+    for name in ("frames", "request_tiles", "depth"):
+        if getattr(config, name) < 1:
+            raise VrstyleError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+    if config.warmup < 0:
+        raise VrstyleError(f"--warmup must be 0 or more, got {config.warmup}")
+    if not config.workers or min(config.workers) < 1:
+        raise VrstyleError(f"worker counts must be at least 1, got {config.workers}")
+    if config.rate is not None and not config.rate > 0:
+        raise VrstyleError(f"--rate must be positive, got {config.rate}")
+    if config.deadline_ms is not None and not config.deadline_ms > 0:
+        raise VrstyleError(f"--deadline must be positive, got {config.deadline_ms}")
+    if config.curve and not config.broker:
+        raise VrstyleError("--curve needs --broker")
+    cuda = [d for d in config.devices if d.startswith("cuda")]
+    if config.fp16 and not cuda:
+        raise VrstyleError("--fp16 needs a CUDA device (--device cuda)")
+    height, width = config.eye_shape
+    return tiles.plan_grid(height, width, config.tile, config.halo, config.overlap, settings.ALIGN)
