@@ -21,7 +21,7 @@ from PIL import Image
 import tiles
 from vrstyle.models import StyleEngine, resolve_model
 from vrstyle.models.registry import shared_data_dir
-from vrstyle.pipeline import measure_stats, stylize_image, stylize_untiled
+from vrstyle.stylize import measure_stats, stylize_image, stylize_untiled
 
 HALOS = (0, 16, 32, 56)
 OVERLAPS = (0, 16, 32)

@@ -29,7 +29,7 @@ import tiles
 from vrstyle import settings
 from vrstyle.models import resolve_model
 from vrstyle.models.engine import StyleEngine
-from vrstyle.pipeline import stylize_image
+from vrstyle.stylize import stylize_image
 from vrstyle.train import losses
 from vrstyle.train.data import EVAL_SETS, photo_paths
 from vrstyle.train.evaluate import eval_photo

@@ -1,13 +1,9 @@
-"""The pipeline: images or eye buffers -> tiles -> style workers -> stylised tiles -> images.
+"""Frame streams through the style workers: eye buffers -> tiles -> backend -> stylised eyes.
 
-Tiles go to a *backend*: :class:`~vrstyle.transport.local.LocalBackend` runs them in this
-process, :class:`~vrstyle.transport.client.TransportClient` through a broker to workers on
-this host or others; both give identical tiles. Two ways in:
-
-* single images (``vrstyle stylize``): :func:`measure_stats` then :func:`stylize_image`,
-  stitched band by band so memory is bounded by a couple of rows of tiles;
-* frame streams (mirror window, headset, benchmark): :class:`FramePipeline`, several frames
-  in flight, a deadline per frame with fallback tiles, never a black tile.
+The mirror window, the headset and the benchmark stream frames through a
+:class:`FramePipeline`: several frames in flight, a deadline per frame with fallback tiles,
+never a black tile. Tiles go to a backend (:mod:`vrstyle.backend`); single images take
+:mod:`vrstyle.stylize` instead.
 
 Normalisation statistics of a stream live here. Each batch of tiles carries the stream's
 current statistics; the workers stylise with them and, in the same pass, measure the moments
@@ -18,6 +14,9 @@ The first frame of a stream has none yet: each batch is normalised with its own 
 statistics (batches may then differ slightly, for that one frame).
 
 This module imports no torch (the headset client uses it); engines are passed in built.
+
+Length: just over 400 lines: :class:`FramePipeline` is one state machine (frames in flight,
+deadlines, fallback tiles, statistics), and its result types belong beside it.
 """
 
 from __future__ import annotations
@@ -25,19 +24,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import astuple, dataclass, field
+from types import EllipsisType
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from tqdm import tqdm
 
 import tiles
-from tiles import GridError, Stitcher, TileGrid
+from tiles import GridError, TileGrid
 from vrstyle import settings
+from vrstyle.backend import Backend, as_backend
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments, moments_to_stats, smooth_stats
-from vrstyle.transport.local import LocalBackend
-from vrstyle.transport.protocol import ProtocolError, Reply, TileBatch
+from vrstyle.resources import Resource
+from vrstyle.transport.protocol import Reply, Status, TileBatch
 
 if TYPE_CHECKING:
     from vrstyle.models.engine import StyleEngine
@@ -45,156 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Backend(Protocol):
-    """Where tile batches are stylised: in process or through a broker (one thread at a time)."""
-
-    @property
-    def pending(self) -> int: ...
-
-    def submit(self, batch: TileBatch) -> int: ...
-
-    def poll(self, timeout: float = 0.0) -> list[Reply]: ...
-
-    def status(self, timeout: float = ...) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
-def as_backend(engine_or_backend: "StyleEngine | Backend") -> Backend:
-    """A backend as is; a style engine wrapped in a :class:`LocalBackend`."""
-    if hasattr(engine_or_backend, "submit"):
-        return engine_or_backend
-    return LocalBackend(engine_or_backend)
-
-
-# Single images.
-
-
-def sample_tiles(grid: TileGrid, count: int) -> list[int]:
-    """``count`` tile indices spread evenly over the grid (all of them if it has fewer).
-
-    >>> sample_tiles(tiles.plan_grid(1000, 1000, tile=200, halo=8, overlap=0), 3)
-    [0, 12, 24]
-    """
-    if count >= len(grid):
-        return list(range(len(grid)))
-    return np.linspace(0, len(grid) - 1, count).round().astype(int).tolist()
-
-
-def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: TileGrid,
-                  count: int = settings.STATS_TILES, style: str = settings.DEFAULT_STYLE) -> np.ndarray:
-    """Normalisation statistics (2, C) of one image or a stereo pair, at full resolution.
-
-    Measured jointly over the cores of ``count`` tiles spread over each image (both eyes
-    together, so they match), never from a downscaled thumbnail; in one request, so a
-    worker measures exactly what an in-process engine does.
-    """
-    backend = as_backend(engine)
-    sample = tiles.cut(images, grid, sample_tiles(grid, count))
-    rid = _submit(backend, TileBatch(style, sample, margin=grid.margin, measure=True))
-    reply = _wait_for(backend, {rid})[0]
-    return moments_to_stats(combine_moments([reply.moments]))
-
-
-def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
-                  batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP,
-                  stats_tiles: int = settings.STATS_TILES, progress: bool | None = False,
-                  style: str = settings.DEFAULT_STYLE, inflight: int = settings.STYLIZE_INFLIGHT) -> np.ndarray:
-    """Stylise one (H, W, 3) uint8 image through its tile grid.
-
-    Args:
-        engine: a style engine (run here) or a backend (e.g. a broker client).
-        image: (H, W, 3) uint8 RGB.
-        grid: tile grid planned for the image.
-        shared_stats: normalise every tile with the image's statistics (seam-free); False
-            gives each tile its own statistics (seams; for comparison), one tile per request.
-        batch: tiles per request.
-        ramp: feather ramp.
-        stats_tiles: tiles measured together for the statistics (see :func:`measure_stats`).
-        progress: show a progress bar (None: only on a terminal).
-        style: the style a backend's workers know the model by.
-        inflight: requests outstanding at once (to keep several workers busy).
-
-    Returns:
-        (H, W, 3) uint8 stylised image.
-
-    Raises:
-        VrstyleError: a request failed or was lost, or nothing came back for
-            :data:`~vrstyle.settings.STYLIZE_STALL_S`.
-    """
-    backend = as_backend(engine)
-    stats = measure_stats(backend, image, grid, stats_tiles, style) if shared_stats else None
-    size, margin = (batch, grid.margin) if shared_stats else (1, 0)
-    chunks = [(row, list(range(row * grid.cols + start, row * grid.cols + min(start + size, grid.cols))))
-              for row in range(grid.rows) for start in range(0, grid.cols, size)]
-    out = np.empty_like(image)
-    rows: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
-    submitted: dict[int, tuple[int, list[int]]] = {}
-    next_chunk = band = 0
-    with tqdm(total=len(grid), unit="tile", disable=None if progress is None else not progress, desc="stylize") as bar:
-        while band < grid.rows:
-            # Bounded memory: requests for at most the band being assembled and the row after it.
-            while next_chunk < len(chunks) and len(submitted) < inflight and chunks[next_chunk][0] <= band + 1:
-                row, indices = chunks[next_chunk]
-                pieces = tiles.cut(image, grid, indices)
-                rid = _submit(backend, TileBatch(style, pieces, stats, crop=grid.halo, margin=margin,
-                                                 first_tile=indices[0]))
-                submitted[rid] = chunks[next_chunk]
-                next_chunk += 1
-            for reply in _wait_for(backend, set(submitted), any_one=True):
-                row, indices = submitted.pop(reply.request_id)
-                rows[row].update(zip(indices, reply.tiles))
-                bar.update(len(indices))
-            while band < grid.rows and len(rows[band]) == grid.cols:
-                top = 0 if band == 0 else band * grid.core_h - grid.overlap
-                bottom = grid.height if band == grid.rows - 1 else (band + 1) * grid.core_h - grid.overlap
-                stitcher = Stitcher(grid, ramp=ramp, rows=(top, bottom))
-                for index, tile in {**rows.get(band - 1, {}), **rows[band]}.items():
-                    stitcher.add(index, tile)
-                out[top:bottom] = stitcher.result(np.uint8)[0]
-                rows.pop(band - 1, None)
-                band += 1
-    return out
-
-
-def _submit(backend: Backend, batch: TileBatch) -> int:
-    try:
-        return backend.submit(batch)
-    except ProtocolError as exc:
-        raise VrstyleError(f"cannot send {len(batch.tiles)} tiles of {batch.tiles.shape[1]}x{batch.tiles.shape[2]} "
-                           f"px: {exc}") from None
-
-
-def _wait_for(backend: Backend, request_ids: set[int], any_one: bool = False) -> list[Reply]:
-    """Replies for ``request_ids`` (all of them, or at least one); failures are errors here."""
-    replies: list[Reply] = []
-    waiting = set(request_ids)
-    while waiting and not (any_one and replies):
-        arrived = backend.poll(settings.STYLIZE_STALL_S)
-        if not arrived:
-            raise VrstyleError(f"no tile came back for {settings.STYLIZE_STALL_S:g} s (are workers running?)")
-        for reply in arrived:
-            if reply.request_id not in waiting:
-                continue
-            if reply.status != "ok":
-                raise VrstyleError(f"tiles {reply.status} ({reply.reason}): {reply.message}")
-            waiting.discard(reply.request_id)
-            replies.append(reply)
-    return replies
-
-
-def stylize_untiled(engine: "StyleEngine", image: np.ndarray, grid: TileGrid, stats: np.ndarray | None) -> np.ndarray:
-    """The whole-image computation the grid's tiles reproduce: one pass over the padded image.
-
-    The image is reflected out by the grid's margin exactly as the tiles see it, so with
-    shared statistics and a full halo the tiled result equals this one.
-    """
-    padded = tiles.pad_frame(image, grid)[None]
-    styled = engine.stylize(padded, stats)[0]
-    return tiles.crop_frame(styled, grid)
-
-
-# Frame streams.
+FallbackReason = Literal["late", "lost", "error"]
+"""Why a tile is not fresh: past the deadline, or the reply's status (:class:`Status`) when it failed."""
+FallbackSource = Literal["previous", "raw"]
 
 
 @dataclass(frozen=True)
@@ -207,9 +60,52 @@ class Fallback:
     core + overlap, when there is no stylised version yet). Never black.
     """
 
-    reason: str
-    source: str
+    reason: FallbackReason
+    source: FallbackSource
     message: str = ""
+
+
+@dataclass
+class RequestStages:
+    """Seconds of one request (or a mean over a frame's): where its round trip went."""
+
+    queue: float = 0.0
+    """Waiting in the broker's and the worker's queues."""
+    inference: float = 0.0
+    """The forward pass in the worker."""
+    transfer: float = 0.0
+    """The rest of the round trip: moving the tiles there and back."""
+
+    @classmethod
+    def of(cls, reply: Reply) -> "RequestStages":
+        return cls(reply.queue_s, reply.infer_s, max(reply.round_trip_s - reply.queue_s - reply.infer_s, 0.0))
+
+
+@dataclass
+class Timings:
+    """Seconds per stage of one frame, from :meth:`FramePipeline.submit` to its result.
+
+    ``split``, ``send``, then the stages of the frame's last request to come back (``last``,
+    its critical path) and ``collect`` (from that reply's arrival to the result) add up to
+    ``total``, less the part of ``send`` after that request went out. ``requests`` holds the
+    same stages averaged over all the frame's requests; ``stitch`` is set once the frame was
+    stitched on the CPU.
+    """
+
+    split: float = 0.0
+    """Cutting the frame into tiles."""
+    send: float = 0.0
+    """Handing the batches to the backend (an in-process backend computes them here)."""
+    requests: RequestStages = field(default_factory=RequestStages)
+    last: RequestStages = field(default_factory=RequestStages)
+    collect: float = 0.0
+    total: float = 0.0
+    stitch: float = 0.0
+
+    def critical_path(self) -> dict[str, float]:
+        """The stages of the frame's latency, in order (the benchmark's columns)."""
+        return {"split": self.split, "send": self.send, "queue": self.last.queue, "inference": self.last.inference,
+                "transfer": self.last.transfer, "collect": self.collect, "stitch": self.stitch}
 
 
 @dataclass
@@ -224,14 +120,7 @@ class FrameResult:
         fallback: tile index -> :class:`Fallback`, for every tile not freshly stylised.
         stats: the (2, C) statistics the tiles were normalised with (None: the stream's first
             frame, each batch normalised with its own joint statistics).
-        timings: seconds per stage: ``split`` (cutting tiles), ``send`` (handing batches to the
-            backend), ``queue`` / ``inference`` / ``return`` (per request, averaged: waiting in
-            broker and worker, the forward pass, the rest of the round trip), ``total``
-            (submit to result) and, once :meth:`stitched` ran, ``stitch``. The frame's
-            critical path, the stages of its last request to come back: ``last_queue``,
-            ``last_inference``, ``last_return`` and ``collect`` (from that reply's arrival to
-            the result); with ``split`` and ``send`` they add up to ``total`` (less the part
-            of ``send`` after that request went out).
+        timings: where the frame's time went (:class:`Timings`).
     """
 
     frame_id: int
@@ -239,7 +128,7 @@ class FrameResult:
     tiles: np.ndarray
     fallback: dict[int, Fallback]
     stats: np.ndarray | None
-    timings: dict[str, float]
+    timings: Timings
     ramp: str = settings.RAMP
     _stitched: np.ndarray | None = field(default=None, repr=False)
 
@@ -257,7 +146,7 @@ class FrameResult:
         if self._stitched is None:
             start = time.perf_counter()
             self._stitched = tiles.stitch(self.tiles, self.grid, self.ramp)
-            self.timings["stitch"] = time.perf_counter() - start
+            self.timings.stitch = time.perf_counter() - start
         return self._stitched
 
 
@@ -275,7 +164,7 @@ class _Frame:
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)
     moments: dict[int, np.ndarray] = field(default_factory=dict)
     replies: list[Reply] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
     last_arrival: float | None = None
 
     @property
@@ -283,11 +172,12 @@ class _Frame:
         return bool(self.received.all())
 
 
-class FramePipeline:
+class FramePipeline(Resource):
     """Stereo (or mono) frames through a backend, several in flight, each by a deadline.
 
     Not thread-safe: use it, and its backend, from one thread at a time (it may be a
     background thread; a ZeroMQ client may be handed over between threads, not shared).
+    It owns its backend: :meth:`close` closes it.
 
     Args:
         backend: a :class:`~vrstyle.transport.client.TransportClient`, a
@@ -373,7 +263,12 @@ class FramePipeline:
         """Forget the stream's statistics and previous tiles (a scene cut, a new style)."""
         self._stats, self._previous, self._previous_ok = stats, None, None
 
-    def submit(self, eyes: np.ndarray, frame_id: int | None = None) -> int:
+    def hold(self, frames: int) -> None:
+        """Keep at least ``frames`` frames in flight (a consumer showing frame t - N needs N + 1)."""
+        self.depth = max(self.depth, frames)
+
+    def submit(self, eyes: np.ndarray, frame_id: int | None = None,
+               deadline_s: float | None | EllipsisType = ...) -> int:
         """Cut a frame into tiles and send them off; returns at once.
 
         Args:
@@ -381,6 +276,8 @@ class FramePipeline:
                 alpha; dropping it here would cost a slow strided copy); pass RGB to save
                 bandwidth on remote links.
             frame_id: increasing id (default: the last plus one).
+            deadline_s: this frame's deadline after submit (default: the pipeline's
+                ``deadline_s``; a headset sets each frame's from its display period).
 
         Returns:
             The frame id, for :meth:`result`.
@@ -406,7 +303,8 @@ class FramePipeline:
         inputs = tiles.cut(eyes, self.grid)  # RGBA stays RGBA: workers drop alpha for free, numpy slowly
         split = time.monotonic()
         out_h, out_w = self.grid.out_shape
-        deadline = None if self.deadline_s is None else start + self.deadline_s
+        deadline_s = self.deadline_s if deadline_s is ... else deadline_s
+        deadline = None if deadline_s is None else start + deadline_s
         frame = _Frame(frame_id, self._style, start, deadline, self._stats, inputs,
                        np.empty((len(inputs), out_h, out_w, 3), np.uint8), received=np.zeros(len(inputs), bool))
         self._frames[frame_id] = frame
@@ -418,7 +316,7 @@ class FramePipeline:
                                                 deadline_s=budget, out=frame.tiles[first:last]))
             frame.requests[rid] = (first, last)
             self._requests[rid] = frame
-        frame.timings.update(split=split - start, send=time.monotonic() - split)
+        frame.timings.split, frame.timings.send = split - start, time.monotonic() - split
         self.counters["frames"] += 1
         return frame_id
 
@@ -454,6 +352,9 @@ class FramePipeline:
         """:meth:`submit` then :meth:`result`: one frame, synchronously."""
         return self.result(self.submit(eyes))
 
+    def _free(self) -> None:
+        self.backend.close()
+
     def _pump(self, timeout: float) -> None:
         for reply in self.backend.poll(timeout):
             frame = self._requests.pop(reply.request_id, None)
@@ -461,15 +362,16 @@ class FramePipeline:
                 self.counters["stale_replies"] += 1
                 continue
             first, last = frame.requests.pop(reply.request_id)
-            if reply.status == "ok":
+            if reply.status == Status.OK:
                 frame.received[first:last] = True
                 frame.moments[first] = reply.moments
                 frame.replies.append(reply)
                 frame.last_arrival = time.monotonic()
             else:
-                self.counters[reply.status] += last - first
+                status = str(reply.status)  # the plain spelling, for counters and fallbacks
+                self.counters[status] += last - first
                 for index in range(first, last):
-                    frame.failures[index] = (reply.status, reply.message)
+                    frame.failures[index] = (status, reply.message)
 
     def _drop(self, frame_id: int) -> None:
         frame = self._frames.pop(frame_id)
@@ -503,25 +405,12 @@ class FramePipeline:
                 known = self._stats if self._stats is not None and self._stats.shape == measured.shape else None
                 self._stats = smooth_stats(known, measured, self.momentum)
         end = time.monotonic()
-        frame.timings.update(_reply_timings(frame.replies), **_critical_path(frame, end), total=end - frame.start)
-        return FrameResult(frame.frame_id, self.grid, result_tiles, fallback, frame.stats, frame.timings, self.ramp)
-
-
-def _reply_timings(replies: list[Reply]) -> dict[str, float]:
-    if not replies:
-        return {"queue": 0.0, "inference": 0.0, "return": 0.0}
-    queue = float(np.mean([r.queue_s for r in replies]))
-    inference = float(np.mean([r.infer_s for r in replies]))
-    rest = float(np.mean([max(r.round_trip_s - r.queue_s - r.infer_s, 0.0) for r in replies]))
-    return {"queue": queue, "inference": inference, "return": rest}
-
-
-def _critical_path(frame: _Frame, end: float) -> dict[str, float]:
-    """The stages of the frame's last reply to arrive: what its latency is made of."""
-    if not frame.replies:
-        waited = end - frame.start - frame.timings["split"] - frame.timings["send"]
-        return {"last_queue": 0.0, "last_inference": 0.0, "last_return": 0.0, "collect": waited}
-    last = frame.replies[-1]
-    return {"last_queue": last.queue_s, "last_inference": last.infer_s,
-            "last_return": max(last.round_trip_s - last.queue_s - last.infer_s, 0.0),
-            "collect": end - frame.last_arrival}
+        timings = frame.timings
+        if frame.replies:
+            stages = [RequestStages.of(reply) for reply in frame.replies]
+            timings.requests = RequestStages(*np.mean([astuple(stage) for stage in stages], axis=0).tolist())
+            timings.last, timings.collect = stages[-1], end - frame.last_arrival
+        else:
+            timings.collect = end - frame.start - timings.split - timings.send
+        timings.total = end - frame.start
+        return FrameResult(frame.frame_id, self.grid, result_tiles, fallback, frame.stats, timings, self.ramp)

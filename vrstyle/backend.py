@@ -1,0 +1,67 @@
+"""Where tile batches are stylised: the interface the pipelines send through.
+
+A backend is :class:`~vrstyle.transport.local.LocalBackend` (in this process) or
+:class:`~vrstyle.transport.client.TransportClient` (through a broker to workers on this host or
+others); both give identical tiles. No torch here: the headset client uses it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from vrstyle import settings
+from vrstyle.errors import VrstyleError
+from vrstyle.transport.local import LocalBackend
+from vrstyle.transport.protocol import ProtocolError, Reply, Status, TileBatch
+
+if TYPE_CHECKING:
+    from vrstyle.models.engine import StyleEngine
+
+
+class Backend(Protocol):
+    """Where tile batches are stylised: in process or through a broker (one thread at a time)."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def submit(self, batch: TileBatch) -> int: ...
+
+    def poll(self, timeout: float = 0.0) -> list[Reply]: ...
+
+    def status(self, timeout: float = ...) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def as_backend(engine_or_backend: "StyleEngine | Backend") -> Backend:
+    """A backend as is; a style engine wrapped in a :class:`LocalBackend`."""
+    if hasattr(engine_or_backend, "submit"):
+        return engine_or_backend
+    return LocalBackend(engine_or_backend)
+
+
+def submit_batch(backend: Backend, batch: TileBatch) -> int:
+    """Send ``batch``; a message the transport refuses is one error line."""
+    try:
+        return backend.submit(batch)
+    except ProtocolError as exc:
+        raise VrstyleError(f"cannot send {len(batch.tiles)} tiles of {batch.tiles.shape[1]}x{batch.tiles.shape[2]} "
+                           f"px: {exc}") from None
+
+
+def wait_for(backend: Backend, request_ids: set[int], any_one: bool = False) -> list[Reply]:
+    """Replies for ``request_ids`` (all of them, or at least one); failures are errors here."""
+    replies: list[Reply] = []
+    waiting = set(request_ids)
+    while waiting and not (any_one and replies):
+        arrived = backend.poll(settings.STYLIZE_STALL_S)
+        if not arrived:
+            raise VrstyleError(f"no tile came back for {settings.STYLIZE_STALL_S:g} s (are workers running?)")
+        for reply in arrived:
+            if reply.request_id not in waiting:
+                continue
+            if reply.status != Status.OK:
+                raise VrstyleError(f"tiles {reply.status} ({reply.reason}): {reply.message}")
+            waiting.discard(reply.request_id)
+            replies.append(reply)
+    return replies

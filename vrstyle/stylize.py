@@ -1,0 +1,123 @@
+"""Single images through their tile grid (``vrstyle stylize``): statistics, then tiles band by band.
+
+:func:`measure_stats` measures the image's normalisation statistics at full resolution, then
+:func:`stylize_image` stylises it stitched band by band, so memory is bounded by a couple of
+rows of tiles. :func:`stylize_untiled` is the whole-image computation the tiles reproduce.
+No torch here: engines are passed in built.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+
+import tiles
+from tiles import Stitcher, TileGrid
+from vrstyle import settings
+from vrstyle.backend import Backend, as_backend, submit_batch, wait_for
+from vrstyle.normstats import combine_moments, moments_to_stats
+from vrstyle.transport.protocol import TileBatch
+
+if TYPE_CHECKING:
+    from vrstyle.models.engine import StyleEngine
+
+
+def sample_tiles(grid: TileGrid, count: int) -> list[int]:
+    """``count`` tile indices spread evenly over the grid (all of them if it has fewer).
+
+    >>> sample_tiles(tiles.plan_grid(1000, 1000, tile=200, halo=8, overlap=0), 3)
+    [0, 12, 24]
+    """
+    if count >= len(grid):
+        return list(range(len(grid)))
+    return np.linspace(0, len(grid) - 1, count).round().astype(int).tolist()
+
+
+def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: TileGrid,
+                  count: int = settings.STATS_TILES, style: str = settings.DEFAULT_STYLE) -> np.ndarray:
+    """Normalisation statistics (2, C) of one image or a stereo pair, at full resolution.
+
+    Measured jointly over the cores of ``count`` tiles spread over each image (both eyes
+    together, so they match), never from a downscaled thumbnail; in one request, so a
+    worker measures exactly what an in-process engine does.
+    """
+    backend = as_backend(engine)
+    sample = tiles.cut(images, grid, sample_tiles(grid, count))
+    rid = submit_batch(backend, TileBatch(style, sample, margin=grid.margin, measure=True))
+    reply = wait_for(backend, {rid})[0]
+    return moments_to_stats(combine_moments([reply.moments]))
+
+
+def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
+                  batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP,
+                  stats_tiles: int = settings.STATS_TILES, progress: bool | None = False,
+                  style: str = settings.DEFAULT_STYLE, inflight: int = settings.STYLIZE_INFLIGHT) -> np.ndarray:
+    """Stylise one (H, W, 3) uint8 image through its tile grid.
+
+    Args:
+        engine: a style engine (run here) or a backend (e.g. a broker client).
+        image: (H, W, 3) uint8 RGB.
+        grid: tile grid planned for the image.
+        shared_stats: normalise every tile with the image's statistics (seam-free); False
+            gives each tile its own statistics (seams; for comparison), one tile per request.
+        batch: tiles per request.
+        ramp: feather ramp.
+        stats_tiles: tiles measured together for the statistics (see :func:`measure_stats`).
+        progress: show a progress bar (None: only on a terminal).
+        style: the style a backend's workers know the model by.
+        inflight: requests outstanding at once (to keep several workers busy).
+
+    Returns:
+        (H, W, 3) uint8 stylised image.
+
+    Raises:
+        VrstyleError: a request failed or was lost, or nothing came back for
+            :data:`~vrstyle.settings.STYLIZE_STALL_S`.
+    """
+    backend = as_backend(engine)
+    stats = measure_stats(backend, image, grid, stats_tiles, style) if shared_stats else None
+    size, margin = (batch, grid.margin) if shared_stats else (1, 0)
+    chunks = [(row, list(range(row * grid.cols + start, row * grid.cols + min(start + size, grid.cols))))
+              for row in range(grid.rows) for start in range(0, grid.cols, size)]
+    out = np.empty_like(image)
+    rows: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
+    submitted: dict[int, tuple[int, list[int]]] = {}
+    next_chunk = band = 0
+    with tqdm(total=len(grid), unit="tile", disable=None if progress is None else not progress, desc="stylize") as bar:
+        while band < grid.rows:
+            # Bounded memory: requests for at most the band being assembled and the row after it.
+            while next_chunk < len(chunks) and len(submitted) < inflight and chunks[next_chunk][0] <= band + 1:
+                row, indices = chunks[next_chunk]
+                pieces = tiles.cut(image, grid, indices)
+                rid = submit_batch(backend, TileBatch(style, pieces, stats, crop=grid.halo, margin=margin,
+                                                 first_tile=indices[0]))
+                submitted[rid] = chunks[next_chunk]
+                next_chunk += 1
+            for reply in wait_for(backend, set(submitted), any_one=True):
+                row, indices = submitted.pop(reply.request_id)
+                rows[row].update(zip(indices, reply.tiles))
+                bar.update(len(indices))
+            while band < grid.rows and len(rows[band]) == grid.cols:
+                top = 0 if band == 0 else band * grid.core_h - grid.overlap
+                bottom = grid.height if band == grid.rows - 1 else (band + 1) * grid.core_h - grid.overlap
+                stitcher = Stitcher(grid, ramp=ramp, rows=(top, bottom))
+                for index, tile in {**rows.get(band - 1, {}), **rows[band]}.items():
+                    stitcher.add(index, tile)
+                out[top:bottom] = stitcher.result(np.uint8)[0]
+                rows.pop(band - 1, None)
+                band += 1
+    return out
+
+
+def stylize_untiled(engine: "StyleEngine", image: np.ndarray, grid: TileGrid, stats: np.ndarray | None) -> np.ndarray:
+    """The whole-image computation the grid's tiles reproduce: one pass over the padded image.
+
+    The image is reflected out by the grid's margin exactly as the tiles see it, so with
+    shared statistics and a full halo the tiled result equals this one.
+    """
+    padded = tiles.pad_frame(image, grid)[None]
+    styled = engine.stylize(padded, stats)[0]
+    return tiles.crop_frame(styled, grid)
