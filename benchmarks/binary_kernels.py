@@ -26,20 +26,18 @@ import argparse
 import json
 import platform
 import shlex
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vrstyle.kernels.bits import pack_channels
 from vrstyle.models import available_models
 from vrstyle.models.binary import BinaryConv2d
 from vrstyle.models.fast import PackedConvLayer
 from vrstyle.models.transformer import ConvLayer
+from vrstyle.timing import interleaved_medians
 
 
 def numpy_popcount_conv(x_words: np.ndarray, w_words: np.ndarray, count: int) -> np.ndarray:
@@ -58,20 +56,6 @@ def numpy_popcount_conv(x_words: np.ndarray, w_words: np.ndarray, count: int) ->
         both[start:start + rows] = np.bitwise_count(patches[start:start + rows, None, :] & kernels[None]).sum(
             axis=2, dtype=np.int32)
     return (4 * both - 2 * ones_x[:, None] - 2 * ones_w[None, :] + count).reshape(n, ho, wo, o)
-
-
-def interleaved_medians(runs: dict, repeats: int) -> dict:
-    """Median seconds of each run: all warmed up once, then timed in turn ``repeats`` times, so
-    the machine's drift affects them alike."""
-    for run in runs.values():
-        run()
-    times: dict = {key: [] for key in runs}
-    for _ in range(repeats):
-        for key, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def shipped_shapes() -> set[tuple[int, int, int, int, int]]:

@@ -16,10 +16,10 @@ pytestmark = pytest.mark.gl
 
 def cpu_stitch(stack: np.ndarray, grid: tiles.TileGrid, ramp: str, present) -> np.ndarray:
     """tiles.Stitcher over the present tiles' RGB, rounded to uint8: the reference."""
-    stitcher = tiles.Stitcher(grid, batch=2, channels=3, ramp=ramp)
+    stitcher = tiles.Stitcher(grid, batch=2, channels=3, ramp=ramp, dtype=np.uint8)
     for index in present:
         stitcher.add(index, stack[index, ..., :3])
-    return stitcher.result(np.uint8)
+    return stitcher.result()
 
 
 def gl_stitch(compositor, stack: np.ndarray, present, targets=None) -> np.ndarray:

@@ -19,6 +19,11 @@ WEIGHT_EPS = 1e-6
 class Stitcher:
     """Accumulates returned tiles (numpy, channels-last) as they arrive, in any order.
 
+    Only the blend bands (``2 * overlap`` px around each seam) are accumulated in float32
+    and divided by their weight sum; everywhere else one tile alone covers a pixel with
+    weight 1 and is copied straight into the output, so stitching moves about as many bytes
+    as a copy of the frame.
+
     Args:
         grid: the grid the tiles were cut with.
         batch: images per frame (2 for a stereo pair).
@@ -26,10 +31,14 @@ class Stitcher:
         ramp: feather ramp (see :mod:`tiles.feather`).
         rows: optional ``(start, stop)`` band of image rows to assemble; tiles are clipped
             to it, so a large image can be assembled in bounded memory, band by band.
+        dtype: the result's dtype; integer results are rounded and clipped to its range.
+
+    Raises:
+        GridError: ``rows`` is not a band of the image.
 
     >>> from tiles.grid import plan_grid
     >>> g = plan_grid(8, 8, tile=4, halo=0, overlap=1, align=1)
-    >>> s = Stitcher(g, channels=1)
+    >>> s = Stitcher(g, channels=1, dtype=np.uint8)
     >>> for t in range(len(g)):
     ...     s.add(t, np.full((6, 6, 1), 100, np.uint8))
     >>> int(s.result().min()), s.missing()
@@ -37,38 +46,90 @@ class Stitcher:
     """
 
     def __init__(self, grid: TileGrid, batch: int = 1, channels: int = 3, ramp: str = "linear",
-                 rows: tuple[int, int] | None = None):
+                 rows: tuple[int, int] | None = None, dtype: np.dtype | type = np.float32):
         self.grid, self.batch, self.ramp = grid, batch, ramp
         self.top, self.bottom = rows if rows is not None else (0, grid.height)
         if not 0 <= self.top < self.bottom <= grid.height:
             raise GridError(f"row band {rows} is not inside the image's {grid.height} rows")
-        shape = (batch, self.bottom - self.top, grid.width)
-        self.sum = np.zeros(shape + (channels,), dtype=np.float32)
-        self.weight = np.zeros(shape, dtype=np.float32)
+        self.dtype = np.dtype(dtype)
+        height = self.bottom - self.top
+        self.out = np.zeros((batch, height, grid.width, channels), self.dtype)
         self.received = np.zeros(batch * len(grid), dtype=bool)
+        overlap = grid.overlap
+        # Blend bands in the stitched band's coordinates: rows around every row seam (full
+        # width, so they hold the crossings), columns around every column seam (other rows).
+        row_bands = [(max(r * grid.core_h - overlap, self.top) - self.top,
+                      min(r * grid.core_h + overlap, self.bottom) - self.top) for r in range(1, grid.rows)]
+        col_bands = [(c * grid.core_w - overlap, min(c * grid.core_w + overlap, grid.width))
+                     for c in range(1, grid.cols)]
+        self.row_bands = [_Band(a, b, (batch, b - a, grid.width), channels) for a, b in row_bands if a < b]
+        self.col_bands = [_Band(a, b, (batch, height, b - a), channels) for a, b in col_bands if a < b]
 
     def add(self, index: int, tile: np.ndarray) -> None:
         """Blend in returned tile ``index`` (image-major over the batch), shaped (out_h, out_w, C)."""
         if not 0 <= index < len(self.received):
             raise GridError(f"tile index {index} outside 0..{len(self.received) - 1}")
-        if tile.shape[:2] != self.grid.out_shape or tile.shape[2:] != self.sum.shape[3:]:
+        if tile.shape[:2] != self.grid.out_shape or tile.shape[2:] != self.out.shape[3:]:
             raise GridError(f"tile {index} is {tile.shape}, expected "
-                            f"{self.grid.out_shape + self.sum.shape[3:]}")
+                            f"{self.grid.out_shape + self.out.shape[3:]}")
         image, t = divmod(index, len(self.grid))
         self.received[index] = True
         dst, src = _overlap_region(self.grid, t, self.top, self.bottom)
         if dst is None:
             return
-        w = tile_weights(self.grid, t, self.ramp)[src]
-        self.sum[(image,) + dst] += w[..., None] * tile[src]
-        self.weight[(image,) + dst] += w
+        weights = tile_weights(self.grid, t, self.ramp)
+        ya, yb, xa, xb = dst[0].start, dst[0].stop, dst[1].start, dst[1].stop
+        dy, dx = src[0].start - ya, src[1].start - xa  # tile coordinates = band coordinates + (dy, dx)
+
+        def blend(band: _Band, y0: int, y1: int, x0: int, x1: int, by: int, bx: int) -> None:
+            w = weights[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+            band.sum[image, y0 - by:y1 - by, x0 - bx:x1 - bx] += w[..., None] * tile[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+            band.weight[image, y0 - by:y1 - by, x0 - bx:x1 - bx] += w
+
+        alone_rows, y = [], ya
+        for band in self.row_bands:
+            lo, hi = max(band.start, ya), min(band.stop, yb)
+            if lo < hi:
+                blend(band, lo, hi, xa, xb, band.start, 0)
+                if y < lo:
+                    alone_rows.append((y, lo))
+                y = hi
+        if y < yb:
+            alone_rows.append((y, yb))
+        for y0, y1 in alone_rows:
+            x = xa
+            for band in self.col_bands:
+                lo, hi = max(band.start, xa), min(band.stop, xb)
+                if lo < hi:
+                    self.out[image, y0:y1, x:lo] = tile[y0 + dy:y1 + dy, x + dx:lo + dx]
+                    blend(band, y0, y1, lo, hi, 0, band.start)
+                    x = hi
+            self.out[image, y0:y1, x:xb] = tile[y0 + dy:y1 + dy, x + dx:xb + dx]
 
     def missing(self) -> list[int]:
         """Indices of tiles not added yet."""
         return np.flatnonzero(~self.received).tolist()
 
-    def result(self, dtype: np.dtype | type = np.float32) -> np.ndarray:
-        """(B, rows, W, C) stitched band; rounded and clipped to the range of integer dtypes."""
+    def result(self) -> np.ndarray:
+        """(B, rows, W, C) stitched band in the stitcher's dtype; a pixel no tile reached is 0."""
+        alone = np.ones(self.out.shape[1], bool)
+        for band in self.row_bands:
+            self.out[:, band.start:band.stop] = band.resolve(self.dtype)
+            alone[band.start:band.stop] = False
+        for band in self.col_bands:
+            self.out[:, alone, band.start:band.stop] = band.resolve(self.dtype)[:, alone]
+        return self.out
+
+
+class _Band:
+    """A blend band: the weighted sum of the tiles over it and their weight sum."""
+
+    def __init__(self, start: int, stop: int, shape: tuple[int, ...], channels: int):
+        self.start, self.stop = start, stop
+        self.sum = np.zeros(shape + (channels,), dtype=np.float32)
+        self.weight = np.zeros(shape, dtype=np.float32)
+
+    def resolve(self, dtype: np.dtype) -> np.ndarray:
         weight = self.weight[..., None]
         out = np.zeros_like(self.sum)
         np.divide(self.sum, weight, out=out, where=weight > WEIGHT_EPS)  # in place: no float64, no copies
@@ -97,10 +158,10 @@ def stitch(tiles, grid: TileGrid, ramp: str = "linear"):
         raise GridError(f"{tiles.shape[0]} tiles do not make whole images of {count} tiles")
     batch = tiles.shape[0] // count
     if isinstance(tiles, np.ndarray):
-        stitcher = Stitcher(grid, batch, tiles.shape[-1], ramp)
+        stitcher = Stitcher(grid, batch, tiles.shape[-1], ramp, dtype=tiles.dtype)
         for index, tile in enumerate(tiles):
             stitcher.add(index, tile)
-        return stitcher.result(tiles.dtype)
+        return stitcher.result()
     return _stitch_torch(tiles, grid, batch, ramp)
 
 

@@ -103,10 +103,10 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
             while band < grid.rows and len(rows[band]) == grid.cols:
                 top = 0 if band == 0 else band * grid.core_h - grid.overlap
                 bottom = grid.height if band == grid.rows - 1 else (band + 1) * grid.core_h - grid.overlap
-                stitcher = Stitcher(grid, ramp=ramp, rows=(top, bottom))
+                stitcher = Stitcher(grid, ramp=ramp, rows=(top, bottom), dtype=np.uint8)
                 for index, tile in {**rows.get(band - 1, {}), **rows[band]}.items():
                     stitcher.add(index, tile)
-                out[top:bottom] = stitcher.result(np.uint8)[0]
+                out[top:bottom] = stitcher.result()[0]
                 rows.pop(band - 1, None)
                 band += 1
     return out

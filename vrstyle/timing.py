@@ -5,7 +5,8 @@ numpy only, so torch-free roles can summarise their own timings too.
 
 from __future__ import annotations
 
-from typing import Iterable
+import time
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -42,3 +43,17 @@ def median(values: Iterable[float]) -> float:
     2.0
     """
     return summarize(values)["p50"]
+
+
+def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each run: all warmed up once, then timed in turn ``repeats`` times, so
+    the machine's drift affects them alike."""
+    for run in runs.values():
+        run()
+    times: dict = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - start)
+    return {key: median(values) for key, values in times.items()}
