@@ -53,8 +53,10 @@ def main() -> None:
     session_module.choose_format = lambda offered: (_ for _ in ()).throw(RuntimeError("injected"))
     try:
         HeadsetSession(runtime, binding, context)
-    except RuntimeError:
-        pass
+    except RuntimeError as exc:
+        assert str(exc) == "injected", exc  # the injected failure, not another one
+    else:
+        raise AssertionError("the session was made although choose_format failed")
     session_module.choose_format = real_choose
     again = HeadsetSession(runtime, binding, context)  # xrCreateSession refuses while the failed one lives
     print("ok half-way", flush=True)

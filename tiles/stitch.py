@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tiles.cut import spatial_axes
 from tiles.feather import tile_weights
 from tiles.grid import GridError, TileGrid
 

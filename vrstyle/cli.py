@@ -13,7 +13,7 @@ import logging
 import sys
 
 from tiles import GridError
-from vrstyle.errors import VrstyleError
+from vrstyle.errors import EXIT_USER_ERROR, VrstyleError
 
 COMMANDS = {
     "info": ("vrstyle.commands.info", "say what this machine can do: versions, CPU kernels, GPUs, OpenGL, OpenXR"),
@@ -30,7 +30,6 @@ COMMANDS = {
 }
 """Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""
 
-EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 

@@ -33,7 +33,7 @@ KEYS_HELP = (
     "Right/Left: next/previous style\n"
     "Space: raw/stylised\n"
     "G: tile grid (red: tiles that fell back)\n"
-    "I: statistics\n"
+    "I: figures (frame rates, latency)\n"
     "V: side by side, left, right, anaglyph\n"
     "PgDn/PgUp: next/previous photo\n"
     "Esc, Q: quit"

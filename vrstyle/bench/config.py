@@ -10,7 +10,7 @@ from vrstyle import settings
 from vrstyle.errors import VrstyleError
 
 STAGES = ("split", "send", "queue", "inference", "transfer", "collect", "stitch")
-"""A frame's latency, stage by stage along its critical path (see :class:`~vrstyle.pipeline.FrameResult`)."""
+"""A frame's latency, stage by stage along its critical path (see :meth:`~vrstyle.pipeline.Timings.critical_path`)."""
 
 
 @dataclass

@@ -58,14 +58,13 @@ def load_frames(config: BenchConfig, count: int) -> tuple[str, list[np.ndarray]]
         return "synthetic", synthetic_frames(config.eyes, config.eye_shape, min(count, settings.BENCH_SYNTHETIC_FRAMES))
     from vrstyle.sources import PhotoFolder, cover, open_source
 
-    source = open_source(config.source, largest=config.eye_shape)
-    photos = len(source.paths) if isinstance(source, PhotoFolder) else 1
-    frames = []
-    for index in range(min(count, photos, settings.BENCH_SYNTHETIC_FRAMES)):
-        stereo = source.frame(index * getattr(source, "seconds", 0.0))
-        frames.append(np.stack([cover(view, config.eye_shape) for view in stereo[:config.eyes]]))
+    with open_source(config.source, largest=config.eye_shape) as source:
+        photos = len(source.paths) if isinstance(source, PhotoFolder) else 1
+        frames = []
+        for index in range(min(count, photos, settings.BENCH_SYNTHETIC_FRAMES)):
+            stereo = source.frame(index * getattr(source, "seconds", 0.0))
+            frames.append(np.stack([cover(view, config.eye_shape) for view in stereo[:config.eyes]]))
     return source.name, frames
-
 
 
 @dataclass

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
     parser.add_argument("--raw", action="store_true", help="start showing the raw source (Space toggles)")
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
-    parser.add_argument("--stats", action="store_true", help="start with the statistics shown (I toggles)")
+    parser.add_argument("--stats", action="store_true", help="start with the figures (frame rates, latency) shown (I toggles)")
     parser.add_argument("--view", choices=VIEWS, default="sbs", help="side by side, one eye, or red-cyan anaglyph")
     parser.add_argument("--frames", type=positive_int, metavar="N", help="quit after N stylised frames were shown")
     parser.add_argument("--screenshot", type=Path, metavar="PATH", help="save the window's last frame here on quitting")

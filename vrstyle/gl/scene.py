@@ -70,8 +70,9 @@ class DemoScene(Resource):
         with self.building():
             self.surface_program, self.sky_program = self.own(Program("scene")), self.own(Program("sky"))
             self.meshes = {name: self.own(Mesh(*mesh)) for name, mesh in meshes().items()}
-            self.albedo = self._upload_albedo(procedural_textures())
+            self.albedo = GL.glGenTextures(1)
             self.on_close(GL.glDeleteTextures, [self.albedo])
+            self._upload_albedo(self.albedo, procedural_textures())
             self.eye_textures = [owned_texture(self, eye_width, eye_height) for _ in range(2)]
             self.samples = min(samples, int(GL.glGetIntegerv(GL.GL_MAX_SAMPLES)))
             self.draw_fbo, self.eye_fbo = self.own(Framebuffer()), self.own(Framebuffer())
@@ -88,9 +89,8 @@ class DemoScene(Resource):
             self.on_close(GL.glDeleteVertexArrays, 1, [self.empty_vao])
 
     @staticmethod
-    def _upload_albedo(maps: np.ndarray) -> int:
+    def _upload_albedo(texture: int, maps: np.ndarray) -> None:
         layers, size = maps.shape[:2]
-        texture = GL.glGenTextures(1)
         GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, texture)
         GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
         GL.glTexImage3D(GL.GL_TEXTURE_2D_ARRAY, 0, GL.GL_SRGB8_ALPHA8, size, size, layers, 0, GL.GL_RGB,
@@ -100,7 +100,6 @@ class DemoScene(Resource):
         GL.glTexParameteri(GL.GL_TEXTURE_2D_ARRAY, GL.GL_TEXTURE_WRAP_S, GL.GL_REPEAT)
         GL.glTexParameteri(GL.GL_TEXTURE_2D_ARRAY, GL.GL_TEXTURE_WRAP_T, GL.GL_REPEAT)
         GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, 0)
-        return texture
 
     def head_pose(self, time: float) -> np.ndarray:
         """The default viewer: standing before the torus, swaying slowly."""

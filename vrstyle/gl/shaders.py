@@ -133,10 +133,11 @@ class Program(Resource):
         self.files = PROGRAMS[names[0]] if len(names) == 1 and names[0] in PROGRAMS else names
         self.id = link_program(*self.files)
         self.uniforms: dict[str, tuple[int, int]] = {}  # name -> (location, GL type)
-        for index in range(GL.glGetProgramiv(self.id, GL.GL_ACTIVE_UNIFORMS)):
-            name, _, kind = GL.glGetActiveUniform(self.id, index)
-            name = _text(name).removesuffix("[0]")
-            self.uniforms[name] = (GL.glGetUniformLocation(self.id, name), int(kind))
+        with self.building():
+            for index in range(GL.glGetProgramiv(self.id, GL.GL_ACTIVE_UNIFORMS)):
+                name, _, kind = GL.glGetActiveUniform(self.id, index)
+                name = _text(name).removesuffix("[0]")
+                self.uniforms[name] = (GL.glGetUniformLocation(self.id, name), int(kind))
 
     def use(self) -> "Program":
         GL.glUseProgram(self.id)

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import zmq
 
-from vrstyle.cli import EXIT_USER_ERROR
+from vrstyle.errors import EXIT_USER_ERROR
 from vrstyle.errors import VrstyleError
 from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P

@@ -4,7 +4,7 @@ One module per concern: :mod:`~vrstyle.xr.runtime` (runtime, instance, headset, 
 :mod:`~vrstyle.xr.graphics` (GL contexts and session bindings), :mod:`~vrstyle.xr.swapchain`
 (formats, eye swapchains), :mod:`~vrstyle.xr.session` (lifecycle, frame loop),
 :mod:`~vrstyle.xr.textures` (eye textures to and from numpy), :mod:`~vrstyle.xr.plugin`
-(:class:`Stylizer`, the plugin API), :mod:`~vrstyle.xr.mirror` (the desktop mirror) and
+(:class:`Stylizer`, the plugin API), :mod:`~vrstyle.xr.mirror` (the headset's mirror window) and
 :mod:`~vrstyle.xr.app` (``vrstyle headset``).
 
 Nothing here imports torch: the style networks live in the workers.

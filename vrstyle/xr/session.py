@@ -81,7 +81,7 @@ class HeadsetSession(Resource):
             self.on_close(_destroy, xr.destroy_space, self.space)
             colour = choose_format(list(xr.enumerate_swapchain_formats(self.session)))
             self.swapchains = self.own(EyeSwapchains(runtime.instance, runtime.system_id, self.session, colour))
-        self.lifecycle = xr.utils.SessionStateManager(runtime.instance, self.session, STEREO)
+            self.lifecycle = xr.utils.SessionStateManager(runtime.instance, self.session, STEREO)
         log.info("session: %s swapchains of %s", colour.name, " and ".join(f"{w}x{h}" for w, h in self.sizes))
 
     @property
