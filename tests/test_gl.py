@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 import tiles
+from gltrack import NameTracker
 
 pytestmark = pytest.mark.gl
 
@@ -291,44 +292,7 @@ def _owners() -> dict:
 OWNERS = ["Compositor", "EyeDisplay", "TextPanel", "DemoScene", "SceneSource", "Mesh", "Program", "Framebuffer",
           "PixelStream"]
 CONTEXTS = {"HeadlessContext": "test_headless_context_closes_once",
-            "WindowContext": "needs a display: tests/test_mirror.py runs it under Xvfb"}
-
-
-class NameTracker:
-    """Every GL name vrstyle generates and deletes, by kind: what is alive, and names freed twice."""
-
-    KINDS = {"Textures": "texture", "Buffers": "buffer", "VertexArrays": "vertex array",
-             "Framebuffers": "framebuffer", "Renderbuffers": "renderbuffer"}
-
-    def __init__(self, monkeypatch):
-        from OpenGL import GL
-
-        self.live: set[tuple[str, int]] = set()
-        self.freed_twice: list[tuple[str, int]] = []
-        for suffix, kind in self.KINDS.items():
-            gen, delete = getattr(GL, f"glGen{suffix}"), getattr(GL, f"glDelete{suffix}")
-            monkeypatch.setattr(GL, f"glGen{suffix}", self._generator(gen, kind))
-            monkeypatch.setattr(GL, f"glDelete{suffix}", self._deleter(delete, kind))
-        monkeypatch.setattr(GL, "glCreateProgram", self._generator(GL.glCreateProgram, "program"))
-        monkeypatch.setattr(GL, "glDeleteProgram", self._deleter(GL.glDeleteProgram, "program"))
-
-    def _generator(self, real, kind):
-        def generate(*args):
-            names = real(*args)
-            for name in np.atleast_1d(names).tolist():
-                self.live.add((kind, int(name)))
-            return names
-        return generate
-
-    def _deleter(self, real, kind):
-        def delete(*args):
-            for name in np.atleast_1d(args[-1]).tolist():
-                if (kind, int(name)) in self.live:
-                    self.live.remove((kind, int(name)))
-                else:
-                    self.freed_twice.append((kind, int(name)))
-            return real(*args)
-        return delete
+            "WindowContext": "needs a display: tests/mirror_lifecycle_app.py, under Xvfb"}
 
 
 def _exercise(owner) -> None:
@@ -362,7 +326,7 @@ def test_every_gl_owner_is_listed():
 
 @pytest.mark.parametrize("owner", OWNERS)
 def test_gl_owner_closes_once_and_a_second_close_frees_nothing_new(gl_context, monkeypatch, owner):
-    names = NameTracker(monkeypatch)
+    names = NameTracker(monkeypatch.setattr)
     make = _owners()[owner]
     first = make()
     _exercise(first)
@@ -387,7 +351,7 @@ def test_gl_owner_failing_half_way_frees_what_it_made(gl_context, monkeypatch, o
 
     from vrstyle.gl.context import GLError
 
-    names = NameTracker(monkeypatch)
+    names = NameTracker(monkeypatch.setattr)
     make, real = _owners()[owner], GL.glGenVertexArrays
     calls = []
 

@@ -123,3 +123,14 @@ def test_frames_that_miss_their_deadline_show_the_raw_tiles_never_black(xvfb, ti
     window = read_rgb(shot).astype(int)
     eyes = np.stack([window[:, :96], window[:, 96:]])
     assert np.abs(eyes - frame["raw"]).max() <= 1  # filled from the input (no stylised tile yet), not black
+
+
+def test_windowed_gl_owners_free_once_also_when_built_half_way(xvfb):
+    """A window, the desktop mirror and the headset's mirror window: GL names counted in a process of their own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(DISPLAY=xvfb, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(__file__), env.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "mirror_lifecycle_app.py")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:-1] == ["ok twice: desktop mirror", "ok twice: headset mirror",
+                                            "ok half-way: desktop mirror", "ok half-way: headset mirror", "ok window"]
