@@ -194,3 +194,35 @@ def test_single_image_path_is_the_same_in_process_and_remote(cluster, tiny_engin
                                       measure_stats(tiny_engine, image, grid))
         remote = stylize_image(client, image, grid, batch=3, style=tiny_model)
     np.testing.assert_array_equal(remote, stylize_image(tiny_engine, image, grid, batch=2))
+
+
+def test_an_image_that_fits_goes_whole_in_one_pass_as_the_plain_network(tiny_engine, monkeypatch):
+    """Within the memory budget: one piece, no halo, one request, the plain network's output exactly."""
+    import torch
+
+    from vrstyle.stylize import plan_image
+
+    image = np.random.default_rng(5).integers(0, 256, (60, 84, 3), dtype=np.uint8)
+    plan = plan_image(60, 84, memory_bytes=1e9)
+    assert plan.whole and (plan.grid.rows, plan.grid.cols, plan.grid.halo) == (1, 1, 0)
+    backend = LocalBackend(tiny_engine)
+    sent = []
+    submit = backend.submit
+    monkeypatch.setattr(backend, "submit", lambda batch: sent.append(batch) or submit(batch))
+    out = stylize_image(backend, image, plan.grid)
+    assert len(sent) == 1 and sent[0].stats is None  # no separate statistics pass
+    with torch.no_grad():
+        plain = tiny_engine.model(torch.from_numpy(image).permute(2, 0, 1)[None].float())
+    np.testing.assert_array_equal(out, plain[0].clamp(0, 255).round().byte().permute(1, 2, 0).numpy())
+
+
+def test_an_image_over_the_budget_is_tiled_as_many_a_pass_as_fit():
+    from vrstyle import settings
+    from vrstyle.stylize import plan_image
+
+    tile_cost = (512 + 2 * (settings.HALO + settings.OVERLAP)) ** 2 * settings.FORWARD_BYTES_PER_PIXEL
+    plan = plan_image(3000, 4000, memory_bytes=2.5 * tile_cost)
+    assert not plan.whole and plan.grid.halo == settings.HALO
+    assert (plan.batch, plan.stats_tiles) == (2, 2)
+    assert plan_image(3000, 4000, memory_bytes=1.0).batch == 1  # never less than one tile
+    assert plan_image(600, 800, memory_bytes=1e12, tile=256).grid.cols == 4  # a given tile is kept

@@ -28,7 +28,13 @@ STATS_MOMENTUM = 0.8
 
 # Inference.
 BATCH_TILES = 4
-"""Tiles per forward pass in single-image stylisation (memory grows with it)."""
+"""Most tiles per forward pass in single-image stylisation (the memory budget may allow fewer)."""
+STYLIZE_MEMORY_GB = 2.0
+"""Memory budget of single-image stylisation in this process: the whole image in one pass when
+it fits (no halo, statistics in the same pass), else tiles, as many per pass as fit."""
+FORWARD_BYTES_PER_PIXEL = 1300
+"""Peak memory of one fp32 CPU forward pass per input pixel, beyond the loaded model: measured
+1.0-1.3 KB for the teacher and the binary students at 512-768 px (more at smaller sizes)."""
 
 # Models.
 DEFAULT_STYLE = "candy"

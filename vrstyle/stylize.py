@@ -9,6 +9,7 @@ No torch here: engines are passed in built.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,42 @@ from vrstyle.transport.protocol import TileBatch
 
 if TYPE_CHECKING:
     from vrstyle.models.engine import StyleEngine
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """How one image is stylised: its grid, tiles per forward pass, tiles measured for statistics."""
+
+    grid: TileGrid
+    batch: int
+    stats_tiles: int
+
+    @property
+    def whole(self) -> bool:
+        """One piece, no halo: the plain network's single pass, its statistics measured in it."""
+        return len(self.grid) == 1 and self.grid.halo == 0
+
+
+def plan_image(height: int, width: int, memory_bytes: float, tile: int | None = None, halo: int = settings.HALO,
+               overlap: int = settings.OVERLAP, batch: int | None = None,
+               stats_tiles: int | None = None) -> ImagePlan:
+    """The cheapest way to stylise a ``height x width`` image in this process within ``memory_bytes``.
+
+    Tiles cost work (a 512 px tile with the default halo reads 1.6x its pixels) and a separate
+    pass for the statistics, so the whole image goes in one piece when its forward pass fits
+    the budget (:data:`~vrstyle.settings.FORWARD_BYTES_PER_PIXEL`); otherwise ``tile`` px tiles
+    (default :data:`~vrstyle.settings.TILE`), as many per pass as fit (at least one). A given
+    ``tile``, ``batch`` or ``stats_tiles`` is used as given.
+
+    >>> plan_image(768, 1024, 2e9).whole, plan_image(3000, 4000, 2e9).batch
+    (True, 3)
+    """
+    per_pixel = settings.FORWARD_BYTES_PER_PIXEL
+    if tile is None and height * width * per_pixel <= memory_bytes:
+        return ImagePlan(tiles.plan_grid(height, width, (height, width), 0, 0, settings.ALIGN), 1, 1)
+    grid = tiles.plan_grid(height, width, tile or settings.TILE, halo, overlap, settings.ALIGN)
+    fit = max(1, int(memory_bytes // (grid.in_shape[0] * grid.in_shape[1] * per_pixel)))
+    return ImagePlan(grid, batch or min(settings.BATCH_TILES, fit), stats_tiles or min(settings.STATS_TILES, fit))
 
 
 def sample_tiles(grid: TileGrid, count: int) -> list[int]:
@@ -63,6 +100,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
         grid: tile grid planned for the image.
         shared_stats: normalise every tile with the image's statistics (seam-free); False
             gives each tile its own statistics (seams; for comparison), one tile per request.
+            A grid of one tile needs no separate pass: its own statistics are the image's.
         batch: tiles per request.
         ramp: feather ramp.
         stats_tiles: tiles measured together for the statistics (see :func:`measure_stats`).
@@ -78,6 +116,8 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
             :data:`~vrstyle.settings.STYLIZE_STALL_S`.
     """
     backend = as_backend(engine)
+    if len(grid) == 1:  # the one tile's own statistics are the image's: measured in the same pass
+        shared_stats = False
     stats = measure_stats(backend, image, grid, stats_tiles, style) if shared_stats else None
     size, margin = (batch, grid.margin) if shared_stats else (1, 0)
     chunks = [(row, list(range(row * grid.cols + start, row * grid.cols + min(start + size, grid.cols))))

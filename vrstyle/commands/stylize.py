@@ -1,4 +1,4 @@
-"""Stylise an image of any size through the tiled pipeline, in memory bounded by a row of tiles."""
+"""Stylise an image of any size: in one pass when it fits the memory budget, else tiled, in bounded memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_int
+from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -20,18 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help="style or model name (candy, candy/teacher, ...) or model file "
                              f"(default {settings.DEFAULT_STYLE})")
-    parser.add_argument("--tile", type=positive_int, default=settings.TILE,
-                        help=f"largest tile core, px (default {settings.TILE})")
+    parser.add_argument("--tile", type=positive_int,
+                        help=f"largest tile core, px (default: the whole image in one pass when it fits --memory, "
+                             f"else {settings.TILE}; {settings.TILE} with --broker)")
+    parser.add_argument("--memory", type=positive_float, default=settings.STYLIZE_MEMORY_GB, metavar="GB",
+                        help="memory budget of stylising in this process: picks whole image or tiles, and tiles "
+                             f"per pass (default {settings.STYLIZE_MEMORY_GB:g})")
     parser.add_argument("--halo", type=int, default=settings.HALO,
                         help=f"context read around each tile and cropped, px (default {settings.HALO})")
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
                         help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
-    parser.add_argument("--batch", type=positive_int, default=settings.BATCH_TILES,
-                        help=f"tiles per forward pass (default {settings.BATCH_TILES}; memory grows with it)")
-    parser.add_argument("--stats-tiles", type=positive_int, default=settings.STATS_TILES,
+    parser.add_argument("--batch", type=positive_int,
+                        help=f"tiles per forward pass (default: as many as fit --memory, at most {settings.BATCH_TILES})")
+    parser.add_argument("--stats-tiles", type=positive_int,
                         help="tiles measured together for the normalisation statistics "
-                             f"(default {settings.STATS_TILES}; memory grows with it)")
+                             f"(default: as many as fit --memory, at most {settings.STATS_TILES})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--reference", action="store_true",
                         help="run binary layers as their float simulation instead of the popcount kernels (checks)")
@@ -44,9 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tiles
     from vrstyle.images import read_rgb, write_rgb
-    from vrstyle.stylize import stylize_image
+    from vrstyle.stylize import plan_image, stylize_image
 
     if args.broker and args.device != "cpu":
         raise VrstyleError("--device applies to stylising in this process; with --broker the workers' devices count")
@@ -55,14 +58,18 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise VrstyleError(f"the output {args.output} is the input: it would be overwritten; name another file")
     image = read_rgb(args.input)
-    grid = tiles.plan_grid(image.shape[0], image.shape[1], args.tile, args.halo, args.overlap, settings.ALIGN)
+    memory = float("inf") if args.broker else args.memory * 1e9  # remote workers: their memory, not ours
+    plan = plan_image(image.shape[0], image.shape[1], memory, args.tile or (settings.TILE if args.broker else None),
+                      args.halo, args.overlap, args.batch, args.stats_tiles)
     backend = open_broker(args, [args.style])[0] if args.broker else local_backend(args)
-    log.info("%s: %dx%d px, %s of %dx%d px", args.input, image.shape[1], image.shape[0], plural(len(grid), "tile"),
-             grid.in_shape[1], grid.in_shape[0])
+    grid = plan.grid
+    log.info("%s: %dx%d px, %s", args.input, image.shape[1], image.shape[0],
+             "whole in one pass" if plan.whole else
+             f"{plural(len(grid), 'tile')} of {grid.in_shape[1]}x{grid.in_shape[0]} px, {plan.batch} a pass")
     start = time.perf_counter()
     try:
-        result = stylize_image(backend, image, grid, shared_stats=not args.no_shared_stats, batch=args.batch,
-                               ramp=args.ramp, stats_tiles=args.stats_tiles, progress=None, style=args.style)
+        result = stylize_image(backend, image, grid, shared_stats=not args.no_shared_stats, batch=plan.batch,
+                               ramp=args.ramp, stats_tiles=plan.stats_tiles, progress=None, style=args.style)
     finally:
         backend.close()
     write_rgb(args.output, result)
