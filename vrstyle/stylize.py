@@ -58,7 +58,8 @@ def plan_image(height: int, width: int, memory_bytes: float, tile: int | None = 
     if tile is None and height * width * per_pixel <= memory_bytes:
         return ImagePlan(tiles.plan_grid(height, width, (height, width), 0, 0, settings.ALIGN), 1, 1)
     grid = tiles.plan_grid(height, width, tile or settings.TILE, halo, overlap, settings.ALIGN)
-    fit = max(1, int(memory_bytes // (grid.in_shape[0] * grid.in_shape[1] * per_pixel)))
+    cost = grid.in_shape[0] * grid.in_shape[1] * per_pixel
+    fit = max(1, int(min(memory_bytes / cost, settings.BATCH_TILES + settings.STATS_TILES)))  # inf: no budget
     return ImagePlan(grid, batch or min(settings.BATCH_TILES, fit), stats_tiles or min(settings.STATS_TILES, fit))
 
 
