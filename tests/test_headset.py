@@ -66,6 +66,16 @@ def test_runtime_service_not_running_is_one_line(xrenv):
     assert "is its service running" in one_line_error(done.stderr)
 
 
+@pytest.mark.xr
+def test_info_reports_the_runtime_the_loader_finds(xrenv, monado):
+    """`vrstyle info --json` where the headset client runs (no torch there): Monado, started, with OpenGL."""
+    done = xrenv.run([xrenv.python, "-m", "vrstyle.cli", "info", "--json"], env=monado.client_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)["openxr"]
+    assert report["runtime"].startswith("Monado") and "does not start" not in report["runtime"], report
+    assert report["opengl"] is True and report["hint"] is None, report
+
+
 def test_the_headset_client_imports_no_torch():
     pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
     code = ("import sys, vrstyle.cli, vrstyle.commands.headset, vrstyle.commands.stylize, vrstyle.xr.app, "

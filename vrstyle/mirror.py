@@ -40,6 +40,8 @@ KEYS_HELP = (
 )
 RATE_SMOOTHING = 0.9
 """Weight of the past in the frame-rate and latency averages shown."""
+IDLE_WAIT_S = 0.005
+"""How long the loop waits for events when nothing on screen changed."""
 
 
 @dataclass
@@ -126,6 +128,7 @@ class DesktopMirror(Resource):
         self.rates = Rates()
         self.started = time.perf_counter()
         self.quit = False
+        self.dirty = True  # something other than a new frame (a key) changed what is shown
         glfw.set_key_callback(window.window, self._on_key)
 
     def _on_key(self, window, key, scancode, action, mods) -> None:
@@ -133,6 +136,7 @@ class DesktopMirror(Resource):
 
         if action != glfw.PRESS:
             return
+        self.dirty = True
         options = self.options
         if key in (glfw.KEY_ESCAPE, glfw.KEY_Q):
             self.quit = True
@@ -154,14 +158,24 @@ class DesktopMirror(Resource):
         return self.options.styles[self.options.style_index]
 
     def run(self) -> Rates:
-        """Loop until the window closes, Esc/Q, or ``options.frames`` frames were shown."""
+        """Loop until the window closes, Esc/Q, or ``options.frames`` frames were shown.
+
+        While a stylised frame is on screen and nothing changes, the loop waits for events
+        instead of redrawing: on a CPU the workers, the demo scene and a software GL share the
+        cores, and every idle redraw would slow the stylisation it is waiting for.
+        """
+        frame_size = None
         while not (self.quit or self.window.should_close()):
             now = time.perf_counter()
-            raw = self.source.frame(now - self.started)
-            for texture, eye in zip(self.raw_textures, raw):
-                upload_image(texture, eye)
-            self._stylize(raw, now)
-            frame_size = self.window.framebuffer_size()
+            changed = self._stylize(now)
+            if not self.options.stylized or self.shown is None:  # the raw source is what is on screen
+                self._upload_raw(self.source.frame(now - self.started))
+                changed = True
+            size = self.window.framebuffer_size()
+            if not (changed or self.dirty or size != frame_size):
+                self.window.glfw.wait_events_timeout(IDLE_WAIT_S)
+                continue
+            frame_size, self.dirty = size, False
             self._draw(frame_size)
             count = self.rates.stylized_frames if self.options.stylized else self.rates.displayed_frames + 1
             if self.quit or (self.options.frames is not None and count >= self.options.frames):
@@ -171,21 +185,31 @@ class DesktopMirror(Resource):
             self.rates.displayed(time.perf_counter())
         return self.rates
 
-    def _stylize(self, raw: np.ndarray, now: float) -> None:
-        """Keep the pipeline's frames in flight; show the oldest once it is complete or overdue."""
+    def _upload_raw(self, raw: np.ndarray) -> None:
+        for texture, eye in zip(self.raw_textures, raw):
+            upload_image(texture, eye)
+
+    def _stylize(self, now: float) -> bool:
+        """Keep the pipeline's frames in flight; show the oldest once it is complete or overdue.
+
+        The source renders a frame only when one is submitted. Returns whether a frame was shown.
+        """
         pipeline = self.pipeline
         if pipeline.style != self.style:
             pipeline.style = self.style
         if self.options.stylized and len(self.in_flight) < pipeline.depth:
+            raw = self.source.frame(now - self.started)
             self.in_flight[pipeline.submit(raw)] = (raw, now)
         if not self.in_flight:
-            return
+            return False
         oldest = min(self.in_flight)
         raw_then, captured = self.in_flight[oldest]
         overdue = pipeline.deadline_s is not None and now - captured > pipeline.deadline_s
-        if overdue or pipeline.ready(oldest):
-            del self.in_flight[oldest]
-            self._show(ShownFrame(raw_then, pipeline.result(oldest, timeout=0.0), captured))
+        if not (overdue or pipeline.ready(oldest)):
+            return False
+        del self.in_flight[oldest]
+        self._show(ShownFrame(raw_then, pipeline.result(oldest, timeout=0.0), captured))
+        return True
 
     def _show(self, shown: ShownFrame) -> None:
         self.compositor.upload(shown.result.tiles)

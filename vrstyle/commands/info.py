@@ -35,13 +35,9 @@ def versions() -> dict:
 
 
 def cpu() -> dict:
-    model = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    report = {"model": model, "cores": os.cpu_count()}
+    from vrstyle.live import cpu_model
+
+    report = {"model": cpu_model(), "cores": os.cpu_count()}
     try:
         from vrstyle.kernels.bconv import kernel_path
     except ImportError as exc:

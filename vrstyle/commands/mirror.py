@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from vrstyle import settings
@@ -26,16 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a folder (a stereo pair im0/im1 or left/right, else a slideshow); "
                              "default: the built-in 3D demo scene")
     parser.add_argument("--side-by-side", action="store_true", help="--source is a side-by-side stereo image")
-    parser.add_argument("--eye-size", type=eye_size, default=f"{settings.EYE_SIZE[1]}x{settings.EYE_SIZE[0]}",
-                        metavar="PRESET|WxH", help="eye size of the demo scene (a headset preset such as quest3, or "
-                                                   "WIDTHxHEIGHT), largest eye size for images")
+    parser.add_argument("--eye-size", type=eye_size, metavar="PRESET|WxH",
+                        help="eye size of the demo scene (a headset preset such as quest3, or WIDTHxHEIGHT), largest "
+                             f"eye size for images; default {settings.EYE_SIZE[1]}x{settings.EYE_SIZE[0]}, or, with no "
+                             "--workers and --device either, what this machine stylises live (on a CPU alone: timed "
+                             "once, then cached)")
     parser.add_argument("--ipd", type=float, default=settings.IPD_M,
                         help=f"demo scene's interpupillary distance, metres (default {settings.IPD_M})")
     parser.add_argument("--style", action="append", metavar="NAME",
                         help="style or model name; repeat for several (Right/Left switch); default: every style "
                              "available here (with --broker: every style its workers serve)")
-    parser.add_argument("--workers", type=positive_int, default=1,
-                        help="style worker processes to start on this machine (default 1)")
+    parser.add_argument("--workers", type=positive_int,
+                        help="style worker processes to start on this machine (default 1, or one per GPU)")
     parser.add_argument("--device", action="append", metavar="DEVICE",
                         help="device of each started worker (cpu, cuda:0, ...; once per worker; default cpu)")
     parser.add_argument("--threads", type=positive_int, help="torch threads per started worker")
@@ -45,11 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline", type=positive_float, metavar="MS",
                         help="fill tiles not back this long after capture from the previous frame (never stall); "
                              "default: wait for every tile")
-    parser.add_argument("--tile", type=positive_int, default=settings.TILE,
-                        help=f"largest tile core, px (default {settings.TILE})")
-    parser.add_argument("--halo", type=int, default=settings.HALO, help=f"tile halo, px (default {settings.HALO})")
-    parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
-                        help=f"band blended between tiles, px (default {settings.OVERLAP})")
+    parser.add_argument("--tile", type=positive_int,
+                        help=f"largest tile core, px (default {settings.TILE}; one worker: each eye whole)")
+    parser.add_argument("--halo", type=int, help=f"tile halo, px (default {settings.HALO}; whole eyes: 0)")
+    parser.add_argument("--overlap", type=int,
+                        help=f"band blended between tiles, px (default {settings.OVERLAP}; whole eyes: 0)")
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
     parser.add_argument("--raw", action="store_true", help="start showing the raw source (Space toggles)")
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
@@ -69,27 +72,43 @@ def run(args: argparse.Namespace) -> int:
     from vrstyle.pipeline import FramePipeline
     from vrstyle.sources import open_source
 
-    if args.broker and (args.device or args.threads or args.workers != 1):
+    if args.broker and (args.device or args.threads or args.workers):
         raise VrstyleError("--workers, --device and --threads are for workers started here, not with --broker")
     if args.curve and not args.broker:
         raise VrstyleError("--curve needs --broker")
-    if args.device and len(args.device) != args.workers:
+    if args.device and args.workers and len(args.device) != args.workers:
         raise VrstyleError(f"{len(args.device)} --device given for {plural(args.workers, 'worker')}")
     for path in (args.screenshot, args.dump):
         if path is not None and not path.parent.is_dir():
             raise VrstyleError(f"cannot write {path}: folder {path.parent} does not exist")
-    _, eye_shape = args.eye_size
-    source = open_source(args.source, eye_shape, args.side_by_side) if args.source else None
-    height, width = source.eye_shape if source else eye_shape
-    window = WindowContext(2 * width, height, "vrstyle mirror", vsync=not args.no_vsync)  # no display: fail before workers
-    cluster = backend = None
+    for path in args.source or ():
+        if not Path(path).exists():
+            raise VrstyleError(f"source {path} does not exist")
+    styles = None if args.broker else local_styles(args.style)
+    # No display or GL: fail before anything is timed or started. Sized once the eyes are known.
+    window = WindowContext(2 * settings.EYE_SIZE[1], settings.EYE_SIZE[0], "vrstyle mirror", vsync=not args.no_vsync)
+    source = cluster = backend = None
     try:
+        whole_eyes = False
+        if styles and args.eye_size is None and args.workers is None and args.device is None:
+            from vrstyle.live import plan_live
+
+            window.glfw.set_window_title(window.window, "vrstyle mirror - timing this machine")
+            plan = plan_live(styles[0])
+            print(f"vrstyle mirror: {plan.reason}", file=sys.stderr)
+            args.eye_size, args.device, whole_eyes = (None, plan.eye_shape), plan.devices, plan.whole_eyes
+        args.workers = args.workers or len(args.device or ()) or 1
+        whole_eyes = (whole_eyes or args.workers == 1) and not args.broker
+        _, eye_shape = args.eye_size or (None, settings.EYE_SIZE)
+        source = open_source(args.source, eye_shape, args.side_by_side) if args.source else None
+        height, width = source.eye_shape if source else eye_shape
+        tile, halo, overlap = _grid_options(args, (height, width) if whole_eyes else None)
+        window.resize(2 * width, height)
         window.glfw.set_window_title(window.window, "vrstyle mirror - starting style workers")
         window.swap()
-        backend, cluster, styles = open_backend(args)
-        pipeline = FramePipeline.plan(backend, height, width, styles[0], tile=args.tile, halo=args.halo,
-                                      overlap=args.overlap, ramp=args.ramp,
-                                      deadline_s=None if args.deadline is None else args.deadline / 1000)
+        backend, cluster, styles = open_backend(args, styles)
+        pipeline = FramePipeline.plan(backend, height, width, styles[0], tile=tile, halo=halo, overlap=overlap,
+                                      ramp=args.ramp, deadline_s=None if args.deadline is None else args.deadline / 1000)
         if source is None:
             from vrstyle.sources import SceneSource
 
@@ -102,9 +121,10 @@ def run(args: argparse.Namespace) -> int:
             rates = mirror.run()
         finally:
             mirror.close()
-        log.info("showed %s: %.1f fps display, %.2f fps stylised, %.0f ms latency, %d late and %s",
-                 plural(rates.stylized_frames, "stylised frame"), rates.display_fps, rates.stylized_fps,
-                 rates.latency_ms, rates.late_tiles, plural(rates.failed_tiles, "lost tile"))
+        print(f"vrstyle mirror: showed {plural(rates.stylized_frames, 'stylised frame')}: "
+              f"{rates.display_fps:.1f} fps display, {rates.stylized_fps:.2f} fps stylised, "
+              f"{rates.latency_ms:.0f} ms latency, {rates.late_tiles} late and {plural(rates.failed_tiles, 'lost tile')}",
+              file=sys.stderr)
     finally:
         if source is not None:
             source.close()
@@ -116,23 +136,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_backend(args: argparse.Namespace):
-    """(broker client, local cluster or None, styles): workers started here, or those of ``--broker``."""
+def _grid_options(args: argparse.Namespace, whole_eye: tuple[int, int] | None) -> tuple:
+    """(tile, halo, overlap): as given, else each eye whole with no halo (the plain network per
+    eye, cheapest and exact) where ``whole_eye`` is the eye shape, else the tiling defaults."""
+    if whole_eye is not None and args.tile is None and args.halo is None and args.overlap is None:
+        return whole_eye, 0, 0
+    return (args.tile or settings.TILE, settings.HALO if args.halo is None else args.halo,
+            settings.OVERLAP if args.overlap is None else args.overlap)
+
+
+def local_styles(names: list[str] | None) -> list[str]:
+    """The styles workers started here serve: those named (checked now, before any process
+    starts), else every style available here."""
+    from vrstyle.models.registry import STYLES, available_models, resolve_model
+
+    if names:
+        for style in names:
+            resolve_model(style)  # one-line error for unknown styles
+        return names
+    available = {spec.style for spec in available_models().values()}
+    styles = [style for style in STYLES if style in available] + sorted(available - set(STYLES))
+    if not styles:
+        resolve_model(settings.DEFAULT_STYLE)  # raises, saying what is missing
+    return styles
+
+
+def open_backend(args: argparse.Namespace, styles: list[str] | None):
+    """(broker client, local cluster or None, styles): workers started here for ``styles``, or those of ``--broker``."""
     if args.broker:
         client, styles = open_broker(args, args.style or ())
         return client, None, styles
-    from vrstyle.models.registry import STYLES, available_models, resolve_model
     from vrstyle.transport.cluster import LocalCluster
 
-    if args.style:
-        styles = args.style
-        for style in styles:
-            resolve_model(style)  # one-line error for unknown styles, before any process starts
-    else:
-        available = {spec.style for spec in available_models().values()}
-        styles = [style for style in STYLES if style in available] + sorted(available - set(STYLES))
-        if not styles:
-            resolve_model(settings.DEFAULT_STYLE)  # raises, saying what is missing
     log.info("starting %s for %s", plural(args.workers, "worker"), ", ".join(styles))
     cluster = LocalCluster(styles, workers=args.workers, devices=args.device, threads=args.threads).start()
     try:

@@ -10,6 +10,7 @@ import ctypes
 import logging
 import os
 import sys
+import time
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
@@ -208,6 +209,14 @@ class WindowContext(Resource):
         glfw.make_context_current(self.window)
         glfw.swap_interval(1 if vsync else 0)
         check_version(self.version)
+
+    def resize(self, width: int, height: int, timeout_s: float = 2.0) -> None:
+        """Ask for a new window size and wait (up to ``timeout_s``) until the framebuffer has it;
+        a window manager may refuse, so the size is not guaranteed."""
+        self.glfw.set_window_size(self.window, width, height)
+        until = time.monotonic() + timeout_s
+        while self.glfw.get_window_size(self.window) != (width, height) and time.monotonic() < until:
+            self.glfw.wait_events_timeout(0.01)
 
     def framebuffer_size(self) -> tuple[int, int]:
         """(width, height) of the window's framebuffer in pixels (differs from the size on HiDPI)."""
