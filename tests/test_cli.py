@@ -33,7 +33,11 @@ def image(tmp_path) -> str:
 
 
 def run(argv: list[str], capsys) -> tuple[int, str]:
-    code = main(argv)
+    """Exit status and stderr of the command, refused while parsing or in the command."""
+    try:
+        code = main(argv)
+    except SystemExit as stopped:
+        code = stopped.code
     return code, capsys.readouterr().err
 
 
@@ -99,9 +103,9 @@ def test_bad_input_is_one_clear_line(make_args, message, image, random_model, tm
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["stylize", "i.png", "o.png", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
-    (["stylize", "i.png", "o.png", "--stats-tiles", "-2"], "argument --stats-tiles: must be at least 1, got -2"),
-    (["stylize", "i.png", "o.png", "--tile", "0"], "argument --tile: must be at least 1, got 0"),
+    (["stylize", __file__, "o.png", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+    (["stylize", __file__, "o.png", "--stats-tiles", "-2"], "argument --stats-tiles: must be at least 1, got -2"),
+    (["stylize", __file__, "o.png", "--tile", "0"], "argument --tile: must be at least 1, got 0"),
     (["eval", "candy/binary", "--out", "x", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
     (["distill", "--run", "r", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
     (["headset", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
@@ -143,7 +147,7 @@ def subcommands(parser) -> dict:
 
 def test_bad_arguments_are_one_line_from_the_installed_command():
     """The console script itself: argparse mistakes are one line too, with no traceback."""
-    result = subprocess.run([sys.executable, "-m", "vrstyle.cli", "stylize", "in.png", "out.png", "--tile", "big"],
+    result = subprocess.run([sys.executable, "-m", "vrstyle.cli", "stylize", __file__, "out.png", "--tile", "big"],
                             capture_output=True, text=True)
     assert result.returncode == EXIT_USER_ERROR
     assert result.stderr.count("\n") == 1 and "invalid int value: 'big'" in result.stderr

@@ -89,3 +89,9 @@ def test_the_mirror_says_what_it_chose_and_obeys_a_given_size(xvfb, tmp_path):
     done = mirror("--eye-size", "96x64")
     assert done.returncode == 0 and "CPU only" not in done.stderr, done.stderr
     assert read_rgb(shot).shape == (64, 192, 3)
+
+
+def test_local_workers_go_on_every_gpu_else_on_the_cpu():
+    torch = pytest.importorskip("torch")
+    expected = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
+    assert live.local_devices() == expected

@@ -1,7 +1,7 @@
 """Live defaults: the eye size, tile grid and devices at which this machine stylises live.
 
 ``vrstyle mirror`` run with no size or worker options asks :func:`plan_live` what this
-machine can do. With CUDA GPUs it starts one worker on each at the default eye size. On a
+machine can do (and ``vrstyle headset`` starts its local workers on :func:`local_devices`). With CUDA GPUs it starts one worker on each at the default eye size. On a
 CPU alone it times the style's network on two small stereo pairs (once: the result is kept in
 the user's cache folder, keyed by the machine, the versions and the model file), fits a
 fixed cost plus a cost per pixel, and picks the largest eye size of the default eye's shape
@@ -108,10 +108,8 @@ def plan_live(style: str, cache_dir: Path | None = None) -> LivePlan:
     Raises:
         VrstyleError: the style cannot be loaded here.
     """
-    import torch
-
-    if torch.cuda.is_available():
-        devices = [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    devices = local_devices()
+    if devices != ["cpu"]:
         height, width = settings.EYE_SIZE
         return LivePlan(settings.EYE_SIZE, devices, whole_eyes=len(devices) == 1,
                         reason=f"{len(devices)} GPU(s): a worker on each of {', '.join(devices)}, {width}x{height} eyes; "
@@ -122,6 +120,15 @@ def plan_live(style: str, cache_dir: Path | None = None) -> LivePlan:
     return LivePlan(eye, ["cpu"], whole_eyes=True,
                     reason=f"CPU only: {eye[1]}x{eye[0]} eyes, whole, for about {fps:.2g} "
                            f"stylised fps with {style}; --eye-size to change")
+
+
+def local_devices() -> list[str]:
+    """Where workers started on this machine run: one on each CUDA GPU, else one on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    return ["cpu"]
 
 
 def cpu_cost(style: str, cache_dir: Path | None = None) -> CpuCost:

@@ -72,10 +72,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-eye_size = argument_type(settings.parse_eye)
-"""The type of ``--eye-size``: a headset preset or WIDTHxHEIGHT -> (name, (height, width))."""
-
-
 def open_broker(args: argparse.Namespace, styles: Sequence[str] = ()) -> tuple[TransportClient, list[str]]:
     """A client of ``--broker`` and the styles to ask it for, once its answer shows workers serving them.
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments, argument_type, eye_size, positive_float, positive_int
+from vrstyle.commands._checks import eye_size, output_folder
+from vrstyle.commands._common import add_curve_arguments, argument_type, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", metavar="ENDPOINT",
                         help="use the workers of the broker at ENDPOINT instead of starting any")
     add_curve_arguments(parser, default_name="client")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), metavar="DIR",
+    parser.add_argument("--out", type=output_folder, default=Path("bench-results"), metavar="DIR",
                         help="where NAME.json, NAME.md and NAME.png go (default bench-results)")
     parser.add_argument("--name", default=settings.BENCH_NAME, help=f"file name stem (default {settings.BENCH_NAME})")
 

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from vrstyle import settings
+from vrstyle.commands._checks import model_output, output_folder
 from vrstyle.commands._common import positive_int
 from vrstyle.errors import VrstyleError
 
@@ -53,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed: photo order, crops, initial weights")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
-    parser.add_argument("--run", dest="run_dir", required=True, help="run folder: checkpoint and loss log (resumes if present)")
-    parser.add_argument("--output", help="write the student here as a bit-packed .safetensors model file")
+    parser.add_argument("--run", dest="run_dir", type=output_folder, required=True, help="run folder: checkpoint and loss log (resumes if present)")
+    parser.add_argument("--output", type=model_output, help="write the student here as a bit-packed .safetensors model file")
     parser.add_argument("--name", help="model name stored in the file (default <teacher>/<student>)")
 
 
@@ -79,8 +80,6 @@ def run(args: argparse.Namespace) -> int:
     if args.planes is not None:
         config["planes"] = args.planes
     pick_device(args.device)
-    if args.output and not args.output.endswith(".safetensors"):
-        raise VrstyleError(f"--output must be a .safetensors file, got {args.output}")
     cfg = DistillConfig(teacher=args.teacher, arch=args.student, config=config, init=args.init,
                         calibration_images=args.calibration_images, steps=args.steps, batch=args.batch,
                         crop=args.crop, lr=args.lr, vgg_weight=args.vgg_weight, colour=args.colour,

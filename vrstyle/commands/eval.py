@@ -12,6 +12,7 @@ import shlex
 import sys
 
 from vrstyle import settings
+from vrstyle.commands._checks import output_folder, output_prefix
 from vrstyle.commands._common import positive_int
 from vrstyle.errors import VrstyleError
 
@@ -26,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default=None, help="table labels for the models, comma separated")
     parser.add_argument("--speed", action="store_true", help="time one 768x512 frame on the CPU per model")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
-    parser.add_argument("--cache", default="runs/teacher-cache", help="folder for cached teacher outputs")
-    parser.add_argument("--out", required=True, help="output prefix, e.g. benchmarks/results/distill-candy")
+    parser.add_argument("--cache", type=output_folder, default="runs/teacher-cache", help="folder for cached teacher outputs")
+    parser.add_argument("--out", type=output_prefix, required=True, help="output prefix, e.g. benchmarks/results/distill-candy")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if labels and len(labels) != len(args.models):
         raise VrstyleError(f"{len(labels)} labels for {len(args.models)} models")
     sets = tuple(s for s in args.sets.split(",") if s)
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise VrstyleError(f"folder {out.parent} does not exist")
+    out = args.out
     specs = [resolve_model(name) for name in args.models]
     teacher = TeacherCache(Path(args.cache), args.teacher, load_model(f"{args.teacher}/teacher"))
     first = photo_paths(sets, args.limit)[0]

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from vrstyle import settings
+from vrstyle.commands._checks import output_folder
 from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_int
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
                              "--workers local workers, which needs torch here)")
     add_curve_arguments(parser, default_name="client")
-    parser.add_argument("--workers", type=positive_int, default=1, help="local workers to start without --broker")
+    parser.add_argument("--workers", type=positive_int,
+                        help="local workers to start without --broker (default: one on each GPU, else one on the CPU)")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help=f"style or model name the workers serve (default {settings.DEFAULT_STYLE})")
     parser.add_argument("--halo", type=int, default=settings.HALO,
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", action="store_true", help="show what the headset shows in a desktop window")
     parser.add_argument("--reconnect-timeout", type=float, default=settings.XR_RECONNECT_TIMEOUT_S, metavar="S",
                         help="seconds to wait for a lost runtime to come back (0: leave at once)")
-    parser.add_argument("--record", type=Path, metavar="DIR",
+    parser.add_argument("--record", type=output_folder, metavar="DIR",
                         help="save submitted eye images with their raw render, tiles and poses (.npz) and a summary")
     parser.add_argument("--record-every", type=positive_int, default=10, metavar="N",
                         help="record every Nth frame (default 10)")
@@ -91,5 +93,9 @@ def start_local_workers(args: argparse.Namespace):
     if importlib.util.find_spec("torch") is None:
         raise VrstyleError("no --broker given and torch is not installed here to run local workers: point "
                            "--broker at running workers (vrstyle workers) or install vrstyle[torch]")
-    log.info("starting %s for %s", plural(args.workers, "local worker"), args.style)
-    return LocalCluster([args.style], workers=args.workers).start()
+    from vrstyle.live import local_devices
+
+    devices = None if args.workers else local_devices()
+    workers = args.workers or len(devices)
+    log.info("starting %s for %s on %s", plural(workers, "local worker"), args.style, ", ".join(devices or ["cpu"]))
+    return LocalCluster([args.style], workers=workers, devices=devices).start()

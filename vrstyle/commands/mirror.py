@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments, eye_size, open_broker, plural, positive_float, positive_int
+from vrstyle.commands._checks import eye_size, npz_output, output_image
+from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats", action="store_true", help="start with the figures (frame rates, latency) shown (I toggles)")
     parser.add_argument("--view", choices=VIEWS, default="sbs", help="side by side, one eye, or red-cyan anaglyph")
     parser.add_argument("--frames", type=positive_int, metavar="N", help="quit after N stylised frames were shown")
-    parser.add_argument("--screenshot", type=Path, metavar="PATH", help="save the window's last frame here on quitting")
-    parser.add_argument("--dump", type=Path, metavar="PATH.npz",
+    parser.add_argument("--screenshot", type=output_image, metavar="PATH", help="save the window's last frame here on quitting")
+    parser.add_argument("--dump", type=npz_output, metavar="PATH.npz",
                         help="save the last shown frame's raw eyes, stitched eyes and statistics here on quitting")
     parser.add_argument("--no-vsync", action="store_true", help="draw as fast as possible")
 
@@ -78,9 +79,6 @@ def run(args: argparse.Namespace) -> int:
         raise VrstyleError("--curve needs --broker")
     if args.device and args.workers and len(args.device) != args.workers:
         raise VrstyleError(f"{len(args.device)} --device given for {plural(args.workers, 'worker')}")
-    for path in (args.screenshot, args.dump):
-        if path is not None and not path.parent.is_dir():
-            raise VrstyleError(f"cannot write {path}: folder {path.parent} does not exist")
     for path in args.source or ():
         if not Path(path).exists():
             raise VrstyleError(f"source {path} does not exist")

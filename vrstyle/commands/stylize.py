@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from vrstyle import settings
+from vrstyle.commands._checks import input_file, output_image
 from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_float, positive_int
 from vrstyle.errors import VrstyleError
 
@@ -15,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="JPEG or PNG image to stylise")
-    parser.add_argument("output", help="where to write the result (format from the suffix)")
+    parser.add_argument("input", type=input_file, help="JPEG or PNG image to stylise")
+    parser.add_argument("output", type=output_image, help="where to write the result (format from the suffix)")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help="style or model name (candy, candy/teacher, ...) or model file "
                              f"(default {settings.DEFAULT_STYLE})")

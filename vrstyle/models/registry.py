@@ -180,6 +180,10 @@ def _shipped_spec(path: Path) -> ModelSpec:
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-        return ModelSpec(meta.get("name", path.stem), path, meta["arch"], json.loads(meta.get("config", "{}")))
+        config = json.loads(meta.get("config", "{}"))
     except Exception as exc:
         raise VrstyleError(f"{path}: not a vrstyle model file ({type(exc).__name__}: {exc})") from None
+    if "arch" not in meta or not isinstance(config, dict):
+        raise VrstyleError(f"{path}: a safetensors file without vrstyle's metadata (arch, config): "
+                           "not a model vrstyle wrote")
+    return ModelSpec(meta.get("name", path.stem), path, meta["arch"], config)

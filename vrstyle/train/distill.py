@@ -128,7 +128,7 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     device = torch.device(cfg.device)
     teacher = load_model(f"{cfg.teacher}/teacher").to(device).requires_grad_(False)
     checkpoint_path = run_dir / CHECKPOINT
-    checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False) if checkpoint_path.is_file() else None
+    checkpoint = load_checkpoint(checkpoint_path, device) if checkpoint_path.is_file() else None
     if checkpoint is not None and _identity(checkpoint["config"]) != _identity(asdict(cfg)):
         raise VrstyleError(f"{checkpoint_path} belongs to another student ({_identity(checkpoint['config'])}); "
                            "use a new --run folder")
@@ -239,6 +239,17 @@ def _train_blocks(cfg: DistillConfig, run_dir: Path, teacher, student, blocks_do
 
 def _identity(config: dict) -> dict:
     return {key: config[key] for key in IDENTITY}
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """A run's own checkpoint, or one line saying it is damaged and what to do."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)  # our own file: the run's state
+    except Exception as exc:  # truncated or overwritten files raise many types
+        raise VrstyleError(f"{path} is damaged ({type(exc).__name__}); remove it to start the run over") from None
+    if not isinstance(checkpoint, dict) or not {"config", "model", "step"} <= checkpoint.keys():
+        raise VrstyleError(f"{path} is not a vrstyle distill checkpoint; remove it to start the run over")
+    return checkpoint
 
 
 def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int, seconds: float,
