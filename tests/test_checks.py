@@ -95,7 +95,7 @@ def test_wide_and_grey_images_keep_their_range(tmp_path, mode, values, expected)
     path = tmp_path / ("grey.tif" if mode == "F" else "grey.png")
     Image.fromarray(values).save(path)
     with Image.open(path) as image:
-        assert image.mode == mode
+        assert image.mode == mode or (mode, image.mode) == ("I;16", "I")  # the floor, Pillow 10.1, opens it as "I"
     rgb = read_rgb(path)
     assert rgb.shape == (1, 3, 3) and rgb.dtype == np.uint8
     assert rgb[0, :, 0].tolist() == expected and (rgb == rgb[..., :1]).all()

@@ -136,3 +136,33 @@ def test_workers_passes_precision_compile_and_reference_choices_on():
     chosen = build_parser().parse_args(["workers", "--gpus", "0", "--no-fp16", "--compile", "--reference"])
     argv = worker_args(chosen)
     assert "--no-fp16" in argv and "--compile" in argv and "--fp16" not in argv and "--reference" in argv
+
+
+@pytest.mark.slow
+def test_stylize_says_within_seconds_when_its_only_worker_died(tiny_model, tmp_path):
+    """Was: 300 s of silence. Now a warning within a few heartbeats, then one error line and exit 2."""
+    from vrstyle.transport.cluster import LocalCluster
+
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (1200, 1600, 3), dtype=np.uint8)).save(big)
+    with LocalCluster([tiny_model], workers=1, heartbeat_s=1.0, threads=1) as lonely:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "vrstyle.cli", "-v", "stylize", str(big), str(tmp_path / "out.png"), "--style",
+             tiny_model, "--tile", "32", "--halo", "8", "--overlap", "4", "--broker", lonely.client_endpoint,
+             "--worker-wait", "2"], stderr=subprocess.PIPE, text=True)
+        for line in client.stderr:  # until the tiles are on their way
+            if "tiles of" in line:
+                break
+        lonely.kill_worker(0)
+        killed = time.monotonic()
+        warned = None
+        rest = []
+        for line in client.stderr:
+            rest.append(line)
+            if warned is None and "no worker serves" in line:
+                warned = time.monotonic() - killed
+        client.wait(timeout=60)
+    assert warned is not None and warned < 5.0, rest
+    assert client.returncode == EXIT_USER_ERROR, rest
+    assert rest[-1].startswith("vrstyle stylize: error: no worker served") and "vrstyle worker --style" in rest[-1]
+    assert not any("Traceback" in line for line in rest) and not (tmp_path / "out.png").exists()

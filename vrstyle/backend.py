@@ -7,6 +7,8 @@ others); both give identical tiles. No torch here: the headset client uses it.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vrstyle import settings
@@ -16,6 +18,8 @@ from vrstyle.transport.protocol import ProtocolError, Reply, Status, TileBatch
 
 if TYPE_CHECKING:
     from vrstyle.models.engine import StyleEngine
+
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -49,14 +53,36 @@ def submit_batch(backend: Backend, batch: TileBatch) -> int:
                            f"px: {exc}") from None
 
 
-def wait_for(backend: Backend, request_ids: set[int], any_one: bool = False) -> list[Reply]:
-    """Replies for ``request_ids`` (all of them, or at least one); failures are errors here."""
+def wait_for(backend: Backend, request_ids: set[int], any_one: bool = False, style: str | None = None,
+             worker_wait_s: float = settings.WORKER_WAIT_S) -> list[Reply]:
+    """Replies for ``request_ids`` (all of them, or at least one); failures are errors here.
+
+    While nothing comes back, the broker is asked every :data:`~vrstyle.settings.WORKER_CHECK_S`
+    whether a worker still serves ``style``: if none does, that is said at once (a warning) and
+    the wait ends with an error after ``worker_wait_s`` unless one comes back.
+    """
     replies: list[Reply] = []
     waiting = set(request_ids)
+    last_reply = time.monotonic()
+    orphaned_since: float | None = None
     while waiting and not (any_one and replies):
-        arrived = backend.poll(settings.STYLIZE_STALL_S)
-        if not arrived:
+        arrived = backend.poll(settings.WORKER_CHECK_S)
+        now = time.monotonic()
+        if arrived:
+            last_reply, orphaned_since = now, None
+        elif now - last_reply > settings.STYLIZE_STALL_S:
             raise VrstyleError(f"no tile came back for {settings.STYLIZE_STALL_S:g} s (are workers running?)")
+        elif style is not None and not serves(backend, style):
+            if orphaned_since is None:
+                orphaned_since = now
+                log.warning("no worker serves %s any more (it stopped or died); waiting %g s for one to join",
+                            style, worker_wait_s)
+            elif now - orphaned_since > worker_wait_s:
+                raise VrstyleError(f"no worker served {style} for {worker_wait_s:g} s; start one with "
+                                   f"`vrstyle worker --style {style}` and run again")
+        elif orphaned_since is not None:
+            log.warning("a worker serves %s again", style)
+            orphaned_since = None
         for reply in arrived:
             if reply.request_id not in waiting:
                 continue
@@ -65,3 +91,9 @@ def wait_for(backend: Backend, request_ids: set[int], any_one: bool = False) -> 
             waiting.discard(reply.request_id)
             replies.append(reply)
     return replies
+
+
+def serves(backend: Backend, style: str) -> bool:
+    """Whether a worker of ``backend`` serves ``style`` now (an in-process backend serves all)."""
+    workers = backend.status()["workers"]
+    return any(style in worker["styles"] or "*" in worker["styles"] for worker in workers)

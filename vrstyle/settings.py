@@ -67,6 +67,12 @@ PIPELINE_DEPTH = 2
 STYLIZE_INFLIGHT = 8
 """Requests in flight while stylising one image (keeps every worker busy)."""
 STYLIZE_STALL_S = 300.0
+WORKER_CHECK_S = 1.0
+"""How long a single-image client waits for replies before it asks the broker whether any worker
+still serves its style (a dead worker is noticed within three heartbeats)."""
+WORKER_WAIT_S = 30.0
+"""How long a single-image client waits, saying so, for a worker of its style to come back
+(``vrstyle workers`` restarts the ones that exit) before it gives up."""
 """Single-image stylisation gives up when no tile has come back for this long."""
 
 # Eye sizes: (height, width) in code, WIDTHxHEIGHT on the command line.

@@ -85,14 +85,15 @@ def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: Til
     backend = as_backend(engine)
     sample = tiles.cut(images, grid, sample_tiles(grid, count))
     rid = submit_batch(backend, TileBatch(style, sample, margin=grid.margin, measure=True))
-    reply = wait_for(backend, {rid})[0]
+    reply = wait_for(backend, {rid}, style=style)[0]
     return moments_to_stats(combine_moments([reply.moments]))
 
 
 def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
                   batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP,
                   stats_tiles: int = settings.STATS_TILES, progress: bool | None = False,
-                  style: str = settings.DEFAULT_STYLE, inflight: int = settings.STYLIZE_INFLIGHT) -> np.ndarray:
+                  style: str = settings.DEFAULT_STYLE, inflight: int = settings.STYLIZE_INFLIGHT,
+                  worker_wait_s: float = settings.WORKER_WAIT_S) -> np.ndarray:
     """Stylise one (H, W, 3) uint8 image through its tile grid.
 
     Args:
@@ -108,6 +109,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
         progress: show a progress bar (None: only on a terminal).
         style: the style a backend's workers know the model by.
         inflight: requests outstanding at once (to keep several workers busy).
+        worker_wait_s: how long to wait, saying so, when no worker serves ``style`` any more.
 
     Returns:
         (H, W, 3) uint8 stylised image.
@@ -137,7 +139,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
                                                  first_tile=indices[0]))
                 submitted[rid] = chunks[next_chunk]
                 next_chunk += 1
-            for reply in wait_for(backend, set(submitted), any_one=True):
+            for reply in wait_for(backend, set(submitted), any_one=True, style=style, worker_wait_s=worker_wait_s):
                 row, indices = submitted.pop(reply.request_id)
                 rows[row].update(zip(indices, reply.tiles))
                 bar.update(len(indices))

@@ -53,7 +53,7 @@ def gpus() -> dict:
     except ImportError:
         return {"devices": [], "hint": "no torch: GPUs are not looked for"}
     if not torch.cuda.is_available():
-        return {"devices": [], "hint": "no CUDA GPU visible: workers run on the CPU (shrink --eye-size)"}
+        return {"devices": [], "hint": "no CUDA GPU visible: workers run on the CPU (the mirror picks an eye size it keeps live)"}
     devices = [{"name": torch.cuda.get_device_name(i),
                 "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
                for i in range(torch.cuda.device_count())]

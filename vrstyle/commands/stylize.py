@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stylise on the workers of the broker at ENDPOINT (e.g. tcp://127.0.0.1:5555) "
                              "instead of in this process; the result is identical")
     add_curve_arguments(parser, default_name="client")
+    parser.add_argument("--worker-wait", type=positive_float, default=settings.WORKER_WAIT_S, metavar="S",
+                        help="with --broker: how long to wait, saying so, for a worker when none serves the style "
+                             f"any more (default {settings.WORKER_WAIT_S:g})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         result = stylize_image(backend, image, grid, shared_stats=not args.no_shared_stats, batch=plan.batch,
-                               ramp=args.ramp, stats_tiles=plan.stats_tiles, progress=None, style=args.style)
+                               ramp=args.ramp, stats_tiles=plan.stats_tiles, progress=None, style=args.style,
+                               worker_wait_s=args.worker_wait)
     finally:
         backend.close()
     write_rgb(args.output, result)
