@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from vrstyle import settings
 from vrstyle.commands._common import add_curve_arguments, add_heartbeat_argument, positive_int, stop_on_signals
@@ -40,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
             raise VrstyleError(f"{endpoint} is reachable beyond this host: pass --curve DIR (see `vrstyle keys`) "
                                "or --insecure")
     with Broker(args.clients, args.workers, heartbeat_s=args.heartbeat, keys=keys, max_queue=args.max_queue) as broker:
+        print(f"vrstyle broker: clients on {args.clients}, workers on {args.workers}, "
+              f"{'CurveZMQ keys from ' + args.curve if keys else 'no keys'}; Ctrl-C stops", file=sys.stderr, flush=True)
         broker.run(stop_on_signals())
-    log.info("broker stopped: %s", dict(broker.counters))
+    counted = ", ".join(f"{name}: {count}" for name, count in sorted(broker.counters.items())) or "nothing counted"
+    print(f"vrstyle broker: stopped ({counted})", file=sys.stderr)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     write_rgb(args.output, result)
-    log.info("wrote %s in %.1f s", args.output, time.perf_counter() - start)
+    print(f"vrstyle stylize: wrote {args.output} ({image.shape[1]}x{image.shape[0]}, {args.style}, "
+          f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from vrstyle import settings
 from vrstyle.commands._common import (
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
                      heartbeat_s=args.heartbeat, keys=keys) as worker:
         log.info("worker on %s serving %s, connecting to %s", args.device, ", ".join(sorted(engines)), args.broker)
         worker.run(stop_on_signals())
+    counted = ", ".join(f"{name}: {count}" for name, count in sorted(worker.counters.items())) or "no requests"
+    print(f"vrstyle worker: served {', '.join(sorted(engines))} on {args.device}; stopped ({counted})", file=sys.stderr)
     return 0
 
 
