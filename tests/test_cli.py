@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,37 @@ def test_version_and_an_output_that_is_the_input(image, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is the input" in err[0]
     assert open(image, "rb").read() == before
+
+
+def reference_rows() -> dict[str, str]:
+    """Each command's row of the README's command reference, as --help defines it."""
+    import argparse
+
+    rows = {}
+    from vrstyle.cli import build_parser
+
+    for name, sub in subcommands(build_parser()).items():
+        positional = " ".join(a.metavar or a.dest.upper() for a in sub._actions if not a.option_strings)
+        options = [next(s for s in a.option_strings if s.startswith("--")) for a in sub._actions
+                   if a.option_strings and not isinstance(a, argparse._HelpAction) and a.dest != "more_verbose"]
+        rows[name] = f"| `vrstyle {name}{' ' + positional if positional else ''}` | " + \
+            ", ".join(f"`{option}`" for option in options) + " |"
+    return rows
+
+
+def test_the_readme_command_reference_matches_the_help():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Command reference", 1)[1].split("\n## ", 1)[0]
+    shown = {line.split("`")[1].split()[1]: line for line in section.splitlines() if line.startswith("| `vrstyle ")}
+    expected = reference_rows()
+    assert shown.keys() == expected.keys()
+    for name, row in expected.items():
+        assert shown[name] == row, f"README row for {name} differs from --help:\n{shown[name]}\n{row}"
+
+
+def test_verbose_goes_before_or_after_the_command():
+    from vrstyle.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-v", "info"]).verbose == 1
+    assert parser.parse_args(["info", "-vv"]).more_verbose == 2

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=help_text, description=module.__doc__,
                                     formatter_class=DefaultsHelpFormatter)
+        sub.add_argument("-v", "--verbose", dest="more_verbose", action="count", default=0,
+                         help="more log output (-vv for debug); also before the command")
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     # on the way out. Servers install their own handlers to leave their loops cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
     args = build_parser().parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose + args.more_verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         return args.run(args) or 0

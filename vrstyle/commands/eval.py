@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     specs = [resolve_model(name) for name in args.models]
     teacher = TeacherCache(Path(args.cache), args.teacher, load_model(f"{args.teacher}/teacher"))
+    print(f"vrstyle eval: teacher outputs cached in {teacher.folder} (--cache to move)", file=sys.stderr)
     first = photo_paths(sets, args.limit)[0]
     reports, grid = [], []
     for index, spec in enumerate(specs):
