@@ -170,3 +170,15 @@ def test_sigterm_ends_a_command_as_ctrl_c_does(tmp_path, tiny_model, xvfb):
     assert mirror.returncode == 130, err
     assert err.strip().splitlines()[-1] == "vrstyle mirror: interrupted" and "Traceback" not in err, err
     assert not segments(mirror.pid)
+
+
+def test_a_failed_start_leaves_no_empty_folder(tmp_path, capsys, monkeypatch):
+    """headset --record and distill --run make their folders only once the work can start."""
+    pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
+    pytest.importorskip("torch")
+    monkeypatch.setenv("XR_RUNTIME_JSON", str(tmp_path / "no-runtime.json"))
+    assert main(["headset", "--record", str(tmp_path / "rec")]) == EXIT_USER_ERROR
+    assert main(["distill", "--teacher", "vangogh", "--run", str(tmp_path / "run")]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "XR_RUNTIME_JSON" in err and "vangogh" in err, err
+    assert not (tmp_path / "rec").exists() and not (tmp_path / "run").exists()

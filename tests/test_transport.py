@@ -395,12 +395,34 @@ def test_curve_refuses_a_wrong_key_and_accepts_the_right_one(tiny_model, tiny_en
         other = peer_keys(tmp_path / "other", "client")
         intruder = type(right)(other.public, other.secret, right.server_public)
         with TransportClient(broker.client_endpoint, keys=intruder) as client:
-            with pytest.raises(VrstyleError, match="refused this client's CURVE key"):
+            with pytest.raises(VrstyleError, match="refused this end's CURVE key: it is not among the broker's"):
                 client.status(timeout=10)
-        # No keys at all: the handshake never completes, so no answer.
+        # No keys at all: said at once, on both sides (was: "no answer ... is the broker running?" after 10 s).
         with TransportClient(broker.client_endpoint) as client:
-            with pytest.raises(VrstyleError, match="no answer"):
-                client.status(timeout=0.5)
+            start = time.monotonic()
+            with pytest.raises(VrstyleError, match="uses CurveZMQ keys and this end none: pass --curve DIR"):
+                client.status(timeout=10)
+            assert time.monotonic() - start < 5
+        until = time.monotonic() + 10
+        while broker.counters["refused_handshakes"] < 2 and time.monotonic() < until:
+            time.sleep(0.05)
+        assert broker.counters["refused_handshakes"] >= 2  # the intruder and the keyless client, each logged
+        # Keys against a broker without them: the client is told it may be that, the broker says it is.
+        plain = Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", heartbeat_s=0.25, context=zmq.Context())
+        plain_stop = threading.Event()
+        plain_thread = threading.Thread(target=plain.run, args=(plain_stop,))
+        plain_thread.start()
+        try:
+            with TransportClient(plain.client_endpoint, keys=right) as client:
+                with pytest.raises(VrstyleError, match=r"(drop --curve|was the broker started with --curve)"):
+                    client.status(timeout=10)
+            until = time.monotonic() + 10
+            while not plain.counters["refused_handshakes"] and time.monotonic() < until:
+                time.sleep(0.05)
+            assert plain.counters["refused_handshakes"] >= 1
+        finally:
+            plain_stop.set()
+            plain_thread.join()
     finally:
         worker.terminate()
         worker.communicate(timeout=30)

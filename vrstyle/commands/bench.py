@@ -49,9 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"band blended between tiles, px (default {settings.OVERLAP})")
     parser.add_argument("--workers", type=argument_type(parse_counts), default=[1], metavar="N[,N...]",
                         help="worker processes to start; a list sweeps, e.g. 1,2,4 (default 1)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE[,DEVICE...]",
-                        help="devices of the started workers, in turn (cpu, cuda: one per GPU, or cuda:0,cuda:1); "
-                             "the first also runs the in-process comparisons (default cpu)")
+    parser.add_argument("--device", action="append", metavar="DEVICE",
+                        help="device of the started workers, in turn; repeat for several, as for mirror (cpu, cuda: "
+                             "one per GPU, or --device cuda:0 --device cuda:1); the first also runs the in-process "
+                             "comparisons (default cpu)")
     parser.add_argument("--threads", type=positive_int,
                         help="torch threads per CPU worker and in this process (default: cores / most workers)")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise VrstyleError("--workers is for workers started here; with --broker its workers are used")
     name, shape = args.eye_size
     config = BenchConfig(eye=name, eye_shape=shape, eyes=1 if args.mono else 2, tile=args.tile, halo=args.halo,
-                         overlap=args.overlap, workers=args.workers, devices=args.device.split(","),
+                         overlap=args.overlap, workers=args.workers, devices=args.device or ["cpu"],
                          style=args.style, fp16=args.fp16, compile=args.compile, frames=args.frames,
                          warmup=args.warmup, rate=args.rate, deadline_ms=args.deadline, source=args.source,
                          broker=args.broker, curve=args.curve, key_name=args.key_name, threads=args.threads,

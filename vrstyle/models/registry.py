@@ -116,7 +116,8 @@ def resolve_model(name: str) -> ModelSpec:
         if not path.is_file():
             raise VrstyleError(f"model file {name} does not exist")
         return _shipped_spec(path) if path.suffix == ".safetensors" else ModelSpec(name, path, *TEACHER_ARCH)
-    known = ", ".join(sorted(models)) or "none"
+    short = sorted({spec.style for spec in models.values() if spec.name.endswith("/binary")})
+    known = ", ".join(short + sorted(models)) or "none"
     hint = "" if shared_data_dir() else f" (teachers need the shared data folder; set {settings.DATA_ENV})"
     raise VrstyleError(f"unknown style {name!r}; available here: {known}{hint}")
 

@@ -123,10 +123,10 @@ def initial_student(cfg: DistillConfig, teacher: torch.nn.Module, progress: bool
 def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> torch.nn.Module:
     """Run (or resume) a distillation in ``run_dir``; returns the trained student (eval mode)."""
     cfg.check()
-    run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)
     teacher = load_model(f"{cfg.teacher}/teacher").to(device).requires_grad_(False)
+    run_dir.mkdir(parents=True, exist_ok=True)  # once the teacher loads: a failed start leaves no empty folder
     checkpoint_path = run_dir / CHECKPOINT
     checkpoint = load_checkpoint(checkpoint_path, device) if checkpoint_path.is_file() else None
     if checkpoint is not None and _identity(checkpoint["config"]) != _identity(asdict(cfg)):

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
-from vrstyle.transport.security import CurveKeys, start_authenticator
+from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, handshake_failure, start_authenticator
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Broker(Resource):
                 self.on_close(start_authenticator(self.context, keys).stop)
             self.client_socket = self._bind(client_endpoint, keys)
             self.worker_socket = self._bind(worker_endpoint, keys)
+            self._monitors = {self._monitor(self.client_socket): "client", self._monitor(self.worker_socket): "worker"}
+        self._curve = keys is not None
         self.client_endpoint = self.client_socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.worker_endpoint = self.worker_socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -117,17 +120,35 @@ class Broker(Resource):
             raise VrstyleError(f"cannot listen on {endpoint}: {exc.strerror}") from None
         return socket
 
+    def _monitor(self, socket: zmq.Socket) -> zmq.Socket:
+        monitor = self.own(socket.get_monitor_socket(HANDSHAKE_FAILURES))
+        self.on_close(socket.disable_monitor)
+        return monitor
+
+    def _log_refusals(self, monitor: zmq.Socket) -> None:
+        """Say why a peer was refused (the peer hears it too, from its own monitor)."""
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)
+            reason = handshake_failure(event, self._curve, "broker")
+            if reason is not None:
+                self.counters["refused_handshakes"] += 1
+                log.warning("refused a %s on %s: %s", self._monitors[monitor], event["endpoint"].decode(), reason)
+
     def run(self, stop: threading.Event | None = None) -> None:
         """Serve until ``stop`` is set, then close."""
         stop = stop or threading.Event()
         poller = zmq.Poller()
         poller.register(self.client_socket, zmq.POLLIN)
         poller.register(self.worker_socket, zmq.POLLIN)
+        for monitor in self._monitors:
+            poller.register(monitor, zmq.POLLIN)
         next_beat = time.monotonic() + self.heartbeat_s
         log.info("broker: clients on %s, workers on %s", self.client_endpoint, self.worker_endpoint)
         try:
             while not stop.is_set():
                 events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s / 4, 0.25)))
+                for monitor in self._monitors.keys() & events.keys():
+                    self._log_refusals(monitor)
                 if self.worker_socket in events:
                     while self.worker_socket.poll(0):
                         self._on_worker(self.worker_socket.recv_multipart(copy=False))

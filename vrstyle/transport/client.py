@@ -32,16 +32,11 @@ from vrstyle.errors import VrstyleError
 from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
 from vrstyle.transport import shm
-from vrstyle.transport.security import CurveKeys
+from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, handshake_failure
 
 log = logging.getLogger(__name__)
 
 PAYLOADS = ("auto", "shm", "zerocopy", "copy")
-AUTH_FAILURES = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's CURVE key (it is not among the broker's authorized keys)",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed the CURVE handshake (is the broker's public key right?)",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed the CURVE handshake (is the broker's public key right?)",
-}
 
 
 @dataclass
@@ -95,11 +90,10 @@ class TransportClient(Resource):
             self._poller.register(self._socket, zmq.POLLIN)
             if keys is not None:
                 keys.apply(self._socket)
-                self._monitor = self.own(self._socket.get_monitor_socket(
-                    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL))
-                self.on_close(self._socket.disable_monitor)
-                self._poller.register(self._monitor, zmq.POLLIN)
+            self._curve = keys is not None
+            self._monitor = self.own(self._socket.get_monitor_socket(HANDSHAKE_FAILURES))  # refusals, said at once
+            self.on_close(self._socket.disable_monitor)
+            self._poller.register(self._monitor, zmq.POLLIN)
             try:
                 self._socket.connect(endpoint)
             except zmq.ZMQError as exc:
@@ -213,10 +207,10 @@ class TransportClient(Resource):
     def _receive(self, timeout: float) -> None:
         """Handle what arrives within ``timeout`` (at most a heartbeat interval, so heartbeats go out on time)."""
         events = dict(self._poller.poll(timeout=int(1000 * min(timeout, self.heartbeat_s))))
-        if self._monitor is not None and self._monitor in events:
-            event = recv_monitor_message(self._monitor)
-            if event["event"] in AUTH_FAILURES:
-                raise VrstyleError(f"broker at {self.endpoint} {AUTH_FAILURES[event['event']]}")
+        if self._monitor in events:
+            reason = handshake_failure(recv_monitor_message(self._monitor), self._curve, "client")
+            if reason is not None:
+                raise VrstyleError(f"the broker at {self.endpoint} {reason}")
         if self._socket in events:
             while self._socket.poll(0):
                 self._on_message(self._socket.recv_multipart(copy=False))

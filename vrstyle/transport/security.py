@@ -116,6 +116,41 @@ def start_authenticator(context: zmq.Context, keys: CurveKeys) -> ThreadAuthenti
     return auth
 
 
+HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+"""Monitor events of a refused connection: both ends watch for them to say why."""
+
+
+def handshake_failure(event: dict, curve: bool, side: str) -> str | None:
+    """Why a connection was refused, as one end sees it (``side``: "client" for the end that
+    connects, "broker" for the one that binds), from a monitor ``event``; None if not a refusal.
+
+    >>> mismatch = {"event": zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, "value": zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH}
+    >>> handshake_failure(mismatch, curve=False, side="client")
+    'uses CurveZMQ keys and this end none: pass --curve DIR (keys from `vrstyle keys DIR`)'
+    >>> handshake_failure(mismatch, curve=True, side="broker")
+    'it has no CurveZMQ keys, which this broker requires: give it --curve DIR'
+    """
+    kind = event["event"]
+    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return ("refused this end's CURVE key: it is not among the broker's authorized keys "
+                "(`vrstyle keys DIR --name NAME` on the broker's folder authorises one)" if side == "client" else
+                "its CURVE key is not among the authorized ones (`vrstyle keys DIR --name NAME` authorises one)")
+    if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and event.get("value") == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        if side == "client":
+            return ("does not use CurveZMQ keys (it was started without --curve): drop --curve" if curve else
+                    "uses CurveZMQ keys and this end none: pass --curve DIR (keys from `vrstyle keys DIR`)")
+        return ("it has no CurveZMQ keys, which this broker requires: give it --curve DIR" if curve else
+                "it uses CurveZMQ keys and this broker none: start the broker with --curve DIR, or drop --curve there")
+    if kind & HANDSHAKE_FAILURES and side == "client" and not curve:  # a plain handshake fails only against CURVE
+        return "uses CurveZMQ keys and this end none: pass --curve DIR (keys from `vrstyle keys DIR`)"
+    if kind & HANDSHAKE_FAILURES:
+        return ("failed the CURVE handshake: is broker.key the broker's public key, and was the broker started with "
+                "--curve? (its log says which)" if side == "client" else
+                "the CURVE handshake failed (a wrong broker.key on its side?)")
+    return None
+
+
 def is_loopback(endpoint: str) -> bool:
     """Whether a ZeroMQ endpoint can only be reached from this host (ipc, inproc, loopback tcp)."""
     scheme, _, rest = endpoint.partition("://")

@@ -107,9 +107,6 @@ class HeadsetApp:
         self.first_display_time: int | None = None
         self._layer = None
         self.timeline = None
-        if options.record is not None:
-            options.record.mkdir(parents=True, exist_ok=True)
-            self.timeline = open(options.record / "timeline.jsonl", "w")
 
     def run(self) -> HeadsetReport:
         """Run until done; raises :class:`VrstyleError` if the runtime cannot be used at all."""
@@ -120,6 +117,9 @@ class HeadsetApp:
         binding = choose_binding(extensions, requested)
         use_gl_platform(binding)
         runtime = open_runtime(binding, extensions)
+        if self.options.record is not None and self.timeline is None:  # made once the runtime is up: no empty folders
+            self.options.record.mkdir(parents=True, exist_ok=True)
+            self.timeline = open(self.options.record / "timeline.jsonl", "w")
         context = None
         start = time.monotonic()
         bar = tqdm(total=self.options.frames or None, unit="frame", desc="headset", disable=None)
