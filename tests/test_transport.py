@@ -407,6 +407,12 @@ def test_curve_refuses_a_wrong_key_and_accepts_the_right_one(tiny_model, tiny_en
         while broker.counters["refused_handshakes"] < 2 and time.monotonic() < until:
             time.sleep(0.05)
         assert broker.counters["refused_handshakes"] >= 2  # the intruder and the keyless client, each logged
+        # A worker without keys: one line and exit 2 (was: "broker silent; reconnecting" forever).
+        keyless = subprocess.run([sys.executable, "-m", "vrstyle.cli", "worker", "--broker", broker.worker_endpoint,
+                                  "--style", tiny_model, "--threads", "1"], capture_output=True, text=True, timeout=120)
+        assert keyless.returncode == 2, keyless.stderr
+        assert keyless.stderr.strip().splitlines()[-1].startswith("vrstyle worker: error: the broker at ")
+        assert "uses CurveZMQ keys and this end none: pass --curve DIR" in keyless.stderr
         # Keys against a broker without them: the client is told it may be that, the broker says it is.
         plain = Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", heartbeat_s=0.25, context=zmq.Context())
         plain_stop = threading.Event()

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
 import tiles
 from tiles import Stitcher, TileGrid
 from vrstyle import settings
 from vrstyle.backend import Backend, as_backend, submit_batch, wait_for
 from vrstyle.normstats import combine_moments, moments_to_stats
+from vrstyle.progress import progress_bar
 from vrstyle.transport.protocol import TileBatch
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
     rows: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
     submitted: dict[int, tuple[int, list[int]]] = {}
     next_chunk = band = 0
-    with tqdm(total=len(grid), unit="tile", disable=None if progress is None else not progress, desc="stylize") as bar:
+    with progress_bar(total=len(grid), progress=progress, unit="tile", desc="stylize") as bar:
         while band < grid.rows:
             # Bounded memory: requests for at most the band being assembled and the row after it.
             while next_chunk < len(chunks) and len(submitted) < inflight and chunks[next_chunk][0] <= band + 1:

@@ -85,10 +85,12 @@ def table(result: dict[str, Any]) -> str:
             lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     ratios = result["ratios"]
     if ratios["tiling_cost"] is not None:
-        lines += ["", f"tiling cost (whole eyes / tiles, in process): {ratios['tiling_cost']:.2f}x throughput"]
+        lines += ["", f"tiling cost: in process, whole eyes run at {ratios['tiling_cost']:.2f}x the throughput of "
+                      "the same eyes in tiles"]
     if ratios["transport_cost"] is not None:
-        lines.append(f"transport cost (in-process tiles / {plural(ratios['transport_cost_workers'], 'worker')} "
-                     f"through the broker): {ratios['transport_cost']:.2f}x throughput")
+        lines.append(f"transport cost: tiles in process run at {ratios['transport_cost']:.2f}x the throughput of "
+                     f"{plural(ratios['transport_cost_workers'], 'worker')} through the broker (above 1: the broker "
+                     "costs throughput)")
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ from vrstyle.bench.report import environment
 from vrstyle.commands._common import plural
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments, moments_to_stats
+from vrstyle.progress import progress_bar
 from vrstyle.timing import summarize
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, f
     deadline = None if config.deadline_ms is None else config.deadline_ms / 1000
     pipeline = FramePipeline(backend, grid, style, eyes=config.eyes, deadline_s=deadline,
                              request_tiles=config.request_tiles, depth=config.depth)
-    with tqdm(total=config.warmup + config.frames, desc=label, unit="frame", disable=_quiet(progress)) as bar:
+    with progress_bar(total=config.warmup + config.frames, progress=progress, desc=label, unit="frame") as bar:
         if config.warmup:
             stream(pipeline, frames, config.warmup, config.rate, bar)
         records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process)
@@ -161,8 +162,7 @@ def measure_whole_frames(engine, frames: list[np.ndarray], config: BenchConfig, 
     records = []
     tiles_per_frame = config.eyes
     start = time.monotonic()
-    for i in tqdm(range(config.warmup + config.frames), desc="in process, whole eyes", unit="frame",
-                  disable=_quiet(progress)):
+    for i in progress_bar(range(config.warmup + config.frames), progress, desc="in process, whole eyes", unit="frame"):
         if i == config.warmup:
             start = time.monotonic()
         began = time.monotonic()
@@ -327,6 +327,3 @@ def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:
     return client, sum(style in w["styles"] for w in workers), style
 
 
-def _quiet(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None (a bar only on a terminal) stays None."""
-    return None if progress is None else not progress

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from vrstyle.errors import VrstyleError
 from vrstyle.models.binary import BinaryConv2d
 from vrstyle.models.transformer import TransformerNet
+from vrstyle.progress import progress_bar
 from vrstyle.train.calibrate import fit_activation, relative_mse
 from vrstyle.train.data import load_batch
 
@@ -56,8 +57,7 @@ class FeatureCache:
     def build(cls, teacher: TransformerNet, paths: list[Path], progress: bool | None = None) -> "FeatureCache":
         teacher.eval()
         streams: list[list[torch.Tensor]] = [[] for _ in range(teacher.blocks + 1)]
-        for image in tqdm(load_batch(paths), desc="teacher features", unit="photo",
-                          disable=None if progress is None else not progress):
+        for image in progress_bar(load_batch(paths), progress, desc="teacher features", unit="photo"):
             for store, value in zip(streams, body_streams(teacher, image[None])):
                 store.append(value.half())
         return cls([torch.cat(s) for s in streams], [p.name for p in paths])
@@ -177,8 +177,7 @@ def train_body(student: TransformerNet, cache: FeatureCache, steps: int, batch: 
     for block in blocks[:start_block]:
         stream = run_block(block, stream)
     errors = []
-    bar = tqdm(total=steps * (len(blocks) - start_block), desc="train blocks", unit="step",
-               disable=None if progress is None else not progress)
+    bar = progress_bar(total=steps * (len(blocks) - start_block), progress=progress, desc="train blocks", unit="step")
     for index in range(start_block, len(blocks)):
         started = time.perf_counter()
         block, target = blocks[index], cache.streams[index + 1]

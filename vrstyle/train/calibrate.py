@@ -29,12 +29,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from vrstyle.models.binary import INT8_MAX, BinaryConv2d, Int8Conv2d, sign
 from vrstyle.models.norm import FrameNorm
 from vrstyle.models.students import StudentNet
 from vrstyle.models.transformer import ConvLayer, TransformerNet
+from vrstyle.progress import progress_bar
 from vrstyle.train.losses import psnr
 
 log = logging.getLogger(__name__)
@@ -300,8 +300,7 @@ def calibrate(student: StudentNet, teacher: TransformerNet, images: torch.Tensor
     student.eval(), teacher.eval()
     generator = torch.Generator().manual_seed(seed)
     blocks = list(zip(student.residual_blocks(), teacher.residual_blocks()))
-    bar = tqdm(total=3 + 2 * len(blocks) + 3, desc="calibrate", unit="layer",
-               disable=None if progress is None else not progress)
+    bar = progress_bar(total=3 + 2 * len(blocks) + 3, progress=progress, desc="calibrate", unit="layer")
     names = {module: name for name, module in student.named_modules()}
 
     def layer(s: ConvLayer, t: ConvLayer, a_s, a_t, channels, centred=True, target=None):

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from vrstyle.errors import VrstyleError
 from vrstyle.models import create_model, load_model
@@ -36,6 +35,7 @@ from vrstyle.models.binary import BinaryConv2d, Int8Conv2d
 from vrstyle.models.norm import FrameNorm
 from vrstyle.models.transformer import ConvLayer
 from vrstyle.models.packed import save_model
+from vrstyle.progress import progress_bar
 from vrstyle.train.blockwise import CACHE_FILE, FeatureCache, train_body
 from vrstyle.train.calibrate import calibrate
 from vrstyle.train.data import TRAIN_SETS, RandomCrops, data_dir, load_batch, photo_paths
@@ -171,8 +171,8 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     student.train()
     new_log = not (run_dir / LOG).is_file()
     with torch.enable_grad(), open(run_dir / LOG, "a", newline="") as log_file, \
-            tqdm(total=cfg.steps, initial=step, desc=f"distill {cfg.teacher}", unit="step",
-                 disable=None if progress is None else not progress) as bar:
+            progress_bar(total=cfg.steps, progress=progress, initial=step, desc=f"distill {cfg.teacher}",
+                         unit="step") as bar:
         writer = csv.writer(log_file)
         if new_log:
             writer.writerow(["step", "loss", "mse", "perceptual", "stability", "seconds"])

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vrstyle.images import read_rgb, write_rgb
 from vrstyle.models.binary import BinaryConv2d, Int8Conv2d
 from vrstyle.models.engine import StyleEngine
 from vrstyle.models.transformer import STRIDE
+from vrstyle.progress import progress_bar
 from vrstyle.train.data import data_dir, photo_paths
 from vrstyle.train.losses import VGGFeatures, psnr, ssim
 
@@ -135,7 +135,7 @@ def evaluate(model: nn.Module, name: str, file_bytes: int, teacher: TeacherCache
     vgg = vgg or VGGFeatures(data_dir() / "vgg" / "vgg19_features.pth", ("relu3_1",))
     per_set: dict[str, dict[str, list[float]]] = {}
     paths = photo_paths(sets, limit)
-    for path in tqdm(paths, desc=f"eval {name}", unit="photo", disable=None if progress is None else not progress):
+    for path in progress_bar(paths, progress, desc=f"eval {name}", unit="photo"):
         image = eval_photo(path)
         reference = teacher.output(path, image)
         styled = engine.stylize(image[None], stats=None)[0]

@@ -27,13 +27,14 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
 from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
-from vrstyle.transport.security import CurveKeys
+from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, handshake_failure
 from vrstyle.transport.shm import SegmentCache, host_id
 
 log = logging.getLogger(__name__)
@@ -223,31 +224,44 @@ class StyleWorker(Resource):
                 socket.connect(self.endpoint)
             except zmq.ZMQError as exc:
                 raise VrstyleError(f"cannot connect to broker at {self.endpoint}: {exc.strerror}") from None
-            poller = zmq.Poller()
-            poller.register(socket, zmq.POLLIN)
-            poller.register(self._results, zmq.POLLIN)
-            socket.send_multipart([P.Header(P.Kind.READY, host=self.host).pack(), P.encode_json(self.info())])
-            heard = False
-            expiry = time.monotonic() + self.liveness * self.heartbeat_s
-            next_beat = time.monotonic() + self.heartbeat_s
-            while not stop.is_set() and self._compute.is_alive():
-                events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s, 0.25)))
-                now = time.monotonic()
-                if socket in events:
-                    while socket.poll(0):
-                        self._on_broker(socket, socket.recv_multipart(copy=False), now)
-                    heard, expiry = True, now + self.liveness * self.heartbeat_s
-                if self._results in events:
-                    while self._results.poll(0):
-                        socket.send_multipart(self._results.recv_multipart(copy=False), copy=False)
-                if now >= next_beat:
-                    socket.send(P.Header(P.Kind.HEARTBEAT).pack())
-                    next_beat = now + self.heartbeat_s
-                if now >= expiry:
-                    return heard
-            socket.linger = int(1000 * self.heartbeat_s)  # let the goodbye out before closing
-            socket.send(P.Header(P.Kind.DISCONNECT).pack())
-            return True
+            with socket.get_monitor_socket(HANDSHAKE_FAILURES) as monitor:
+                try:
+                    return self._session_loop(socket, monitor, stop)
+                finally:
+                    socket.disable_monitor()
+
+    def _session_loop(self, socket: zmq.Socket, monitor: zmq.Socket, stop: threading.Event) -> bool:
+        """The session's loop on a connected socket; a refused handshake ends it in one line."""
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        poller.register(self._results, zmq.POLLIN)
+        socket.send_multipart([P.Header(P.Kind.READY, host=self.host).pack(), P.encode_json(self.info())])
+        heard = False
+        expiry = time.monotonic() + self.liveness * self.heartbeat_s
+        next_beat = time.monotonic() + self.heartbeat_s
+        while not stop.is_set() and self._compute.is_alive():
+            events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s, 0.25)))
+            now = time.monotonic()
+            if monitor in events:
+                reason = handshake_failure(recv_monitor_message(monitor), self.keys is not None, "client")
+                if reason is not None:
+                    raise VrstyleError(f"the broker at {self.endpoint} {reason}")
+            if socket in events:
+                while socket.poll(0):
+                    self._on_broker(socket, socket.recv_multipart(copy=False), now)
+                heard, expiry = True, now + self.liveness * self.heartbeat_s
+            if self._results in events:
+                while self._results.poll(0):
+                    socket.send_multipart(self._results.recv_multipart(copy=False), copy=False)
+            if now >= next_beat:
+                socket.send(P.Header(P.Kind.HEARTBEAT).pack())
+                next_beat = now + self.heartbeat_s
+            if now >= expiry:
+                return heard
+        socket.linger = int(1000 * self.heartbeat_s)  # let the goodbye out before closing
+        socket.send(P.Header(P.Kind.DISCONNECT).pack())
+        return True
 
     def _on_broker(self, socket: zmq.Socket, frames: list, now: float) -> None:
         try:

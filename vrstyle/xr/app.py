@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 import xr
-from tqdm import tqdm
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.progress import progress_bar
 from vrstyle.xr.runtime import (
     LOST, choose_binding, open_runtime, runtime_extensions, use_gl_platform,
 )
@@ -122,7 +122,7 @@ class HeadsetApp:
             self.timeline = open(self.options.record / "timeline.jsonl", "w")
         context = None
         start = time.monotonic()
-        bar = tqdm(total=self.options.frames or None, unit="frame", desc="headset", disable=None)
+        bar = progress_bar(total=self.options.frames or None, unit="frame", desc="headset")
         try:
             context = create_context(binding, self.options.mirror)
             while not self._session(runtime, binding, context, bar):
