@@ -62,9 +62,23 @@ def cases(t: Path, photo: str) -> list[tuple[list[str], str]]:
     ]
 
 
+def children() -> set[int]:
+    """Processes whose parent is this one (Linux /proc)."""
+    mine = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            mine.add(int(stat.parent.name))
+    return mine
+
+
 def test_every_bad_path_or_size_is_one_line_before_any_work(tmp_path, photo, capsys):
     made = tmp_path / "made"
     made.mkdir()
+    shm, started = set(os.listdir("/dev/shm")), children()
     for argv, message in cases(made, photo):
         before = sorted(made.rglob("*"))
         try:
@@ -75,6 +89,7 @@ def test_every_bad_path_or_size_is_one_line_before_any_work(tmp_path, photo, cap
         assert code == EXIT_USER_ERROR, (argv, err)
         assert err.count("\n") == 1 and message in err and "Traceback" not in err, (argv, err)
         assert sorted(made.rglob("*")) == before, argv  # no file or folder left behind
+        assert children() <= started and set(os.listdir("/dev/shm")) <= shm, argv  # no process, no shared memory
 
 
 def test_the_installed_command_refuses_before_loading_a_model(tmp_path, photo):
@@ -182,3 +197,13 @@ def test_a_failed_start_leaves_no_empty_folder(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "XR_RUNTIME_JSON" in err and "vangogh" in err, err
     assert not (tmp_path / "rec").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_pickle_of_objects_is_refused_in_one_line(tmp_path, photo, capsys):
+    """Was: six lines of torch's advice on loading code (weights_only); vrstyle never unpickles objects."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "objects.pth"
+    torch.save({"weight": torch.zeros(2), "thing": Path("somewhere")}, path)
+    assert main(["stylize", photo, str(tmp_path / "o.png"), "--style", str(path)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds Python objects besides tensors" in err, err

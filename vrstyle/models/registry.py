@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -167,8 +168,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message is six lines of advice on loading code we never load
+        raise VrstyleError(f"{path}: holds Python objects besides tensors, which vrstyle does not load "
+                           "(a model file is a state dict of tensors)") from None
     except Exception as exc:  # corrupt or truncated files raise many types
-        raise VrstyleError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise VrstyleError(f"{path}: not a readable model file ({type(exc).__name__}: {first_line})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VrstyleError(f"{path}: expected a state dict of tensors")
     return state
