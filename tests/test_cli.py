@@ -47,6 +47,7 @@ def test_stylize_writes_the_stylized_image(image, random_model, tmp_path, capsys
     code, err = run(["stylize", image, str(out), "--style", random_model, "--tile", "64", "--halo", "16",
                      "--overlap", "8"], capsys)
     assert code == 0, err
+    assert err.strip().splitlines()[-1].startswith(f"vrstyle stylize: wrote {out} (130x90, {random_model}, ")
     result = np.asarray(Image.open(out))
     assert result.shape == (90, 130, 3)
     assert np.abs(result.astype(int) - np.asarray(Image.open(image)).astype(int)).mean() > 5
@@ -222,3 +223,21 @@ def test_verbose_goes_before_or_after_the_command():
     parser = build_parser()
     assert parser.parse_args(["-v", "info"]).verbose == 1
     assert parser.parse_args(["info", "-vv"]).more_verbose == 2
+
+
+def test_an_unknown_style_lists_the_short_names_first(image, tmp_path, capsys):
+    code, err = run(["stylize", image, str(tmp_path / "o.png"), "--style", "vangogh"], capsys)
+    assert code == EXIT_USER_ERROR
+    assert "available here: candy, mosaic, pointilism, rain_princess, udnie, candy/binary" in err, err
+
+
+def test_the_broker_says_where_it_listens_and_what_it_counted(tmp_path):
+    import signal
+
+    broker = subprocess.Popen([sys.executable, "-m", "vrstyle.cli", "broker", "--clients", f"ipc://{tmp_path}/c",
+                               "--workers", f"ipc://{tmp_path}/w"], stderr=subprocess.PIPE, text=True)
+    first = broker.stderr.readline()
+    assert first == f"vrstyle broker: clients on ipc://{tmp_path}/c, workers on ipc://{tmp_path}/w, no keys; Ctrl-C stops\n"
+    broker.send_signal(signal.SIGINT)
+    _, rest = broker.communicate(timeout=30)
+    assert broker.returncode == 0 and rest.strip().startswith("vrstyle broker: stopped ("), rest
