@@ -1,13 +1,14 @@
 """Live defaults: the eye size, tile grid and devices at which this machine stylises live.
 
 ``vrstyle mirror`` run with no size or worker options asks :func:`plan_live` what this
-machine can do (and ``vrstyle headset`` starts its local workers on :func:`local_devices`). With CUDA GPUs it starts one worker on each at the default eye size. On a
-CPU alone it times the style's network on two small stereo pairs (once: the result is kept in
-the user's cache folder, keyed by the machine, the versions and the model file), fits a
-fixed cost plus a cost per pixel, and picks the largest eye size of the default eye's shape
-whose predicted stylised frame rate, with the window sharing the cores, reaches
-:data:`LIVE_FPS`. On one worker every eye is one tile with no halo: the plain network per
-eye, which both costs least and is exact.
+machine can do (and ``vrstyle headset`` starts its local workers on :func:`local_devices`).
+With CUDA GPUs it starts one worker on each at the default eye size. On a CPU alone it
+times the style's network on two small stereo pairs (once: the result is kept in the user's
+cache folder, keyed by the machine, the versions and the model file), fits a fixed cost plus
+a cost per pixel, and picks the largest eye size of the default eye's shape whose predicted
+stylised frame rate, with the window sharing the cores, reaches :data:`LIVE_FPS`. On one
+worker every eye is one tile with no halo: the plain network per eye, which both costs least
+and is exact.
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ class LivePlan:
     """(height, width) of each eye."""
     devices: list[str]
     """One started worker per entry."""
-    whole_eyes: bool
-    """One tile per eye, no halo (the plain network per eye)."""
     reason: str
     """The one line saying what was chosen and why."""
+
+    @property
+    def whole_eyes(self) -> bool:
+        """One tile per eye, no halo (the plain network per eye): what one worker gets."""
+        return len(self.devices) == 1
 
 
 @dataclass(frozen=True)
@@ -111,13 +115,13 @@ def plan_live(style: str, cache_dir: Path | None = None) -> LivePlan:
     devices = local_devices()
     if devices != ["cpu"]:
         height, width = settings.EYE_SIZE
-        return LivePlan(settings.EYE_SIZE, devices, whole_eyes=len(devices) == 1,
+        return LivePlan(settings.EYE_SIZE, devices,
                         reason=f"{len(devices)} GPU(s): a worker on each of {', '.join(devices)}, {width}x{height} eyes; "
                                "--eye-size, --workers and --device to change")
     cost = cpu_cost(style, cache_dir)
     eye = choose_eye(cost)
     fps = cost.fps(eye)
-    return LivePlan(eye, ["cpu"], whole_eyes=True,
+    return LivePlan(eye, ["cpu"],
                     reason=f"CPU only: {eye[1]}x{eye[0]} eyes, whole, for about {fps:.2g} "
                            f"stylised fps with {style}; --eye-size to change")
 

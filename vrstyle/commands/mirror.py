@@ -87,16 +87,15 @@ def run(args: argparse.Namespace) -> int:
     window = WindowContext(2 * settings.EYE_SIZE[1], settings.EYE_SIZE[0], "vrstyle mirror", vsync=not args.no_vsync)
     source = cluster = backend = None
     try:
-        whole_eyes = False
         if styles and args.eye_size is None and args.workers is None and args.device is None:
             from vrstyle.live import plan_live
 
             window.glfw.set_window_title(window.window, "vrstyle mirror - timing this machine")
             plan = plan_live(styles[0])
             print(f"vrstyle mirror: {plan.reason}", file=sys.stderr)
-            args.eye_size, args.device, whole_eyes = (None, plan.eye_shape), plan.devices, plan.whole_eyes
+            args.eye_size, args.device = (None, plan.eye_shape), plan.devices
         args.workers = args.workers or len(args.device or ()) or 1
-        whole_eyes = (whole_eyes or args.workers == 1) and not args.broker
+        whole_eyes = args.workers == 1 and not args.broker
         _, eye_shape = args.eye_size or (None, settings.EYE_SIZE)
         source = open_source(args.source, eye_shape, args.side_by_side) if args.source else None
         height, width = source.eye_shape if source else eye_shape
