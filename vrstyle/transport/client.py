@@ -25,14 +25,13 @@ from typing import Any
 
 import numpy as np
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
 from vrstyle.transport import shm
-from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, handshake_failure
+from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, check_handshake
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +207,7 @@ class TransportClient(Resource):
         """Handle what arrives within ``timeout`` (at most a heartbeat interval, so heartbeats go out on time)."""
         events = dict(self._poller.poll(timeout=int(1000 * min(timeout, self.heartbeat_s))))
         if self._monitor in events:
-            reason = handshake_failure(recv_monitor_message(self._monitor), self._curve, "client")
-            if reason is not None:
-                raise VrstyleError(f"the broker at {self.endpoint} {reason}")
+            check_handshake(self._monitor, self._curve, self.endpoint)
         if self._socket in events:
             while self._socket.poll(0):
                 self._on_message(self._socket.recv_multipart(copy=False))

@@ -27,6 +27,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from vrstyle.errors import VrstyleError
 
@@ -132,23 +133,30 @@ def handshake_failure(event: dict, curve: bool, side: str) -> str | None:
     'it has no CurveZMQ keys, which this broker requires: give it --curve DIR'
     """
     kind = event["event"]
+    if not kind & HANDSHAKE_FAILURES:
+        return None
+    if side == "client" and not curve:  # a plain handshake fails only against a CURVE broker
+        return "uses CurveZMQ keys and this end none: pass --curve DIR (keys from `vrstyle keys DIR`)"
     if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return ("refused this end's CURVE key: it is not among the broker's authorized keys "
                 "(`vrstyle keys DIR --name NAME` on the broker's folder authorises one)" if side == "client" else
                 "its CURVE key is not among the authorized ones (`vrstyle keys DIR --name NAME` authorises one)")
     if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and event.get("value") == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
         if side == "client":
-            return ("does not use CurveZMQ keys (it was started without --curve): drop --curve" if curve else
-                    "uses CurveZMQ keys and this end none: pass --curve DIR (keys from `vrstyle keys DIR`)")
+            return "does not use CurveZMQ keys (it was started without --curve): drop --curve"
         return ("it has no CurveZMQ keys, which this broker requires: give it --curve DIR" if curve else
                 "it uses CurveZMQ keys and this broker none: start the broker with --curve DIR, or drop --curve there")
-    if kind & HANDSHAKE_FAILURES and side == "client" and not curve:  # a plain handshake fails only against CURVE
-        return "uses CurveZMQ keys and this end none: pass --curve DIR (keys from `vrstyle keys DIR`)"
-    if kind & HANDSHAKE_FAILURES:
-        return ("failed the CURVE handshake: is broker.key the broker's public key, and was the broker started with "
-                "--curve? (its log says which)" if side == "client" else
-                "the CURVE handshake failed (a wrong broker.key on its side?)")
-    return None
+    return ("failed the CURVE handshake: is broker.key the broker's public key, and was the broker started with "
+            "--curve? (its log says which)" if side == "client" else
+            "the CURVE handshake failed (a wrong broker.key on its side?)")
+
+
+def check_handshake(monitor: zmq.Socket, curve: bool, endpoint: str) -> None:
+    """Read a connecting end's monitor event: a refused handshake is one :class:`VrstyleError`
+    saying why (clients and workers alike)."""
+    reason = handshake_failure(recv_monitor_message(monitor), curve, "client")
+    if reason is not None:
+        raise VrstyleError(f"the broker at {endpoint} {reason}")
 
 
 def is_loopback(endpoint: str) -> bool:

@@ -27,14 +27,13 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
 from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
-from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, handshake_failure
+from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, check_handshake
 from vrstyle.transport.shm import SegmentCache, host_id
 
 log = logging.getLogger(__name__)
@@ -244,9 +243,7 @@ class StyleWorker(Resource):
             events = dict(poller.poll(timeout=1000 * min(self.heartbeat_s, 0.25)))
             now = time.monotonic()
             if monitor in events:
-                reason = handshake_failure(recv_monitor_message(monitor), self.keys is not None, "client")
-                if reason is not None:
-                    raise VrstyleError(f"the broker at {self.endpoint} {reason}")
+                check_handshake(monitor, self.keys is not None, self.endpoint)
             if socket in events:
                 while socket.poll(0):
                     self._on_broker(socket, socket.recv_multipart(copy=False), now)
