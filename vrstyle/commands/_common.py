@@ -97,6 +97,15 @@ def open_broker(args: argparse.Namespace, styles: Sequence[str] = ()) -> tuple[T
     return client, list(styles) or served
 
 
+def counted(counters: dict[str, int], nothing: str) -> str:
+    """A server's counters for its last line: "name: count, ..." sorted by name, or ``nothing``.
+
+    >>> counted({"tiles": 4, "requests": 1}, "no requests"), counted({}, "no requests")
+    ('requests: 1, tiles: 4', 'no requests')
+    """
+    return ", ".join(f"{name}: {count}" for name, count in sorted(counters.items())) or nothing
+
+
 def plural(count: int, noun: str, many: str | None = None) -> str:
     """A count with its noun, as English says it ("1 tile", never "1 tiles").
 

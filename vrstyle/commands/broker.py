@@ -11,7 +11,9 @@ import logging
 import sys
 
 from vrstyle import settings
-from vrstyle.commands._common import add_curve_arguments, add_heartbeat_argument, positive_int, stop_on_signals
+from vrstyle.commands._common import (
+    add_curve_arguments, add_heartbeat_argument, counted, positive_int, stop_on_signals,
+)
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"vrstyle broker: clients on {args.clients}, workers on {args.workers}, "
               f"{'CurveZMQ keys from ' + args.curve if keys else 'no keys'}; Ctrl-C stops", file=sys.stderr, flush=True)
         broker.run(stop_on_signals())
-    counted = ", ".join(f"{name}: {count}" for name, count in sorted(broker.counters.items())) or "nothing counted"
-    print(f"vrstyle broker: stopped ({counted})", file=sys.stderr)
+    print(f"vrstyle broker: stopped ({counted(broker.counters, 'nothing counted')})", file=sys.stderr)
     return 0

@@ -14,7 +14,7 @@ import sys
 
 from vrstyle import settings
 from vrstyle.commands._common import (
-    add_curve_arguments, add_heartbeat_argument, positive_float, positive_int, stop_on_signals,
+    add_curve_arguments, add_heartbeat_argument, counted, positive_float, positive_int, stop_on_signals,
 )
 from vrstyle.errors import VrstyleError
 
@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
                      heartbeat_s=args.heartbeat, keys=keys) as worker:
         log.info("worker on %s serving %s, connecting to %s", args.device, ", ".join(sorted(engines)), args.broker)
         worker.run(stop_on_signals())
-    counted = ", ".join(f"{name}: {count}" for name, count in sorted(worker.counters.items())) or "no requests"
-    print(f"vrstyle worker: served {', '.join(sorted(engines))} on {args.device}; stopped ({counted})", file=sys.stderr)
+    print(f"vrstyle worker: served {', '.join(sorted(engines))} on {args.device}; "
+          f"stopped ({counted(worker.counters, 'no requests')})", file=sys.stderr)
     return 0
 
 
