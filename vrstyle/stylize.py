@@ -75,7 +75,8 @@ def sample_tiles(grid: TileGrid, count: int) -> list[int]:
 
 
 def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: TileGrid,
-                  count: int = settings.STATS_TILES, style: str = settings.DEFAULT_STYLE) -> np.ndarray:
+                  count: int = settings.STATS_TILES, style: str = settings.DEFAULT_STYLE,
+                  worker_wait_s: float = settings.WORKER_WAIT_S) -> np.ndarray:
     """Normalisation statistics (2, C) of one image or a stereo pair, at full resolution.
 
     Measured jointly over the cores of ``count`` tiles spread over each image (both eyes
@@ -85,7 +86,7 @@ def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: Til
     backend = as_backend(engine)
     sample = tiles.cut(images, grid, sample_tiles(grid, count))
     rid = submit_batch(backend, TileBatch(style, sample, margin=grid.margin, measure=True))
-    reply = wait_for(backend, {rid}, style=style)[0]
+    reply = wait_for(backend, {rid}, style=style, worker_wait_s=worker_wait_s)[0]
     return moments_to_stats(combine_moments([reply.moments]))
 
 
@@ -121,7 +122,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
     backend = as_backend(engine)
     if len(grid) == 1:  # the one tile's own statistics are the image's: measured in the same pass
         shared_stats = False
-    stats = measure_stats(backend, image, grid, stats_tiles, style) if shared_stats else None
+    stats = measure_stats(backend, image, grid, stats_tiles, style, worker_wait_s) if shared_stats else None
     size, margin = (batch, grid.margin) if shared_stats else (1, 0)
     chunks = [(row, list(range(row * grid.cols + start, row * grid.cols + min(start + size, grid.cols))))
               for row in range(grid.rows) for start in range(0, grid.cols, size)]
