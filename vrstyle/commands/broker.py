@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
             raise VrstyleError(f"{endpoint} is reachable beyond this host: pass --curve DIR (see `vrstyle keys`) "
                                "or --insecure")
     with Broker(args.clients, args.workers, heartbeat_s=args.heartbeat, keys=keys, max_queue=args.max_queue) as broker:
+        stop = stop_on_signals()  # before the line that invites Ctrl-C
         print(f"vrstyle broker: clients on {args.clients}, workers on {args.workers}, "
               f"{'CurveZMQ keys from ' + args.curve if keys else 'no keys'}; Ctrl-C stops", file=sys.stderr, flush=True)
-        broker.run(stop_on_signals())
+        broker.run(stop)
     print(f"vrstyle broker: stopped ({counted(broker.counters, 'nothing counted')})", file=sys.stderr)
     return 0
