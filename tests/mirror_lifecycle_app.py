@@ -17,7 +17,7 @@ class Invert:
 
     stats_channels = 1
 
-    def stylize_and_measure(self, tiles, stats, crop, margin):
+    def stylize_and_measure(self, tiles, stats, crop, margin, bounds=None):
         out = 255 - tiles[:, crop:tiles.shape[1] - crop, crop:tiles.shape[2] - crop, :3]
         return out, np.ones((1 if stats is None else len(tiles), 3, 1))
 

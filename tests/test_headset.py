@@ -167,7 +167,8 @@ def check_recording(path: Path, engine) -> int:
     if len(fresh):
         assert np.abs(submitted - raw).mean() > 10, path
     if len(fresh) and record["stats"].size:
-        again = engine.stylize(tiles.cut(record["raw"], grid)[fresh], record["stats"], crop=halo)
+        bounds = np.tile(grid.bounds(), (len(record["raw"]), 1))[fresh]
+        again = engine.stylize(tiles.cut(record["raw"], grid)[fresh], record["stats"], crop=halo, bounds=bounds)
         assert np.abs(again.astype(int) - record["tiles"][fresh]).max() <= 1, path
     return len(fresh)
 

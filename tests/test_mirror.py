@@ -104,7 +104,8 @@ def test_stylized_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_pa
     assert np.abs(eyes - raw).mean() > 30  # not the raw scene
     assert np.abs(raw[0] - raw[1]).mean() > 2  # a stereo pair
     engine = StyleEngine(load_model("candy"))
-    cpu_tiles = engine.stylize(tiles.cut(frame["raw"], grid), frame["stats"], crop=grid.halo)
+    cpu_tiles = engine.stylize(tiles.cut(frame["raw"], grid), frame["stats"], crop=grid.halo,
+                               bounds=np.tile(grid.bounds(), (len(frame["raw"]), 1)))
     assert np.array_equal(cpu_tiles, frame["tiles"])  # the workers' tiles are the in-process tiles
     cpu = tiles.stitch(cpu_tiles, grid, str(frame["ramp"]))
     assert np.abs(eyes - cpu).max() <= 1

@@ -29,9 +29,11 @@ def test_statistics_converge_to_the_joint_statistics_of_the_frame(tiny_engine):
     assert first.stats is None and first.complete
     for _ in range(8):
         result = pipe.process(frame)
-    joint = moments_to_stats(tiny_engine.measure(tiles.cut(frame, GRID), GRID.margin))
+    bounds = np.tile(GRID.bounds(), (2, 1))
+    joint = moments_to_stats(tiny_engine.measure(tiles.cut(frame, GRID), GRID.margin, bounds))
     np.testing.assert_allclose(result.stats, joint, rtol=2e-3, atol=1e-3)
-    expected, _ = tiny_engine.stylize_and_measure(tiles.cut(frame, GRID), result.stats, GRID.halo, GRID.margin)
+    expected, _ = tiny_engine.stylize_and_measure(tiles.cut(frame, GRID), result.stats, GRID.halo, GRID.margin,
+                                                  bounds)
     np.testing.assert_array_equal(result.tiles, expected)
 
 

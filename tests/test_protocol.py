@@ -25,7 +25,7 @@ def request(count=2, height=40, width=48, channels=3, stats_channels=144, **fiel
 
 def test_header_round_trips_every_field():
     header = P.Header(P.Kind.RESULT, P.FLAG_SHM | P.FLAG_REDISPATCHED, 2**63, 5, 2**64 - 1, 123, 9, 2, 100, 200, 3, 1,
-                      8, 12, 1600, 0, 456, 789, "rain_princess/binary")
+                      8, 12, 1600, 0, 456, 789, 77, "rain_princess/binary")
     assert P.Header.unpack(header.pack()) == header
     assert len(header.pack()) == P.HEADER_STRUCT.size
 
@@ -74,7 +74,8 @@ def raw_header(offset: int, value: bytes):
     (with_header(crop=20), P.Code.PAYLOAD, "leave nothing"),
     (with_header(flags=P.FLAG_STATS | P.FLAG_REDISPATCHED), P.Code.MALFORMED, "REDISPATCHED"),
     (with_header(stats_channels=0), P.Code.LIMIT, "statistics channels"),
-    (with_header(kind=P.Kind.MEASURE), P.Code.MALFORMED, "only STYLIZE requests carry statistics"),
+    (with_header(measure_to=3), P.Code.MALFORMED, "measure_to 3 needs a MEASURE request"),
+    (with_header(flags=P.FLAG_STATS | P.FLAG_BOUNDS), P.Code.MALFORMED, "has 3 parts, expected 4"),
     (lambda f: f[:2], P.Code.MALFORMED, "has 2 parts, expected 3"),
     (lambda f: [*f, b"extra"], P.Code.MALFORMED, "has 4 parts"),
     (lambda f: [f[0], bytes(f[1])[:-1], f[2]], P.Code.PAYLOAD, "pixel payload has"),

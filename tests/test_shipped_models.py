@@ -143,7 +143,7 @@ def test_shipped_student_tiles_without_seams():
     engine = StyleEngine(resolve_model("candy").load())
     grid = tiles.plan_grid(256, 384, tile=128, halo=56, overlap=16)
     stats = measure_stats(engine, image, grid, count=len(grid))
-    whole = stylize_untiled(engine, image, grid, stats).astype(int)
+    whole = stylize_untiled(engine, image, stats).astype(int)
     tiled = stylize_image(engine, image, grid, batch=3).astype(int)
     difference = np.abs(tiled - whole)
     assert difference.mean() < 0.05 and (difference > 1).mean() < 1e-3, (difference.mean(), difference.max())

@@ -157,7 +157,8 @@ def malformed_messages() -> list[tuple[str, list, int]]:
     with_stats = replace(header, flags=P.FLAG_STATS, stats_channels=143)
     oversize = replace(header, count=200, height=1024, width=1024, channels=4)
     unversioned = bytearray(good[0])
-    unversioned[4] = 2
+    unversioned[4] = P.VERSION + 1
+    outside = np.tile(np.array([[999, 1000, 0, 10]], P.BOUNDS_DTYPE), (header.count, 1))
     return [
         ("garbage header", [b"hello", good[1]], P.Code.MALFORMED),
         ("unknown version", [bytes(unversioned), good[1]], P.Code.VERSION),
@@ -168,6 +169,8 @@ def malformed_messages() -> list[tuple[str, list, int]]:
         ("too many parts", [*good, b"x"], P.Code.MALFORMED),
         ("unknown style", [replace(header, style="vangogh").pack(), good[1]], P.Code.STYLE),
         ("statistics of another model", [with_stats.pack(), good[1], stats], P.Code.STATS),
+        ("bounds with no image in the tile", [replace(header, flags=P.FLAG_BOUNDS).pack(), good[1], outside],
+         P.Code.PAYLOAD),
         ("a worker's message", [P.Header(P.Kind.READY).pack(), b"{}"], P.Code.KIND),
     ]
 

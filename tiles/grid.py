@@ -11,14 +11,17 @@ Terms, per axis (all in pixels of the full image):
 
 A tile therefore reads ``core + 2 * (overlap + halo)`` pixels and returns
 ``core + 2 * overlap``. Pixels it reads outside the image are reflected back in, so every
-tile of a grid has the same shape (fixed shapes suit compiled inference).
+tile of a grid has the same shape (fixed shapes suit compiled inference); :meth:`TileGrid.bounds`
+says where the image's own borders fall inside each tile.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
+
+import numpy as np
 
 
 class GridError(ValueError):
@@ -67,6 +70,26 @@ class TileGrid:
         """(height, width) of every tile as returned: core + overlap."""
         return self.core_h + 2 * self.overlap, self.core_w + 2 * self.overlap
 
+    def bounds(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """Where the image lies in each tile as cut: (n, 4) int32 rows top, bottom, left, right.
+
+        In the tile's input pixels; a side outside the tile (``top <= 0``, ``bottom >=``
+        ``in_shape[0]``, ...) is not a border of that tile. A network that reflects each
+        layer's input at these borders, as it reflects at the edges of a whole image, computes
+        on the tiles what it computes on the bare image, borders included (the pixels cut
+        beyond a border only fill the tile's shape).
+
+        >>> plan_grid(100, 60, tile=64, halo=8, overlap=0).bounds().tolist()
+        [[8, 108, 8, 68], [-44, 56, 8, 68]]
+        """
+        chosen = range(len(self)) if indices is None else indices
+        rows = []
+        for index in chosen:
+            tile = self.tile(index)
+            top, left = self.margin - tile.y, self.margin - tile.x
+            rows.append((top, top + self.height, left, left + self.width))
+        return np.array(rows, dtype=np.int32).reshape(-1, 4)
+
     def tiles(self) -> Iterator[Tile]:
         for row in range(self.rows):
             for col in range(self.cols):
@@ -90,7 +113,9 @@ def plan_grid(height: int, width: int, tile: int | tuple[int, int] = 512, halo: 
     Args:
         height, width: image size in pixels.
         tile: largest core size, one number or (height, width).
-        halo: context pixels read beyond the overlap band and cropped after inference.
+        halo: context pixels read beyond the overlap band and cropped after inference;
+            rounded up so that ``overlap + halo`` is a multiple of ``align`` (every tile then
+            starts on the whole image's phase of the downsampling).
         overlap: pixels returned beyond the core and blended with the neighbour.
         align: cores are multiples of this (the network's total stride), so every tile
             starts on the same phase of the network's downsampling as the whole image.
@@ -116,6 +141,7 @@ def plan_grid(height: int, width: int, tile: int | tuple[int, int] = 512, halo: 
             raise GridError(f"{name} must be a non-negative integer, got {value!r}")
     if halo > min(tile_h, tile_w):
         raise GridError(f"halo ({halo} px) is larger than the tile ({tile_h}x{tile_w} px)")
+    halo = _align_up(halo + overlap, align) - overlap
     rows, core_h = _split_axis(height, tile_h, align)
     cols, core_w = _split_axis(width, tile_w, align)
     if (rows > 1 and 2 * overlap > core_h) or (cols > 1 and 2 * overlap > core_w):

@@ -196,7 +196,7 @@ class FramePipeline(Resource):
     >>> from vrstyle.transport.local import LocalBackend
     >>> class Invert:  # a stand-in engine: any object with the StyleEngine methods works
     ...     stats_channels = 1
-    ...     def stylize_and_measure(self, tiles, stats, crop, margin):
+    ...     def stylize_and_measure(self, tiles, stats, crop, margin, bounds=None):
     ...         out = 255 - tiles[:, crop:tiles.shape[1] - crop, crop:tiles.shape[2] - crop]
     ...         return out, np.ones((1 if stats is None else len(tiles), 3, 1))
     >>> pipe = FramePipeline.plan(LocalBackend(Invert()), 64, 96, "invert", tile=32, halo=8, overlap=4)
@@ -220,6 +220,7 @@ class FramePipeline(Resource):
         self.request_tiles, self.depth, self.momentum, self.ramp = request_tiles, depth, momentum, ramp
         self._style = style
         self._stats = stats
+        self._bounds = np.tile(grid.bounds(), (eyes, 1))  # where the eyes lie in each tile, as cut
         self._frames: dict[int, _Frame] = {}
         self._requests: dict[int, _Frame] = {}
         self._previous: np.ndarray | None = None
@@ -308,12 +309,14 @@ class FramePipeline(Resource):
         frame = _Frame(frame_id, self._style, start, deadline, self._stats, inputs,
                        np.empty((len(inputs), out_h, out_w, 3), np.uint8), received=np.zeros(len(inputs), bool))
         self._frames[frame_id] = frame
+        bounds = self._bounds
         for first in range(0, len(inputs), self.request_tiles):
             last = min(first + self.request_tiles, len(inputs))
             budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
             rid = self.backend.submit(TileBatch(self._style, inputs[first:last], frame.stats, crop=self.grid.halo,
                                                 margin=self.grid.margin, frame_id=frame_id, first_tile=first,
-                                                deadline_s=budget, out=frame.tiles[first:last]))
+                                                deadline_s=budget, out=frame.tiles[first:last],
+                                                bounds=bounds[first:last]))
             frame.requests[rid] = (first, last)
             self._requests[rid] = frame
         frame.timings.split, frame.timings.send = split - start, time.monotonic() - split

@@ -1,8 +1,16 @@
 """Single images through their tile grid (``vrstyle stylize``): statistics, then tiles band by band.
 
-:func:`measure_stats` measures the image's normalisation statistics at full resolution, then
-:func:`stylize_image` stylises it stitched band by band, so memory is bounded by a couple of
-rows of tiles. :func:`stylize_untiled` is the whole-image computation the tiles reproduce.
+An image that fits the memory budget goes through the network in one piece (:func:`plan_image`).
+One that does not is tiled: :func:`measure_stats` measures its normalisation statistics at
+full resolution, then :func:`stylize_image` stylises it stitched band by band, so memory is
+bounded by a couple of rows of tiles. Tiles at the image's border reflect there layer by
+layer (:mod:`vrstyle.models.borders`), so with exact statistics and a full halo the result is
+the plain network's on the bare image (:func:`stylize_untiled`).
+
+Exact statistics cost a pass per norm layer: each layer's moments depend on every earlier
+layer's statistics over the whole image, so pass ``k`` runs every tile up to layer ``k``
+with the exact statistics of the layers before (about 6 forward passes for a Johnson net).
+A sample of tiles measured jointly costs one pass over the sample and is close, not equal.
 No torch here: engines are passed in built.
 """
 
@@ -18,6 +26,7 @@ import tiles
 from tiles import Stitcher, TileGrid
 from vrstyle import settings
 from vrstyle.backend import Backend, as_backend, submit_batch, wait_for
+from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments, moments_to_stats
 from vrstyle.progress import progress_bar
 from vrstyle.transport.protocol import TileBatch
@@ -77,24 +86,69 @@ def sample_tiles(grid: TileGrid, count: int) -> list[int]:
 def measure_stats(engine: "StyleEngine | Backend", images: np.ndarray, grid: TileGrid,
                   count: int = settings.STATS_TILES, style: str = settings.DEFAULT_STYLE,
                   worker_wait_s: float = settings.WORKER_WAIT_S) -> np.ndarray:
-    """Normalisation statistics (2, C) of one image or a stereo pair, at full resolution.
+    """Normalisation statistics (2, C) of one image or a stereo pair from a sample of tiles.
 
     Measured jointly over the cores of ``count`` tiles spread over each image (both eyes
-    together, so they match), never from a downscaled thumbnail; in one request, so a
-    worker measures exactly what an in-process engine does.
+    together, so they match), at full resolution, never from a downscaled thumbnail; in one
+    request, so a worker measures exactly what an in-process engine does. Exact when
+    ``count`` covers the grid; :func:`exact_stats` is exact at any size in bounded memory.
     """
     backend = as_backend(engine)
-    sample = tiles.cut(images, grid, sample_tiles(grid, count))
-    rid = submit_batch(backend, TileBatch(style, sample, margin=grid.margin, measure=True))
+    indices = sample_tiles(grid, count)
+    sample = tiles.cut(images, grid, indices)
+    bounds = np.tile(grid.bounds(indices), (len(sample) // len(indices), 1))
+    rid = submit_batch(backend, TileBatch(style, sample, margin=grid.margin, measure=True, bounds=bounds))
     reply = wait_for(backend, {rid}, style=style, worker_wait_s=worker_wait_s)[0]
     return moments_to_stats(combine_moments([reply.moments]))
+
+
+def exact_stats(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGrid, start: np.ndarray,
+                batch: int = settings.BATCH_TILES, style: str = settings.DEFAULT_STYLE,
+                inflight: int = settings.STYLIZE_INFLIGHT, progress: bool | None = False,
+                worker_wait_s: float = settings.WORKER_WAIT_S) -> np.ndarray:
+    """The whole image's normalisation statistics (2, C), exactly, ``batch`` tiles at a time.
+
+    One pass over the tiles per norm layer (module docstring): pass ``k`` normalises with the
+    exact statistics of the layers before and stops after measuring layer ``k`` (a worker
+    says which columns it measured by their counts). Memory: ``batch`` tiles' activations.
+    ``start``: (2, C) statistics of the same network (e.g. :func:`measure_stats`'s sample),
+    replaced layer by layer.
+    """
+    backend = as_backend(engine)
+    stats = np.array(start, np.float32)
+    channels = stats.shape[-1]
+    done = 0
+    chunks = [list(range(start, min(start + batch, len(grid)))) for start in range(0, len(grid), batch)]
+    with progress_bar(total=channels, progress=progress, unit="channel", desc="statistics") as bar:
+        while done < channels:
+            moments, queue = [], list(chunks)
+            submitted: set[int] = set()
+            while queue or submitted:
+                while queue and len(submitted) < inflight:
+                    indices = queue.pop(0)
+                    submitted.add(submit_batch(backend, TileBatch(
+                        style, tiles.cut(image, grid, indices), stats, margin=grid.margin, measure=True,
+                        bounds=grid.bounds(indices), measure_to=done + 1, first_tile=indices[0])))
+                for reply in wait_for(backend, submitted, any_one=True, style=style, worker_wait_s=worker_wait_s):
+                    submitted.discard(reply.request_id)
+                    moments.append(reply.moments)
+            merged = combine_moments(moments)
+            unmeasured = np.flatnonzero(merged[0, done:] == 0)
+            measured = done + int(unmeasured[0]) if len(unmeasured) else channels
+            if measured <= done:
+                raise VrstyleError(f"statistics pass measured no new layer after column {done}")
+            stats[:, done:measured] = moments_to_stats(merged)[:, done:measured]
+            bar.update(measured - done)
+            done = measured
+    return stats
 
 
 def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGrid, shared_stats: bool = True,
                   batch: int = settings.BATCH_TILES, ramp: str = settings.RAMP,
                   stats_tiles: int = settings.STATS_TILES, progress: bool | None = False,
                   style: str = settings.DEFAULT_STYLE, inflight: int = settings.STYLIZE_INFLIGHT,
-                  worker_wait_s: float = settings.WORKER_WAIT_S) -> np.ndarray:
+                  worker_wait_s: float = settings.WORKER_WAIT_S, stats: np.ndarray | None = None,
+                  exact: bool = False) -> np.ndarray:
     """Stylise one (H, W, 3) uint8 image through its tile grid.
 
     Args:
@@ -107,6 +161,9 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
         batch: tiles per request.
         ramp: feather ramp.
         stats_tiles: tiles measured together for the statistics (see :func:`measure_stats`).
+        stats: the image's statistics, if already known (e.g. :func:`exact_stats`).
+        exact: where the sample of ``stats_tiles`` does not cover the grid, go on to the
+            exact statistics (:func:`exact_stats`, a pass per norm layer).
         progress: show a progress bar (None: only on a terminal).
         style: the style a backend's workers know the model by.
         inflight: requests outstanding at once (to keep several workers busy).
@@ -120,9 +177,14 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
             :data:`~vrstyle.settings.STYLIZE_STALL_S`.
     """
     backend = as_backend(engine)
-    if len(grid) == 1:  # the one tile's own statistics are the image's: measured in the same pass
+    if len(grid) == 1 and stats is None:  # the one tile's own statistics are the image's: measured in the same pass
         shared_stats = False
-    stats = measure_stats(backend, image, grid, stats_tiles, style, worker_wait_s) if shared_stats else None
+    if shared_stats and stats is None:
+        stats = measure_stats(backend, image, grid, stats_tiles, style, worker_wait_s)
+        if exact and stats_tiles < len(grid):
+            stats = exact_stats(backend, image, grid, stats, batch, style, inflight, progress, worker_wait_s)
+    elif not shared_stats:
+        stats = None
     size, margin = (batch, grid.margin) if shared_stats else (1, 0)
     chunks = [(row, list(range(row * grid.cols + start, row * grid.cols + min(start + size, grid.cols))))
               for row in range(grid.rows) for start in range(0, grid.cols, size)]
@@ -137,7 +199,7 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
                 row, indices = chunks[next_chunk]
                 pieces = tiles.cut(image, grid, indices)
                 rid = submit_batch(backend, TileBatch(style, pieces, stats, crop=grid.halo, margin=margin,
-                                                 first_tile=indices[0]))
+                                                      first_tile=indices[0], bounds=grid.bounds(indices)))
                 submitted[rid] = chunks[next_chunk]
                 next_chunk += 1
             for reply in wait_for(backend, set(submitted), any_one=True, style=style, worker_wait_s=worker_wait_s):
@@ -156,12 +218,12 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
     return out
 
 
-def stylize_untiled(engine: "StyleEngine", image: np.ndarray, grid: TileGrid, stats: np.ndarray | None) -> np.ndarray:
-    """The whole-image computation the grid's tiles reproduce: one pass over the padded image.
+def stylize_untiled(engine: "StyleEngine", image: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
+    """The plain network on the bare image, in one pass: what the tiles reproduce.
 
-    The image is reflected out by the grid's margin exactly as the tiles see it, so with
-    shared statistics and a full halo the tiled result equals this one.
+    With ``stats`` None it normalises with the image's own statistics, as the network was
+    trained (and as pytorch/examples runs it). A network that rounds sizes up to its stride
+    returns more rows and columns; they are cut off, as the tiles' stitch does.
     """
-    padded = tiles.pad_frame(image, grid)[None]
-    styled = engine.stylize(padded, stats)[0]
-    return tiles.crop_frame(styled, grid)
+    height, width = image.shape[:2]
+    return engine.stylize(image[None], stats)[0][:height, :width]

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
     parser.add_argument("--batch", type=positive_int,
                         help=f"tiles per forward pass (default: as many as fit --memory, at most {settings.BATCH_TILES})")
+    parser.add_argument("--stats", choices=("exact", "sample"), default="exact",
+                        help="normalisation statistics of a tiled image: exact (the whole image's; a pass over the "
+                             "tiles per norm layer, about 6 forward passes, when the sample does not cover every "
+                             "tile) or sample (--stats-tiles tiles measured together: one pass, close, not equal); "
+                             "default exact")
     parser.add_argument("--stats-tiles", type=positive_int,
                         help="tiles measured together for the normalisation statistics "
                              f"(default: as many as fit --memory, at most {settings.STATS_TILES})")
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = stylize_image(backend, image, grid, shared_stats=not args.no_shared_stats, batch=plan.batch,
                                ramp=args.ramp, stats_tiles=plan.stats_tiles, progress=None, style=args.style,
-                               worker_wait_s=args.worker_wait)
+                               worker_wait_s=args.worker_wait, exact=args.stats == "exact")
     finally:
         backend.close()
     write_rgb(args.output, result)

@@ -14,7 +14,9 @@ from torch import nn
 
 from vrstyle.errors import VrstyleError
 from vrstyle.models.fast import has_binary_activations, use_fast_kernels
-from vrstyle.models.norm import NormContext
+from vrstyle.models.borders import Bounds, as_bounds, check_bounds, crosses
+from vrstyle.models.norm import MeasuredEnough, NormContext
+from vrstyle.models.transformer import STRIDE
 
 
 def pick_device(name: str) -> torch.device:
@@ -47,7 +49,8 @@ class StyleEngine:
             through ``torch.compile(mode="reduce-overhead", dynamic=False)``: CUDA graphs for
             fixed tile shapes, batches padded to a power of two so a handful of graphs cover
             every batch size; :meth:`warmup` builds them ahead of time. A stream's first frame
-            (no statistics yet) and :meth:`stylize` stay eager.
+            (no statistics yet), batches with an image border inside a tile (their per-tile
+            reflections) and :meth:`stylize` stay eager.
         reference: on a CPU, keep the float simulation of binary layers instead of the
             popcount kernels (:mod:`vrstyle.models.fast`, bit-identical and faster).
     """
@@ -91,8 +94,21 @@ class StyleEngine:
                                f"(expects (2, {self.stats_channels}))")
         return given
 
+    def _bounds(self, bounds: np.ndarray | None, tiles: np.ndarray) -> Bounds | None:
+        """Tiles' bounds (:meth:`tiles.TileGrid.bounds`) checked, or None where no border
+        crosses a tile (then they change nothing)."""
+        if bounds is None:
+            return None
+        count, height, width = tiles.shape[:3]
+        bounds = as_bounds(np.asarray(bounds).reshape(-1, 4))
+        try:
+            check_bounds(bounds, count, height, width, STRIDE)
+        except ValueError as exc:
+            raise VrstyleError(str(exc)) from None
+        return bounds if crosses(bounds, height, width) else None
+
     def _run(self, pixels: torch.Tensor, given: torch.Tensor | None, crop: int, margin: int,
-             capture_rows: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+             capture_rows: int | None, bounds: Bounds | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """uint8 NHWC in, uint8 NHWC out (cropped), plus the capture buffer if asked for.
 
         The capture buffer is made here rather than passed in, so a compiled version mutates
@@ -102,40 +118,62 @@ class StyleEngine:
         if capture_rows is not None:
             shape = (3, self.stats_channels) if capture_rows == 0 else (capture_rows, 3, self.stats_channels)
             capture = torch.empty(shape, device=self.device)
-        out = self.model(self._to_network(pixels), NormContext(given, capture, margin))
+        out = self.model(self._to_network(pixels), NormContext(given, capture, margin, bounds))
         height, width = pixels.shape[1:3]
         out = out[:, :, crop:height - crop, crop:width - crop]
         return out.float().clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous(), capture
 
     @torch.inference_mode()
-    def measure(self, tiles: np.ndarray, margin: int) -> np.ndarray:
-        """Normalisation moments (3, C) taken jointly over the tiles' cores (``margin`` px in).
+    def measure(self, tiles: np.ndarray, margin: int, bounds: np.ndarray | None = None,
+                stats: np.ndarray | None = None, measure_to: int = 0) -> np.ndarray:
+        """Normalisation moments of the tiles' cores (``margin`` px in), without stylising.
 
-        The tiles are normalised with their joint statistics layer by layer, exactly as the
-        whole frame would be, so a sample of a frame's tiles measures the frame.
+        Args:
+            tiles: (N, H, W, 3 or 4) uint8.
+            margin: pixels on each side of a tile outside its core.
+            bounds: (N, 4) where the image lies in each tile (:meth:`tiles.TileGrid.bounds`).
+            stats: None: the tiles are normalised with their joint statistics layer by layer,
+                exactly as the whole frame would be, so a sample of a frame's tiles measures
+                the frame. Given: normalised with these, measuring each tile.
+            measure_to: with ``stats``, stop after the layer holding column ``measure_to - 1``
+                (0: run every layer); the columns after it come back with count 0.
+
+        Returns:
+            (3, C) joint moments without ``stats``, else (N, 3, C), float64.
         """
-        capture = torch.empty(3, self.stats_channels, device=self.device)
-        self.model(self.to_input(tiles), NormContext(capture=capture, margin=margin))
+        bounds = self._bounds(bounds, tiles)
+        given = self._given(stats)
+        if given is None:
+            capture = torch.empty(3, self.stats_channels, device=self.device)
+        else:
+            capture = torch.zeros(len(tiles), 3, self.stats_channels, device=self.device)
+        try:
+            self.model(self.to_input(tiles), NormContext(given, capture, margin, bounds,
+                                                         measure_to if given is not None else 0))
+        except MeasuredEnough:
+            pass
         return capture.cpu().numpy().astype(np.float64)
 
     @torch.inference_mode()
-    def stylize(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int = 0) -> np.ndarray:
+    def stylize(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int = 0,
+                bounds: np.ndarray | None = None) -> np.ndarray:
         """Stylise uint8 tiles and cut ``crop`` px (the halo) off every side.
 
         Args:
             tiles: (N, H, W, 3) uint8.
             stats: (2, C) or (N, 2, C) statistics, or None for per-tile InstanceNorm.
             crop: pixels to drop on each side of the output.
+            bounds: (N, 4) where the image lies in each tile, or None: each tile is an image.
 
         Returns:
             (N, H - 2 crop, W - 2 crop, 3) uint8.
         """
-        out, _ = self._run(self._upload(tiles), self._given(stats), crop, 0, None)
+        out, _ = self._run(self._upload(tiles), self._given(stats), crop, 0, None, self._bounds(bounds, tiles))
         return out.cpu().numpy()
 
     @torch.inference_mode()
     def stylize_and_measure(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int,
-                            margin: int) -> tuple[np.ndarray, np.ndarray]:
+                            margin: int, bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Stylise tiles and, in the same pass, measure their cores' moments for the next frame.
 
         Args:
@@ -145,6 +183,9 @@ class StyleEngine:
             crop: pixels to drop on each side of the output (the halo).
             margin: pixels on each side of a tile outside its core (overlap + halo); the
                 moments cover only the cores, which partition the frame.
+            bounds: (N, 4) where the image lies in each tile (:meth:`tiles.TileGrid.bounds`):
+                tiles at the image's border reflect there at every layer, as the whole image
+                does, and measure only inside it. None: each tile's edges are the image's.
 
         Returns:
             (N, H - 2 crop, W - 2 crop, 3) uint8 tiles, and (M, 3, C) float64 moments to merge
@@ -155,11 +196,12 @@ class StyleEngine:
         given = self._given(stats)
         pixels = self._upload(tiles)
         count = len(tiles)
+        bounds = self._bounds(bounds, tiles)
         if given is None:  # a stream's first frame: eager, as a graph per batch size would not pay
-            out, capture = self._run(pixels, None, crop, margin, 0)
+            out, capture = self._run(pixels, None, crop, margin, 0, bounds)
             return out.cpu().numpy(), capture[None].cpu().numpy().astype(np.float64)
-        if self._compiled is None:
-            out, capture = self._run(pixels, given, crop, margin, count)
+        if self._compiled is None or bounds is not None:
+            out, capture = self._run(pixels, given, crop, margin, count, bounds)
         else:  # one graph per power-of-two batch: RGB, per-tile statistics, padded
             padded = 1 << (count - 1).bit_length()
             pixels = pixels[..., :3]

@@ -19,6 +19,8 @@ from torch import nn
 
 from vrstyle.kernels import bconv
 from vrstyle.models.binary import BinaryConv2d, sign
+from vrstyle.models.borders import reflect_at_borders
+from vrstyle.models.norm import PLAIN, NormContext
 from vrstyle.models.transformer import ConvLayer
 
 
@@ -30,7 +32,7 @@ class PackedConvLayer(nn.Module):
         conv = layer.conv2d
         if not isinstance(conv, BinaryConv2d) or conv.act is None:
             raise ValueError("only convolutions with binary activations run on the popcount kernels")
-        self.upsample, self.pad = layer.upsample, layer.pad.padding[0]
+        self.upsample, self.pad, self.level = layer.upsample, layer.pad.padding[0], layer.level
         self.stride, self.planes = conv.stride[0], conv.planes
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kh, self.kw = conv.kernel_size
@@ -45,13 +47,15 @@ class PackedConvLayer(nn.Module):
             self.scale = _array(conv.weight_scale())
             self.bias = _array(conv.bias) if conv.bias is not None else np.zeros(conv.out_channels, np.float32)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
         if x.device.type != "cpu":
             raise RuntimeError("the popcount kernels run on the CPU; use the reference path on other devices")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}")
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
+        if norm.bounds is not None:  # binarising is per element: reflecting before it is reflecting the bits
+            x = reflect_at_borders(x, self.level.map(norm.bounds), self.pad)
         n, _, h, w = x.shape
         if min(h, w) <= self.pad:
             raise ValueError(f"input of {h}x{w} px is too small for reflection padding of {self.pad}")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vrstyle.models.borders import Bounds, Level, measured_regions
+
 EPS = 1e-5
 
 
@@ -38,6 +40,11 @@ class NormContext:
             or ``(N, 3, C_total)`` to record each image's own; None records nothing.
         margin: input pixels on each side that recording skips: a tile's halo, where its own
             padding disturbs the activations.
+        bounds: per image, where the image lies in it (:mod:`vrstyle.models.borders`): each
+            layer reflects at these borders and measures only inside them. None: each input
+            is a whole image.
+        measure_to: if set, the forward pass ends (:class:`MeasuredEnough`) once the layer
+            holding capture column ``measure_to - 1`` has recorded its moments.
 
     The default context is plain per-image InstanceNorm, as the networks were trained.
     """
@@ -45,14 +52,20 @@ class NormContext:
     stats: torch.Tensor | None = None
     capture: torch.Tensor | None = None
     margin: int = 0
+    bounds: Bounds | None = None
+    measure_to: int = 0
 
 
 PLAIN = NormContext()
 
 
+class MeasuredEnough(Exception):
+    """Raised by the norm layer that recorded the last moments a :class:`NormContext` asked for."""
+
+
 def frame_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stats: torch.Tensor | None = None,
-               margin: int | None = None, joint: bool = False,
-               eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor | None]:
+               margin: int | None = None, joint: bool = False, eps: float = EPS,
+               bounds: Bounds | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Affine instance normalisation with given statistics, measuring moments on the way.
 
     Without ``stats`` it normalises with the moments it measures (or, measuring nothing,
@@ -70,6 +83,8 @@ def frame_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stats:
         joint: measure over the whole batch at once (e.g. the tiles of one frame) instead of
             per image.
         eps: added to the variance.
+        bounds: per image, the image region in ``x``'s pixels: moments (measured, or used
+            without ``stats``) count only pixels inside it. None: all of ``x`` is image.
 
     Returns:
         The normalised (N, C, H, W) tensor in ``x``'s dtype, and the measured fp32 moments
@@ -88,23 +103,49 @@ def frame_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stats:
     True
     """
     _check_shapes(x, weight, bias, stats, margin)
+    channels, height, width = x.shape[1:]
     moments = None
     if margin is not None:
-        inner = x[..., margin:x.shape[-2] - margin, margin:x.shape[-1] - margin].float()
-        var, mean = _var_mean(inner, (0, 2, 3) if joint else (2, 3))
-        count = inner.shape[2] * inner.shape[3] * (inner.shape[0] if joint else 1)
-        rows = (mean.shape[1],) if joint else mean.shape[:2]
-        moments = torch.stack([mean.new_full(rows, count), mean.reshape(rows), var.reshape(rows)], dim=-2)
+        moments = _moments(x, measured_regions(bounds, margin, height, width), joint)
+    if stats is None and moments is None:  # per image, as InstanceNorm
+        if bounds is None:
+            var, mean = _var_mean(x.float(), (2, 3))
+        else:
+            stats = _moments(x, measured_regions(bounds, 0, height, width), joint=False)[:, 1:]
+    elif stats is None:
+        stats = moments[..., 1:, :]
     if stats is not None:
-        channels = x.shape[1]
         mean = stats[..., 0, :].float().reshape(-1, channels, 1, 1)
         var = stats[..., 1, :].float().reshape(-1, channels, 1, 1)
-    elif margin is None:
-        var, mean = _var_mean(x.float(), (2, 3))
     # Folded into one per-channel affine in fp32: variances overflow fp16.
     scale = weight.float()[None, :, None, None] * torch.rsqrt(var + eps)
     shift = bias.float()[None, :, None, None] - mean * scale
     return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype)), moments  # one pass over x, not two
+
+
+def _moments(x: torch.Tensor, regions: Bounds, joint: bool) -> torch.Tensor:
+    """fp32 rows (pixel count, mean, variance) over each image's region: (N, 3, C), or (3, C) jointly.
+
+    One reduction when every image has the same region (tiles inside the image); otherwise
+    image by image, merged exactly as :func:`vrstyle.normstats.combine_moments` does.
+    """
+    if len(set(regions)) == 1:
+        top, bottom, left, right = regions[0]
+        inner = x[..., top:bottom, left:right].float()
+        var, mean = _var_mean(inner, (0, 2, 3) if joint else (2, 3))
+        count = inner.shape[2] * inner.shape[3] * (inner.shape[0] if joint else 1)
+        rows = (mean.shape[1],) if joint else mean.shape[:2]
+        if count == 0:
+            var, mean = var.new_zeros(rows), mean.new_zeros(rows)
+        return torch.stack([mean.new_full(rows, count), mean.reshape(rows), var.reshape(rows)], dim=-2)
+    each = torch.stack([_moments(x[n:n + 1], (region,), joint=True) for n, region in enumerate(regions)])
+    if not joint:
+        return each
+    count, mean, var = each.unbind(1)
+    total = count.sum(0)
+    merged = (count * mean).sum(0) / total.clamp_min(1)
+    spread = (count * (var + (mean - merged) ** 2)).sum(0) / total.clamp_min(1)
+    return torch.stack([total, merged, spread])
 
 
 def _var_mean(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,15 +185,17 @@ class FrameNorm(nn.Module):
 
     The layer owns channels ``offset .. offset + channels`` of the network's statistics and of
     the capture buffer, and measures with the context's margin divided by ``stride`` (this
-    layer's downsampling), so every layer skips the same halo of the input image.
+    layer's downsampling), so every layer skips the same halo of the input image. ``quantum``
+    places it on the way back up (:class:`~vrstyle.models.borders.Level`), for tiles' bounds.
 
     Shape:
         x: (N, C, H, W) -> (N, C, H, W).
     """
 
-    def __init__(self, channels: int, offset: int = 0, stride: int = 1, eps: float = EPS):
+    def __init__(self, channels: int, offset: int = 0, stride: int = 1, eps: float = EPS, quantum: int | None = None):
         super().__init__()
         self.channels, self.offset, self.stride, self.eps = channels, offset, stride, eps
+        self.level = Level(stride, quantum or stride)
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
@@ -162,10 +205,13 @@ class FrameNorm(nn.Module):
         capture = norm.capture
         margin = None if capture is None else norm.margin // self.stride
         joint = capture is not None and capture.ndim == 2
-        out, moments = frame_norm(x, self.weight, self.bias, stats, margin, joint, self.eps)
+        bounds = None if norm.bounds is None else self.level.map(norm.bounds)
+        out, moments = frame_norm(x, self.weight, self.bias, stats, margin, joint, self.eps, bounds)
         if moments is not None:
             capture[..., columns] = moments
+            if norm.measure_to and columns.stop >= norm.measure_to:
+                raise MeasuredEnough
         return out
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, offset={self.offset}, stride={self.stride}, eps={self.eps}"
+        return f"{self.channels}, offset={self.offset}, stride={self.stride}, quantum={self.level.quantum}, eps={self.eps}"

@@ -19,7 +19,7 @@ from torch import nn
 
 from vrstyle.models.binary import LAYER_KINDS, RPReLU, conv_class
 from vrstyle.models.norm import PLAIN, NormContext
-from vrstyle.models.transformer import ConvLayer, ResidualBlock, TransformerNet
+from vrstyle.models.transformer import LEVELS, ConvLayer, ResidualBlock, TransformerNet
 
 SHIPPED_LAYERS = {"conv2": "int8", "conv3": "binary_weights", "body": "binary",
                   "deconv1": "binary_weights", "deconv2": "int8"}
@@ -41,11 +41,11 @@ class StudentBlock(ResidualBlock):
         self.act = RPReLU(channels) if rprelu else nn.ReLU()
 
     def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
-        y = self.act(self.in1(self.conv1(x), norm))
+        y = self.act(self.in1(self.conv1(x, norm), norm))
         if self.bireal:
             y = y + x
-            return y + self.in2(self.conv2(y), norm)
-        return x + self.in2(self.conv2(y), norm)
+            return y + self.in2(self.conv2(y, norm), norm)
+        return x + self.in2(self.conv2(y, norm), norm)
 
 
 class StudentNet(TransformerNet):
@@ -87,10 +87,10 @@ class StudentNet(TransformerNet):
 
         w1, w2, w4 = width, 2 * width, 4 * width
         self.conv2 = ConvLayer(w1, w2, 3, stride=2, conv=make(layers["conv2"]))
-        self.conv3 = ConvLayer(w2, w4, 3, stride=2, conv=make(layers["conv3"]))
+        self.conv3 = ConvLayer(w2, w4, 3, stride=2, conv=make(layers["conv3"]), level=LEVELS["conv3"])
         for i, block in enumerate(self.residual_blocks(), start=1):
             setattr(self, f"res{i}", StudentBlock(w4, block.in1.offset, block.in1.stride, make(layers["body"]),
                                                   rprelu, bireal))
-        self.deconv1 = ConvLayer(w4, w2, 3, upsample=True, conv=make(layers["deconv1"]))
-        self.deconv2 = ConvLayer(w2, w1, 3, upsample=True, conv=make(layers["deconv2"]))
+        self.deconv1 = ConvLayer(w4, w2, 3, upsample=True, conv=make(layers["deconv1"]), level=LEVELS["deconv1"])
+        self.deconv2 = ConvLayer(w2, w1, 3, upsample=True, conv=make(layers["deconv2"]), level=LEVELS["deconv2"])
 

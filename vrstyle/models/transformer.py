@@ -16,25 +16,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vrstyle.models.borders import Level, reflect_at_borders
 from vrstyle.models.norm import PLAIN, FrameNorm, NormContext
 
 STRIDE = 4
 """Total downsampling: tile offsets must be multiples of this for tiled == whole output."""
+LEVELS = {"conv3": Level(2, 2), "deconv1": Level(2, STRIDE), "deconv2": Level(1, STRIDE)}
+"""Where the (upsampled) inputs of the layers away from full resolution on the way down sit."""
 
 
 class ConvLayer(nn.Module):
-    """Reflection padding ``k // 2`` then a convolution (optionally after nearest x2 upsampling)."""
+    """Reflection padding ``k // 2`` then a convolution (optionally after nearest x2 upsampling).
+
+    ``level`` says where its (upsampled) input sits in the network, so that tiles reflect at
+    the image's borders as the whole image does (:mod:`vrstyle.models.borders`).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, upsample: bool = False,
-                 conv: type[nn.Conv2d] = nn.Conv2d):
+                 conv: type[nn.Conv2d] = nn.Conv2d, level: Level = Level()):
         super().__init__()
-        self.upsample = upsample
+        self.upsample, self.level = upsample, level
         self.pad = nn.ReflectionPad2d(kernel // 2)
         self.conv2d = conv(in_ch, out_ch, kernel, stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
+        if norm.bounds is not None:
+            x = reflect_at_borders(x, self.level.map(norm.bounds), self.pad.padding[0])
         return self.conv2d(self.pad(x))
 
 
@@ -43,14 +52,14 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, offset: int, stride: int, conv: type[nn.Conv2d] = nn.Conv2d):
         super().__init__()
-        self.conv1 = ConvLayer(channels, channels, 3, conv=conv)
+        self.conv1 = ConvLayer(channels, channels, 3, conv=conv, level=Level(stride, stride))
         self.in1 = FrameNorm(channels, offset, stride)
-        self.conv2 = ConvLayer(channels, channels, 3, conv=conv)
+        self.conv2 = ConvLayer(channels, channels, 3, conv=conv, level=Level(stride, stride))
         self.in2 = FrameNorm(channels, offset + channels, stride)
 
     def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
-        y = F.relu(self.in1(self.conv1(x), norm))
-        return x + self.in2(self.conv2(y), norm)
+        y = F.relu(self.in1(self.conv1(x, norm), norm))
+        return x + self.in2(self.conv2(y, norm), norm)
 
 
 class TransformerNet(nn.Module):
@@ -82,17 +91,17 @@ class TransformerNet(nn.Module):
         self.in1 = FrameNorm(w1, next(offsets), stride=1)
         self.conv2 = ConvLayer(w1, w2, 3, stride=2)
         self.in2 = FrameNorm(w2, next(offsets), stride=2)
-        self.conv3 = ConvLayer(w2, w4, 3, stride=2)
+        self.conv3 = ConvLayer(w2, w4, 3, stride=2, level=LEVELS["conv3"])
         self.in3 = FrameNorm(w4, next(offsets), stride=4)
         for i in range(1, blocks + 1):
             offset = next(offsets)
             next(offsets)
             setattr(self, f"res{i}", ResidualBlock(w4, offset, stride=4))
-        self.deconv1 = ConvLayer(w4, w2, 3, upsample=True)
-        self.in4 = FrameNorm(w2, next(offsets), stride=2)
-        self.deconv2 = ConvLayer(w2, w1, 3, upsample=True)
-        self.in5 = FrameNorm(w1, next(offsets), stride=1)
-        self.deconv3 = ConvLayer(w1, 3, 9)
+        self.deconv1 = ConvLayer(w4, w2, 3, upsample=True, level=LEVELS["deconv1"])
+        self.in4 = FrameNorm(w2, next(offsets), stride=2, quantum=STRIDE)
+        self.deconv2 = ConvLayer(w2, w1, 3, upsample=True, level=LEVELS["deconv2"])
+        self.in5 = FrameNorm(w1, next(offsets), stride=1, quantum=STRIDE)
+        self.deconv3 = ConvLayer(w1, 3, 9, level=LEVELS["deconv2"])
         self.stats_channels = sum(m.channels for m in self.modules() if isinstance(m, FrameNorm))
 
     def residual_blocks(self) -> list[ResidualBlock]:
@@ -100,14 +109,14 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
         """Stylise ``x``, its norm layers' statistics from ``norm`` (default: per image, as trained)."""
-        y = F.relu(self.in1(self.conv1(x), norm), inplace=True)
-        y = F.relu(self.in2(self.conv2(y), norm), inplace=True)
-        y = F.relu(self.in3(self.conv3(y), norm), inplace=True)
+        y = F.relu(self.in1(self.conv1(x, norm), norm), inplace=True)
+        y = F.relu(self.in2(self.conv2(y, norm), norm), inplace=True)
+        y = F.relu(self.in3(self.conv3(y, norm), norm), inplace=True)
         for block in self.residual_blocks():
             y = block(y, norm)
-        y = F.relu(self.in4(self.deconv1(y), norm), inplace=True)
-        y = F.relu(self.in5(self.deconv2(y), norm), inplace=True)
-        return self.deconv3(y)
+        y = F.relu(self.in4(self.deconv1(y, norm), norm), inplace=True)
+        y = F.relu(self.in5(self.deconv2(y, norm), norm), inplace=True)
+        return self.deconv3(y, norm)
 
 
 def _running_offsets(channels: list[int]) -> list[int]:

@@ -191,9 +191,9 @@ class TransportClient(Resource):
             if pending.block is None:
                 pending.block = self._blocks.acquire(batch.tiles.nbytes, out_bytes)
                 pending.block.input(batch.tiles.shape)[...] = batch.tiles
-            frames = P.request_frames(header, None, batch.stats, pending.block.descriptor())
+            frames = P.request_frames(header, None, batch.stats, pending.block.descriptor(), batch.bounds)
         else:
-            frames = P.request_frames(header, np.ascontiguousarray(batch.tiles), batch.stats, None)
+            frames = P.request_frames(header, np.ascontiguousarray(batch.tiles), batch.stats, None, batch.bounds)
         self._socket.send_multipart(frames, copy=self.payload == "copy")
         self.counters["sent"] += 1
 

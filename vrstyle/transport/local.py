@@ -10,6 +10,8 @@ no-transport baseline and by tests.
 from __future__ import annotations
 
 import time
+
+import numpy as np
 from typing import Any, Mapping
 
 from vrstyle.resources import Resource
@@ -84,4 +86,5 @@ class LocalBackend(Resource):
 
 def _job(header: P.Header, batch: P.TileBatch) -> Job:
     """A batch as the worker's batching code sees a request."""
-    return Job(header, batch.tiles, batch.stats, out=None if batch.measure else batch.out)
+    bounds = None if batch.bounds is None else np.asarray(batch.bounds, P.BOUNDS_DTYPE).reshape(-1, 4)
+    return Job(header, batch.tiles, batch.stats, out=None if batch.measure else batch.out, bounds=bounds)

@@ -9,8 +9,9 @@ unpickled.
 ============  ==========================  =============================================
 kind          direction                   parts after the header
 ============  ==========================  =============================================
-STYLIZE       client -> broker -> worker  pixels | shm descriptor, [stats if FLAG_STATS]
-MEASURE       client -> broker -> worker  pixels | shm descriptor
+STYLIZE       client -> broker -> worker  pixels | shm descriptor, [stats if FLAG_STATS],
+                                          [bounds if FLAG_BOUNDS]
+MEASURE       client -> broker -> worker  pixels | shm descriptor, [stats], [bounds]
 RESULT        worker -> broker -> client  [pixels, STYLIZE without FLAG_SHM], moments
 ERROR, LOST   broker/worker -> client     message (UTF-8)
 READY         worker -> broker            worker info (JSON: styles, host, device, credit)
@@ -24,6 +25,12 @@ A request is one batch of ``count`` tiles of one frame (tiles ``first_tile ..``)
 ``height x width x channels`` uint8. Workers stylise them with the statistics sent along (or,
 without FLAG_STATS, with the joint statistics of the batch), crop ``crop`` px off every side
 and measure the moments of the tile cores (``margin`` px in) for the stream's next frame.
+With FLAG_BOUNDS, the tiles' bounds (int32, ``(count, 4)``: where the image lies in each
+tile, :meth:`tiles.TileGrid.bounds`) make tiles at the image's border reflect there at every
+layer, as the whole image does. A MEASURE request with statistics and ``measure_to = c + 1``
+normalises with them and measures each tile's moments up to the layer that holds statistics
+column ``c`` (the layer-by-layer passes of exact statistics); columns beyond come back with
+count 0.
 Deadlines travel as a remaining budget in microseconds (``budget_us``, 0 = none), so no two
 hosts need synchronised clocks.
 
@@ -43,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 
 MAGIC = b"VRST"
-VERSION = 1
+VERSION = 2
 
 
 class Kind(enum.IntEnum):
@@ -104,10 +111,12 @@ REQUESTS = (Kind.STYLIZE, Kind.MEASURE)
 FLAG_SHM = 1
 """Pixels are in a shared-memory segment named by a descriptor part (same host only)."""
 FLAG_STATS = 2
-"""A statistics part follows (STYLIZE); without it the worker measures the batch jointly."""
+"""A statistics part follows; without it the worker measures the batch jointly."""
 FLAG_REDISPATCHED = 4
 """The request went to a second worker after the first died (its shm slot may still be written)."""
-ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED
+FLAG_BOUNDS = 8
+"""A bounds part follows: where the image lies in each tile."""
+ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED | FLAG_BOUNDS
 
 # Data types.
 DTYPE_UINT8 = 1
@@ -116,6 +125,7 @@ STATS_DTYPE = np.dtype("<f4")
 """Statistics are float32: variances overflow float16."""
 MOMENTS_DTYPE = np.dtype("<f8")
 """Moments are float64, so merging a frame's batches adds no rounding of its own."""
+BOUNDS_DTYPE = np.dtype("<i4")
 
 # Liveness (zguide "Paranoid Pirate"): both sides send a heartbeat every interval and count a
 # peer dead after LIVENESS silent intervals.
@@ -130,6 +140,8 @@ MAX_TILES_PER_REQUEST = 256
 MAX_TILE_SIDE = 4096
 MAX_PAYLOAD_BYTES = 256 << 20
 MAX_STATS_CHANNELS = 1 << 16
+MAX_BOUND = 1 << 24
+"""Tile bounds are within this many pixels of the tile (images are far smaller)."""
 MAX_STYLE_BYTES = 128
 MAX_TEXT_BYTES = 4096
 MAX_JSON_BYTES = 64 << 10
@@ -137,7 +149,7 @@ MAX_SOCKET_MESSAGE_BYTES = 2 * MAX_PAYLOAD_BYTES
 """Hard cap set on sockets (ZMQ_MAXMSGSIZE): a peer sending more is disconnected by libzmq.
 Anything between the limits above and this gets an error reply."""
 
-HEADER_STRUCT = struct.Struct(f"<4sBBHQQQIIHHHBBHHIHII{MAX_STYLE_BYTES}s")
+HEADER_STRUCT = struct.Struct(f"<4sBBHQQQIIHHHBBHHIHIII{MAX_STYLE_BYTES}s")
 SHM_STRUCT = struct.Struct("<32sQQQQ")
 """Shared-memory descriptor: segment name, input offset and bytes, output offset and bytes."""
 SHM_NAME = re.compile(r"vrs_[0-9a-z_]{1,27}")
@@ -175,6 +187,7 @@ class Header:
     code: int = 0
     queue_us: int = 0
     infer_us: int = 0
+    measure_to: int = 0
     style: str = ""
 
     def pack(self) -> bytes:
@@ -257,9 +270,12 @@ class TileBatch:
         style: model name the workers know it by.
         tiles: (count, height, width, 3 or 4) uint8, tile ``first_tile`` first.
         stats: (2, C) statistics to normalise with; None measures the batch jointly.
+        bounds: (count, 4) where the image lies in each tile (:meth:`tiles.TileGrid.bounds`);
+            None: each tile's edges are the image's.
         crop: pixels cut off every side of the result (the halo).
         margin: pixels outside each tile's core (overlap + halo), left out of the moments.
-        measure: only measure the batch's joint moments (the single-image path's statistics).
+        measure: only measure moments: the batch's joint ones, or with ``stats`` each tile's,
+            up to the layer holding column ``measure_to - 1`` (0: all layers).
         frame_id, first_tile: identify the tiles to the caller; echoed in the reply.
         deadline_s: seconds from submission after which the result is worthless (None: no deadline).
         out: optional (count, height - 2 crop, width - 2 crop, 3) uint8 array the result is
@@ -276,14 +292,17 @@ class TileBatch:
     first_tile: int = 0
     deadline_s: float | None = None
     out: np.ndarray | None = None
+    bounds: np.ndarray | None = None
+    measure_to: int = 0
 
     def header(self, request_id: int, host: int = 0, shm: bool = False) -> Header:
         """The request header for this batch (the budget is set when it is sent)."""
         count, height, width, channels = self.tiles.shape
-        flags = (FLAG_SHM if shm else 0) | (FLAG_STATS if self.stats is not None else 0)
+        flags = ((FLAG_SHM if shm else 0) | (FLAG_STATS if self.stats is not None else 0)
+                 | (FLAG_BOUNDS if self.bounds is not None else 0))
         return Header(Kind.MEASURE if self.measure else Kind.STYLIZE, flags, request_id, self.frame_id, host, 0,
                       self.first_tile, count, height, width, channels, DTYPE_UINT8, self.crop, self.margin,
-                      0 if self.stats is None else self.stats.shape[-1], style=self.style)
+                      0 if self.stats is None else self.stats.shape[-1], measure_to=self.measure_to, style=self.style)
 
 
 @dataclass
@@ -327,6 +346,7 @@ class Request:
     pixels: memoryview | None
     shm: ShmDescriptor | None
     stats: np.ndarray | None
+    bounds: np.ndarray | None = None
 
 
 def parse_request(frames: Sequence) -> Request:
@@ -348,7 +368,7 @@ def parse_request(frames: Sequence) -> Request:
     if header.kind not in REQUESTS:
         raise ProtocolError(Code.KIND, f"expected a STYLIZE or MEASURE request, got {header.kind.name}", rid)
     check_request_header(header)
-    expected_parts = 2 + bool(header.flags & FLAG_STATS)
+    expected_parts = 2 + bool(header.flags & FLAG_STATS) + bool(header.flags & FLAG_BOUNDS)
     if len(frames) != expected_parts:
         raise ProtocolError(Code.MALFORMED, f"{header.kind.name} request has {len(frames)} parts, expected "
                                             f"{expected_parts}", rid)
@@ -366,12 +386,26 @@ def parse_request(frames: Sequence) -> Request:
             raise ProtocolError(Code.PAYLOAD, f"pixel payload has {len(pixels)} bytes, but {header.count} tiles of "
                                               f"{header.height}x{header.width}x{header.channels} uint8 need {payload}",
                                 rid)
-    stats = None
+    stats = bounds = None
     if header.flags & FLAG_STATS:
         stats = parse_array(frames[2], STATS_DTYPE, (2, header.stats_channels), "statistics", rid)
         if not np.isfinite(stats).all() or (stats[1] < 0).any():
             raise ProtocolError(Code.STATS, "statistics must be finite with non-negative variances", rid)
-    return Request(header, pixels, shm, stats)
+    if header.flags & FLAG_BOUNDS:
+        bounds = parse_array(frames[-1], BOUNDS_DTYPE, (header.count, 4), "bounds", rid)
+        check_bounds(bounds, header.height, header.width, rid)
+    return Request(header, pixels, shm, stats, bounds)
+
+
+def check_bounds(bounds: np.ndarray, height: int, width: int, request_id: int = 0) -> None:
+    """Each tile's bounds must leave some of the image inside the tile, within :data:`MAX_BOUND`."""
+    top, bottom, left, right = bounds.astype(np.int64).T
+    inside = (top < np.minimum(bottom, height)) & (bottom > np.maximum(top, 0)) \
+        & (left < np.minimum(right, width)) & (right > np.maximum(left, 0))
+    if (np.abs(bounds) > MAX_BOUND).any() or not inside.all():
+        bad = bounds[~inside][0] if not inside.all() else bounds[(np.abs(bounds) > MAX_BOUND).any(1)][0]
+        raise ProtocolError(Code.PAYLOAD, f"tile bounds {bad.tolist()} leave no image in a {height}x{width} tile",
+                            request_id)
 
 
 def check_request_header(header: Header) -> None:
@@ -398,9 +432,11 @@ def check_request_header(header: Header) -> None:
     if 2 * header.crop >= min(header.height, header.width) or 2 * header.margin >= min(header.height, header.width):
         raise ProtocolError(Code.PAYLOAD, f"crop {header.crop} / margin {header.margin} px leave nothing of a "
                                           f"{header.height}x{header.width} tile", rid)
+    if header.measure_to and not (header.kind == Kind.MEASURE and header.flags & FLAG_STATS
+                                  and header.measure_to <= header.stats_channels):
+        raise ProtocolError(Code.MALFORMED, f"measure_to {header.measure_to} needs a MEASURE request with "
+                                            f"statistics of at least that many channels", rid)
     if header.flags & FLAG_STATS:
-        if header.kind != Kind.STYLIZE:
-            raise ProtocolError(Code.MALFORMED, "only STYLIZE requests carry statistics", rid)
         if not 1 <= header.stats_channels <= MAX_STATS_CHANNELS:
             raise ProtocolError(Code.LIMIT, f"{header.stats_channels} statistics channels "
                                             f"(1..{MAX_STATS_CHANNELS} allowed)", rid)
@@ -437,11 +473,14 @@ def parse_result(header: Header, frames: Sequence, request: Header) -> tuple[np.
     return tiles, moments
 
 
-def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDescriptor | None) -> list:
-    """Parts of a request: header, pixels (any buffer) or shm descriptor, statistics."""
+def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDescriptor | None,
+                   bounds: np.ndarray | None = None) -> list:
+    """Parts of a request: header, pixels (any buffer) or shm descriptor, statistics, bounds."""
     frames = [header.pack(), shm.pack() if shm is not None else pixels]
     if stats is not None:
         frames.append(np.ascontiguousarray(stats, STATS_DTYPE))
+    if bounds is not None:
+        frames.append(np.ascontiguousarray(bounds, BOUNDS_DTYPE))
     return frames
 
 

@@ -45,10 +45,11 @@ class Engine(Protocol):
 
     stats_channels: int
 
-    def stylize_and_measure(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int,
-                            margin: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def stylize_and_measure(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int, margin: int,
+                            bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def measure(self, tiles: np.ndarray, margin: int) -> np.ndarray: ...
+    def measure(self, tiles: np.ndarray, margin: int, bounds: np.ndarray | None = None,
+                stats: np.ndarray | None = None, measure_to: int = 0) -> np.ndarray: ...
 
 
 @dataclass
@@ -62,6 +63,14 @@ class Job:
     received: float = 0.0
     deadline: float | None = None
     shm: P.ShmDescriptor | None = None
+    bounds: np.ndarray | None = None
+
+    def whole_bounds(self) -> np.ndarray:
+        """The job's bounds, or bounds saying each tile is a whole image (to batch with others)."""
+        if self.bounds is not None:
+            return self.bounds
+        h = self.header
+        return np.tile(np.array([0, h.height, 0, h.width], P.BOUNDS_DTYPE), (h.count, 1))
 
 
 @dataclass
@@ -114,16 +123,21 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
 def _run_group(engine: Engine, jobs: list[Job]) -> list[Outcome]:
     first = jobs[0]
     if first.header.kind == P.Kind.MEASURE:
-        return [Outcome(moments=engine.measure(first.tiles, first.header.margin))]
+        moments = engine.measure(first.tiles, first.header.margin, first.bounds, first.stats, first.header.measure_to)
+        return [Outcome(moments=moments if moments.ndim == 2 else combine_moments(moments))]
     if first.stats is None:
-        tiles, moments = engine.stylize_and_measure(first.tiles, None, first.header.crop, first.header.margin)
+        tiles, moments = engine.stylize_and_measure(first.tiles, None, first.header.crop, first.header.margin,
+                                                    first.bounds)
         return [_deliver(first, tiles, combine_moments(moments))]
     if len(jobs) == 1:
         stats = first.stats
     else:
         stats = np.concatenate([np.broadcast_to(job.stats, (job.header.count, *job.stats.shape)) for job in jobs])
     pixels = np.concatenate([job.tiles for job in jobs]) if len(jobs) > 1 else first.tiles
-    tiles, moments = engine.stylize_and_measure(pixels, stats, first.header.crop, first.header.margin)
+    bounds = None
+    if any(job.bounds is not None for job in jobs):
+        bounds = np.concatenate([job.whole_bounds() for job in jobs])
+    tiles, moments = engine.stylize_and_measure(pixels, stats, first.header.crop, first.header.margin, bounds)
     outcomes, start = [], 0
     for job in jobs:
         end = start + job.header.count
@@ -292,7 +306,7 @@ class StyleWorker(Resource):
         tiles = None if request.pixels is None else np.frombuffer(request.pixels, np.uint8).reshape(h.in_shape)
         deadline = now + h.budget_us / 1e6 if h.budget_us else None
         # Shared memory is mapped in the compute thread, which owns the segment cache.
-        return Job(h, tiles, request.stats, received=now, deadline=deadline, shm=request.shm)
+        return Job(h, tiles, request.stats, received=now, deadline=deadline, shm=request.shm, bounds=request.bounds)
 
     def _reject(self, socket: zmq.Socket, exc: P.ProtocolError, header: P.Header | None) -> None:
         self.counters[f"rejected_{exc.code.label}"] += 1
