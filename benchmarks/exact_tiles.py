@@ -105,8 +105,8 @@ def write_table(path: Path, rows: list[dict], meta: dict) -> None:
         "whole image in one pass beside it (same process, same machine).",
         "",
         f"Over the {len(exact)} tiled runs with exact statistics: PSNR at least "
-        f"{cell(min(r['psnr'] for r in exact)) if exact else '-'} dB, max abs error at most "
-        f"{max((r['max_abs'] for r in exact), default='-')} grey levels.",
+        f"{cell(min(r['psnr'] for r in exact)) if exact else '-'} dB; max abs error at most "
+        f"{max((r['max_abs'] for r in exact), default='-')} (grey levels of 255), borders included.",
         "",
         "| teacher | photo | tile | tiles | statistics | PSNR dB | max abs | border PSNR | border max abs | "
         "tiled s | whole s |",

@@ -70,9 +70,16 @@ def main() -> None:
                          "max_abs_shared": int(np.abs(bounded.astype(int) - whole).max()),
                          "max_abs_margin_only": int(np.abs(margin_only.astype(int) - whole).max())})
             print(rows[-1], flush=True)
-            if (halo, overlap) in ((0, 0), (56, 16)):
-                y, x = grid.core_h - 96, grid.core_w - 96  # around the first tile corner
-                crops[(halo, overlap)] = [im[y:y + 192, x:x + 192] for im in (whole, bounded, naive)]
+            if (halo, overlap) == (0, 0):  # around the first tile corner: seams
+                y, x = grid.core_h - 96, grid.core_w - 96
+                crops[f"tile corner, halo {halo}, overlap {overlap}"] = [
+                    (f"{title}", im[y:y + 192, x:x + 192]) for title, im in
+                    (("plain network", whole), ("tiled, shared statistics", bounded), ("tiled, per-tile", naive))]
+            if (halo, overlap) == (56, 16):  # the image's top left corner: borders
+                crops[f"image corner, halo {halo}, overlap {overlap}"] = [
+                    (title, im[:96, :96]) for title, im in
+                    (("plain network", whole), ("tiled, shared, bounds", bounded),
+                     ("tiled, shared, margin only", margin_only))]
     statistics = []
     grid = tiles.plan_grid(height, width, args.tile, 56, 16)
     began = time.perf_counter()
@@ -148,12 +155,11 @@ def plot(path: Path, rows: list[dict], crops: dict) -> None:
     ax.set_xticks(HALOS)
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
-    titles = ("plain network", "tiled, shared statistics", "tiled, per-tile statistics")
-    for row, (key, images) in enumerate(sorted(crops.items())):
-        for col, (image, title) in enumerate(zip(images, titles)):
+    for row, (key, images) in enumerate(crops.items()):
+        for col, (title, image) in enumerate(images):
             sub = fig.add_subplot(2, 6, 7 + row * 3 + col)
-            sub.imshow(image)
-            sub.set_title(f"{title}\nhalo {key[0]}, overlap {key[1]}", fontsize=7)
+            sub.imshow(image, interpolation="nearest")
+            sub.set_title(f"{title}\n{key}", fontsize=7)
             sub.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
