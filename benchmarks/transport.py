@@ -33,29 +33,13 @@ from vrstyle.bench import environment
 from vrstyle.timing import median
 from vrstyle.transport import TileBatch, TransportClient
 from vrstyle.transport.broker import Broker
+from vrstyle.transport.datapath import NullEngine
 from vrstyle.transport.worker import StyleWorker
 
 PATHS = ("copy", "zerocopy", "shm")
 SIZES = (256, 512)
 NETWORKS = (("standard (width 32, 5 blocks)", {"width": 32, "blocks": 5}),
             ("small (width 8, 1 block)", {"width": 8, "blocks": 1}))
-
-
-class NullEngine:
-    """Answers every tile with a ready-made RGB tile: the transport's cost without a network's."""
-
-    stats_channels = 1
-
-    def __init__(self):
-        self._answers: dict[tuple, np.ndarray] = {}
-
-    def stylize_and_measure(self, tiles, stats, crop, margin, bounds=None):
-        shape = (len(tiles), tiles.shape[1] - 2 * crop, tiles.shape[2] - 2 * crop, 3)
-        answer = self._answers.setdefault(shape, np.zeros(shape, np.uint8))
-        return answer, np.zeros((len(tiles) if stats is not None else 1, 3, 1))
-
-    def measure(self, tiles, margin, bounds=None, stats=None, measure_to=0):
-        return np.zeros((3, 1))
 
 
 def serve_broker(clients: str, workers: str) -> None:

@@ -84,6 +84,36 @@ def test_tiny_sweep_json_is_complete_and_consistent(tmp_path, tiny_model):
     assert ratios["tiling_cost"] > 0 and ratios["transport_cost"] > 0 and ratios["transport_cost_workers"] == 1
 
 
+@pytest.mark.parametrize("data_path", ["null", "identity"])
+def test_the_data_path_alone_beside_a_memcpy(tmp_path, data_path):
+    """Workers without a network, the frame's memcpy as the baseline, every tile accounted for;
+    identity workers return each tile's core as it was sent."""
+    done = bench(*TINY, "--data-path", data_path, "--out", str(tmp_path), "--name", "tiny")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "tiny.json").read_text())
+    assert result["config"]["model"] == data_path
+    [memcpy] = result["baselines"]
+    assert memcpy["label"].startswith("memcpy") and memcpy["frames_per_s"] > 0
+    [row] = result["sweep"]
+    assert row["tiles"] == row["stylised"] == 3 * result["grid"]["tiles_per_frame"]
+    assert 0 < row["vs_memcpy"] == pytest.approx(row["frames_per_s"] / memcpy["frames_per_s"])
+    assert "data path: 1 worker at" in done.stdout
+
+
+def test_identity_workers_return_the_tiles_they_were_sent():
+    """What the identity data path measures is real work: each tile's core and overlap come back."""
+    import tiles
+    from vrstyle.pipeline import FramePipeline
+    from vrstyle.transport.cluster import LocalCluster
+
+    frame = np.random.default_rng(0).integers(0, 256, (2, 80, 96, 4), dtype=np.uint8)
+    with LocalCluster(["identity"], 1) as identity, identity.client() as client, \
+            FramePipeline.plan(client, 80, 96, "identity", tile=48, halo=8, overlap=4, deadline_s=None) as pipe:
+        result = pipe.process(frame)
+    assert result.complete
+    np.testing.assert_array_equal(result.tiles, tiles.crop_halo(tiles.cut(frame, result.grid), result.grid)[..., :3])
+
+
 def test_a_deadline_at_a_rate_fills_late_tiles_and_counts_every_one(tmp_path, tiny_model):
     # 1 ms is far less than one forward pass here: most tiles miss it and are filled in.
     result = run_tiny(tmp_path, tiny_model, "--workers", "1", "--rate", "30", "--deadline", "1", "--mono")

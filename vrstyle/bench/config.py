@@ -26,6 +26,8 @@ class BenchConfig:
         deadline_ms: fill tiles not back this long after submission (None: wait for all).
         source: ``["synthetic"]``, a folder, one image, or a left and a right image.
         threads: torch threads per CPU worker and in this process (None: cores / workers).
+        data_path: ``null`` or ``identity`` workers (:mod:`vrstyle.transport.datapath`) instead
+            of the style's network, with a memcpy of the frame as the baseline; None: the network.
     """
 
     eye: str = settings.BENCH_EYE
@@ -50,6 +52,7 @@ class BenchConfig:
     threads: int | None = None
     request_tiles: int = settings.REQUEST_TILES
     depth: int = settings.PIPELINE_DEPTH
+    data_path: str | None = None
 
 
 def worker_devices(devices: list[str], count: int) -> list[str]:

@@ -91,6 +91,10 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"transport cost: tiles in process run at {ratios['transport_cost']:.2f}x the throughput of "
                      f"{plural(ratios['transport_cost_workers'], 'worker')} through the broker (above 1: the broker "
                      "costs throughput)")
+    for row in result["sweep"]:
+        if row.get("vs_memcpy") is not None:
+            lines.append(f"data path: {row['label']} at {row['vs_memcpy']:.3f}x the frame rate of a memcpy of the "
+                         "frame in and out")
     return "\n".join(lines)
 
 

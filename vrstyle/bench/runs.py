@@ -28,6 +28,8 @@ from vrstyle.timing import summarize
 
 log = logging.getLogger(__name__)
 
+MEMCPY = "memcpy of the frame, in and out"
+
 
 
 def synthetic_frames(eyes: int, shape: tuple[int, int], count: int = settings.BENCH_SYNTHETIC_FRAMES) -> list[np.ndarray]:
@@ -175,6 +177,28 @@ def measure_whole_frames(engine, frames: list[np.ndarray], config: BenchConfig, 
     return Run("in process, whole eyes", None, records, time.monotonic() - start)
 
 
+def measure_memcpy(frames: list[np.ndarray], config: BenchConfig, progress: bool | None) -> Run:
+    """The floor of any data path, in this process: each frame's eyes copied once in and an RGB
+    frame of the same size copied once out (what the identity workers move, less the halos)."""
+    inbox = np.empty_like(frames[0])
+    outbox = np.empty(frames[0].shape[:3] + (3,), np.uint8)
+    records = []
+    start = time.monotonic()
+    for i in progress_bar(range(config.warmup + config.frames), progress, desc="memcpy", unit="frame"):
+        if i == config.warmup:
+            start = time.monotonic()
+        began = time.monotonic()
+        frame = frames[i % len(frames)]
+        np.copyto(inbox, frame)
+        np.copyto(outbox, frame[..., :3])
+        took = time.monotonic() - began
+        if i >= config.warmup:
+            records.append({"frame": i, "latency_s": took, "total_s": took,
+                            "stages_s": {stage: took if stage == "transfer" else 0.0 for stage in STAGES},
+                            "tiles": 0, "stylised": 0, "fallback": {}})
+    return Run(MEMCPY, None, records, time.monotonic() - start)
+
+
 def summarize_run(run: Run, config: BenchConfig) -> dict[str, Any]:
     """Rates, latency percentiles, stage means and tile accounting of one run."""
     frames = len(run.records)
@@ -202,40 +226,48 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
     """
     grid = check(config)
     height, width = config.eye_shape
-    from vrstyle.models import resolve_model
+    if config.data_path:
+        spec = None
+        model = config.data_path
+    else:
+        from vrstyle.models import resolve_model
 
-    spec = resolve_model(config.style)
+        spec = resolve_model(config.style)
+        model = spec.name
     tiles_per_frame = config.eyes * len(grid)
     source_name, frames = load_frames(config, config.warmup + config.frames)
     count = max(config.workers)
     local_devices = [] if config.broker else worker_devices(config.devices, count)
     threads = config.threads or max(1, (os.cpu_count() or 1) // count)
-    import torch
+    if spec is not None and not any(d.startswith("cuda") for d in local_devices + config.devices):
+        import torch
 
-    if not any(d.startswith("cuda") for d in local_devices + config.devices):
         torch.set_num_threads(threads)
-    log.info("%s: %s of %dx%d (%s), %s of %dx%d px per frame, source %s", spec.name, plural(config.eyes, "eye"),
+    log.info("%s: %s of %dx%d (%s), %s of %dx%d px per frame, source %s", model, plural(config.eyes, "eye"),
              config.eye_shape[1], config.eye_shape[0], config.eye, plural(tiles_per_frame, "tile"), grid.in_shape[1],
              grid.in_shape[0], source_name)
     # An unreachable broker fails here, before anything is measured.
-    client, remote_workers, remote_style = _remote(config, spec.name) if config.broker else (None, 0, "")
+    client, remote_workers, remote_style = _remote(config, model) if config.broker else (None, 0, "")
     runs: list[Run] = []
     baselines: list[Run] = []
     try:
-        baselines = _baselines(config, spec, grid, frames, (local_devices or config.devices)[0], progress)
+        if spec is None:
+            baselines = [measure_memcpy(frames, config, progress)]
+        else:
+            baselines = _baselines(config, spec, grid, frames, (local_devices or config.devices)[0], progress)
         if client is not None:
             runs.append(measure_pipeline(client, grid, remote_style, config, frames,
                                          f"broker, {plural(remote_workers, 'worker')}", remote_workers, progress))
         else:
             for workers in config.workers:
-                runs.append(_local_run(config, spec.name, grid, frames, workers, local_devices[:workers], threads, progress))
+                runs.append(_local_run(config, model, grid, frames, workers, local_devices[:workers], threads, progress))
     finally:
         if client is not None:
             client.close()
     result = {
         "command": command,
         "environment": environment(local_devices or config.devices),
-        "config": {**asdict(config), "model": spec.name, "threads": threads, "source_name": source_name},
+        "config": {**asdict(config), "model": model, "threads": threads, "source_name": source_name},
         "grid": {"rows": grid.rows, "cols": grid.cols, "core": [grid.core_h, grid.core_w],
                  "in_shape": list(grid.in_shape), "out_shape": list(grid.out_shape), "tiles_per_eye": len(grid),
                  "tiles_per_frame": tiles_per_frame,
@@ -251,11 +283,13 @@ def add_ratios(result: dict[str, Any]) -> None:
     """Throughput ratios side by side: tiling cost, transport cost, scaling efficiency."""
     base = {row["label"]: row["frames_per_s"] for row in result["baselines"]}
     whole, tiled = base.get("in process, whole eyes"), base.get("in process, tiles")
+    memcpy = base.get(MEMCPY)
     sweep = result["sweep"]
     smallest = sweep[0] if sweep else None
     for row in sweep:
         row["vs_whole_eyes"] = row["frames_per_s"] / whole if whole else None
         row["vs_in_process_tiles"] = row["frames_per_s"] / tiled if tiled else None
+        row["vs_memcpy"] = row["frames_per_s"] / memcpy if memcpy else None
         if smallest is not None and row["workers"] and smallest["workers"]:
             ideal = smallest["frames_per_s"] * row["workers"] / smallest["workers"]
             row["scaling_efficiency"] = row["frames_per_s"] / ideal
@@ -293,14 +327,14 @@ def _local_run(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.
     """``workers`` started as processes (broker included), measured, stopped."""
     from vrstyle.transport.cluster import LocalCluster
 
-    extra = ["--warmup", f"{grid.in_shape[1]}x{grid.in_shape[0]}", "--halo", str(config.halo),
-             "--overlap", str(config.overlap)]
+    extra = [] if config.data_path else ["--warmup", f"{grid.in_shape[1]}x{grid.in_shape[0]}", "--halo",
+                                         str(config.halo), "--overlap", str(config.overlap)]
     for option in ("fp16", "compile"):
         if getattr(config, option) is not None:
             extra.append(f"--{'' if getattr(config, option) else 'no-'}{option}")
     cpu = all(d == "cpu" for d in devices)
     log.info("starting %s on %s", plural(workers, "worker"), ", ".join(devices))
-    with LocalCluster([config.style], workers, devices=devices,
+    with LocalCluster([config.data_path or config.style], workers, devices=devices,
                       threads=threads if cpu else None, worker_args=extra) as cluster, cluster.client() as client:
         run = measure_pipeline(client, grid, style, config, frames, plural(workers, "worker"),
                                workers, progress)

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "comparisons (default cpu)")
     parser.add_argument("--threads", type=positive_int,
                         help="torch threads per CPU worker and in this process (default: cores / most workers)")
+    parser.add_argument("--data-path", choices=("null", "identity"),
+                        help="measure the data path alone: workers answer without a network (null: a ready-made "
+                             "tile; identity: each tile copied back, every byte moving), beside a memcpy of the frame")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help=f"style, model name (candy/teacher, candy/binary) or model file (default "
                              f"{settings.DEFAULT_STYLE})")
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                          style=args.style, fp16=args.fp16, compile=args.compile, frames=args.frames,
                          warmup=args.warmup, rate=args.rate, deadline_ms=args.deadline, source=args.source,
                          broker=args.broker, curve=args.curve, key_name=args.key_name, threads=args.threads,
-                         request_tiles=args.request_tiles, depth=args.depth)
+                         request_tiles=args.request_tiles, depth=args.depth, data_path=args.data_path)
     result = run_benchmark(config, progress=None, command=command_line())
     print(table(result))
     paths = write_outputs(result, args.out, args.name)

@@ -32,7 +32,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with `vrstyle workers`."""
     parser.add_argument("--style", action="append", metavar="NAME",
                         help="style, model name or model file to serve (repeat for several; "
-                             f"default {settings.DEFAULT_STYLE})")
+                             f"default {settings.DEFAULT_STYLE}); null and identity answer without a network "
+                             "(a ready-made tile, the tile copied back), to measure the data path")
     parser.add_argument("--credit", type=positive_int, default=settings.WORKER_CREDIT,
                         help=f"requests held at once (default {settings.WORKER_CREDIT})")
     parser.add_argument("--batch-tiles", type=positive_int, default=settings.WORKER_BATCH_TILES,
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vrstyle.models import StyleEngine, resolve_model
+    from vrstyle.transport.datapath import DATA_PATHS
     from vrstyle.transport.security import peer_keys
     from vrstyle.transport.worker import StyleWorker
 
@@ -73,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         configure_compile(len(styles), len(shapes), args.batch_tiles)
     engines = {}
     for name in styles:
+        if name in DATA_PATHS:
+            engines[name] = DATA_PATHS[name]()
+            continue
         spec = resolve_model(name)
         engine = StyleEngine(spec.load(), device=args.device, half=half, channels_last=cuda, compile=compiled,
                              reference=args.reference)

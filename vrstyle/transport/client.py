@@ -72,7 +72,7 @@ class TransportClient(Resource):
         self.heartbeat_s, self.liveness = heartbeat_s, liveness
         self.context = context or zmq.Context.instance()
         self.host = shm.host_id()
-        self.counters: dict[str, int] = {"sent": 0, "stray_replies": 0, "resent_by_copy": 0}
+        self.counters: dict[str, int] = {"sent": 0, "unsent": 0, "stray_replies": 0, "resent_by_copy": 0}
         self._pending: dict[int, _Pending] = {}
         self._ready: list[P.Reply] = []
         self._next_id = 1
@@ -86,6 +86,10 @@ class TransportClient(Resource):
             self._socket = self.own(self.context.socket(zmq.DEALER))
             self._socket.linger = 0
             self._socket.sndhwm = self._socket.rcvhwm = 0
+            # A DEALER with no connected peer blocks in send (e.g. while a refused CURVE handshake
+            # is retried): give up after a heartbeat instead; what was not sent is then answered
+            # LOST once the broker has been silent too long, like any other unanswered request.
+            self._socket.sndtimeo = max(1, int(1000 * heartbeat_s))
             self._poller.register(self._socket, zmq.POLLIN)
             if keys is not None:
                 keys.apply(self._socket)
@@ -194,12 +198,21 @@ class TransportClient(Resource):
             frames = P.request_frames(header, None, batch.stats, pending.block.descriptor(), batch.bounds)
         else:
             frames = P.request_frames(header, np.ascontiguousarray(batch.tiles), batch.stats, None, batch.bounds)
-        self._socket.send_multipart(frames, copy=self.payload == "copy")
-        self.counters["sent"] += 1
+        if self._send_frames(frames, copy=self.payload == "copy"):
+            self.counters["sent"] += 1
 
     def _ask_status(self) -> None:
-        self._socket.send(P.Header(P.Kind.STATUS).pack())
+        self._send_frames([P.Header(P.Kind.STATUS).pack()])
         self._status_asked = time.monotonic()
+
+    def _send_frames(self, frames: list, copy: bool = True) -> bool:
+        try:
+            self._socket.send_multipart(frames, copy=copy)
+        except zmq.Again:
+            self.counters["unsent"] += 1
+            log.info("no connection to the broker at %s: a message was not sent", self.endpoint)
+            return False
+        return True
 
     # Receiving.
 
