@@ -33,7 +33,8 @@ def model(request, random_weights) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("arch,config", [(arch, {}) for arch in sorted(ARCHITECTURES)]
-                         + [("student", EVERY_STUDENT_OPTION)], ids=[*sorted(ARCHITECTURES), "student-every-option"])
+                         + [("student", EVERY_STUDENT_OPTION), ("student", {"gated": True})],
+                         ids=[*sorted(ARCHITECTURES), "student-every-option", "student-gated"])
 @torch.enable_grad()
 def test_every_architecture_is_finite_and_every_parameter_gets_a_gradient(arch, config, random_weights):
     """After timm's test_model_backward: a parameter without a gradient, or with an all-zero one,
@@ -48,6 +49,24 @@ def test_every_architecture_is_finite_and_every_parameter_gets_a_gradient(arch, 
             assert parameter.grad is not None, f"{name} gets no gradient"
             assert torch.isfinite(parameter.grad).all(), f"{name} has a non-finite gradient"
             assert parameter.grad.any(), f"{name} gets an all-zero gradient"
+
+
+def test_a_gated_student_starts_as_its_teacher(random_weights):
+    """Gated shortcuts start closed: with the teacher's weights and float layers the student
+    computes the teacher's output; opened, they change it."""
+    from vrstyle.models.students import StudentNet
+
+    torch.manual_seed(0)
+    teacher = random_weights(create_model("johnson", width=8, blocks=2))
+    student = StudentNet(width=8, blocks=2, layers={}, gated=True).eval()
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert not unexpected and all(key.endswith("gates") for key in missing)
+    x = torch.rand(1, 3, 32, 48) * 255
+    torch.testing.assert_close(student(x), teacher(x))
+    student.res1.gates.fill_(1)
+    assert not torch.allclose(student(x), teacher(x), atol=1e-2)
+    with pytest.raises(ValueError, match="not both"):
+        StudentNet(width=8, blocks=1, bireal=True, gated=True)
 
 
 def test_frame_norm_refuses_what_does_not_fit_in_one_line():

@@ -32,12 +32,19 @@ class StudentBlock(ResidualBlock):
     """A residual block with optional RPReLU and Bi-Real shortcuts around each convolution.
 
     Bi-Real: ``h = act(in1(conv1(x))) + x; out = h + in2(conv2(h))`` (each binary
-    convolution gets its own real-valued shortcut); otherwise the teacher's block.
+    convolution gets its own real-valued shortcut). Gated: ``y = act(in1(conv1(x)));
+    h = y + a * x; out = x + in2(conv2(h)) + b * y`` with per-channel gates ``a``, ``b``
+    starting at 0, so the block starts as the teacher's (whose weights it is initialised from)
+    and becomes Bi-Real at ``a = b = 1``. Otherwise the teacher's block.
     """
 
-    def __init__(self, channels: int, offset: int, stride: int, conv, rprelu: bool = False, bireal: bool = False):
+    def __init__(self, channels: int, offset: int, stride: int, conv, rprelu: bool = False, bireal: bool = False,
+                 gated: bool = False):
         super().__init__(channels, offset, stride, conv=conv)
+        if bireal and gated:
+            raise ValueError("a block has Bi-Real shortcuts or gated ones, not both")
         self.bireal = bireal
+        self.gates = nn.Parameter(torch.zeros(2, 1, channels, 1, 1)) if gated else None
         self.act = RPReLU(channels) if rprelu else nn.ReLU()
 
     def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
@@ -45,6 +52,9 @@ class StudentBlock(ResidualBlock):
         if self.bireal:
             y = y + x
             return y + self.in2(self.conv2(y, norm), norm)
+        if self.gates is not None:
+            into, around = self.gates
+            return x + self.in2(self.conv2(y + into * x, norm), norm) + around * y
         return x + self.in2(self.conv2(y, norm), norm)
 
 
@@ -59,6 +69,7 @@ class StudentNet(TransformerNet):
         learned_scale: learn binary weight scales instead of ``mean |W|``.
         rprelu: RPReLU instead of ReLU inside residual blocks.
         bireal: Bi-Real shortcuts around each body convolution.
+        gated: the same shortcuts behind per-channel gates that start at 0 (the teacher's block).
         approx: Bi-Real ApproxSign gradient for activations.
 
     >>> net = StudentNet(width=8, blocks=1)
@@ -69,7 +80,8 @@ class StudentNet(TransformerNet):
     """
 
     def __init__(self, width: int = 32, blocks: int = 5, layers: dict[str, str] | None = None, planes: int = 1,
-                 learned_scale: bool = False, rprelu: bool = False, bireal: bool = False, approx: bool = False):
+                 learned_scale: bool = False, rprelu: bool = False, bireal: bool = False, approx: bool = False,
+                 gated: bool = False):
         layers = dict(SHIPPED_LAYERS if layers is None else {**FLOAT_LAYERS, **layers})
         unknown = set(layers) - set(GROUPS)
         if unknown:
@@ -90,7 +102,7 @@ class StudentNet(TransformerNet):
         self.conv3 = ConvLayer(w2, w4, 3, stride=2, conv=make(layers["conv3"]), level=LEVELS["conv3"])
         for i, block in enumerate(self.residual_blocks(), start=1):
             setattr(self, f"res{i}", StudentBlock(w4, block.in1.offset, block.in1.stride, make(layers["body"]),
-                                                  rprelu, bireal))
+                                                  rprelu, bireal, gated))
         self.deconv1 = ConvLayer(w4, w2, 3, upsample=True, conv=make(layers["deconv1"]), level=LEVELS["deconv1"])
         self.deconv2 = ConvLayer(w2, w1, 3, upsample=True, conv=make(layers["deconv2"]), level=LEVELS["deconv2"])
 
