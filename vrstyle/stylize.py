@@ -123,7 +123,7 @@ def exact_stats(engine: "StyleEngine | Backend", image: np.ndarray, grid: TileGr
     channels = stats.shape[-1]
     done = passes = 0
     began = time.perf_counter()
-    chunks = [list(range(start, min(start + batch, len(grid)))) for start in range(0, len(grid), batch)]
+    chunks = [list(range(first, min(first + batch, len(grid)))) for first in range(0, len(grid), batch)]
     with progress_bar(total=channels, progress=progress, unit="channel", desc="statistics") as bar:
         while done < channels:
             moments, queue = [], list(chunks)

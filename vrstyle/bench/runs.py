@@ -161,20 +161,8 @@ def measure_whole_frames(engine, frames: list[np.ndarray], config: BenchConfig, 
     """The same model on whole eyes in this process, both eyes in one batch, with given statistics."""
     _, moments = engine.stylize_and_measure(frames[0], None, 0, 0)
     stats = moments_to_stats(combine_moments(moments)).astype(np.float32)
-    records = []
-    tiles_per_frame = config.eyes
-    start = time.monotonic()
-    for i in progress_bar(range(config.warmup + config.frames), progress, desc="in process, whole eyes", unit="frame"):
-        if i == config.warmup:
-            start = time.monotonic()
-        began = time.monotonic()
-        engine.stylize_and_measure(frames[i % len(frames)], stats, 0, 0)
-        took = time.monotonic() - began
-        if i >= config.warmup:
-            records.append({"frame": i, "latency_s": took, "total_s": took,
-                            "stages_s": {stage: took if stage == "inference" else 0.0 for stage in STAGES},
-                            "tiles": tiles_per_frame, "stylised": tiles_per_frame, "fallback": {}})
-    return Run("in process, whole eyes", None, records, time.monotonic() - start)
+    return _timed("in process, whole eyes", lambda frame: engine.stylize_and_measure(frame, stats, 0, 0), frames,
+                  config, progress, stage="inference", tiles=config.eyes)
 
 
 def measure_memcpy(frames: list[np.ndarray], config: BenchConfig, progress: bool | None) -> Run:
@@ -182,21 +170,30 @@ def measure_memcpy(frames: list[np.ndarray], config: BenchConfig, progress: bool
     frame of the same size copied once out (what the identity workers move, less the halos)."""
     inbox = np.empty_like(frames[0])
     outbox = np.empty(frames[0].shape[:3] + (3,), np.uint8)
+
+    def copy(frame: np.ndarray) -> None:
+        np.copyto(inbox, frame)
+        np.copyto(outbox, frame[..., :3])
+
+    return _timed(MEMCPY, copy, frames, config, progress, stage="transfer", tiles=0)
+
+
+def _timed(label: str, work, frames: list[np.ndarray], config: BenchConfig, progress: bool | None, stage: str,
+           tiles: int) -> Run:
+    """``work`` on each frame in this process, the warm-up untimed; its time is one stage."""
     records = []
     start = time.monotonic()
-    for i in progress_bar(range(config.warmup + config.frames), progress, desc="memcpy", unit="frame"):
+    for i in progress_bar(range(config.warmup + config.frames), progress, desc=label, unit="frame"):
         if i == config.warmup:
             start = time.monotonic()
         began = time.monotonic()
-        frame = frames[i % len(frames)]
-        np.copyto(inbox, frame)
-        np.copyto(outbox, frame[..., :3])
+        work(frames[i % len(frames)])
         took = time.monotonic() - began
         if i >= config.warmup:
             records.append({"frame": i, "latency_s": took, "total_s": took,
-                            "stages_s": {stage: took if stage == "transfer" else 0.0 for stage in STAGES},
-                            "tiles": 0, "stylised": 0, "fallback": {}})
-    return Run(MEMCPY, None, records, time.monotonic() - start)
+                            "stages_s": {name: took if name == stage else 0.0 for name in STAGES},
+                            "tiles": tiles, "stylised": tiles, "fallback": {}})
+    return Run(label, None, records, time.monotonic() - start)
 
 
 def summarize_run(run: Run, config: BenchConfig) -> dict[str, Any]:
