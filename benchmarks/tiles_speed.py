@@ -73,8 +73,10 @@ def main() -> int:
     assert np.array_equal(tiles.cut(frames, grid), cut_by_indexing(frames, grid))
     assert np.array_equal(stitch(outs, grid, 2), stitch_every_pixel(outs, grid, 2))
     into = np.empty_like(frames)
+    reused = tiles.cut(frames, grid)
     runs = {"memcpy of the frame": lambda: np.copyto(into, frames),
             "tiles.cut": lambda: tiles.cut(frames, grid),
+            "tiles.cut into a reused array": lambda: tiles.cut(frames, grid, out=reused),
             "cut by fancy indexing (before)": lambda: cut_by_indexing(frames, grid),
             "tiles.Stitcher": lambda: stitch(outs, grid, 2),
             "stitch every pixel in float32 (before)": lambda: stitch_every_pixel(outs, grid, 2)}

@@ -161,6 +161,17 @@ def test_cut_subset_matches_full_cut():
     np.testing.assert_array_equal(tiles.cut(image, grid, [2, 7]), tiles.cut(image, grid)[[2, 7]])
 
 
+def test_cut_into_a_reused_array():
+    """A second frame cut into the first's array gives what a fresh cut gives; a wrong array is refused."""
+    grid = tiles.plan_grid(90, 130, tile=48, halo=8, overlap=4)
+    first, second = (np.random.default_rng(seed).integers(0, 256, (2, 90, 130, 4), dtype=np.uint8) for seed in (0, 1))
+    reused = tiles.cut(first, grid)
+    assert tiles.cut(second, grid, out=reused) is reused
+    np.testing.assert_array_equal(reused, tiles.cut(second, grid))
+    with pytest.raises(tiles.GridError, match="cannot cut"):
+        tiles.cut(second, grid, out=reused[1:])
+
+
 def test_pad_frame_holds_every_tile():
     """Each tile is the padded frame's window at its aligned offset: the basis of tiled == whole."""
     grid = plan_grid(37, 53, tile=16, halo=6, overlap=3)

@@ -53,7 +53,7 @@ def check_image(images, grid: TileGrid) -> None:
                         f"{grid.height}x{grid.width}")
 
 
-def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None) -> Array:
+def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None, out: np.ndarray | None = None) -> Array:
     """Cut tiles (core + overlap + halo) out of one image or a batch.
 
     numpy tiles are block copies: a tile inside the image is one slice, and a tile across a
@@ -65,13 +65,15 @@ def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None) -> 
         images: numpy (H, W, C) / (B, H, W, C), or torch (C, H, W) / (B, C, H, W).
         grid: the grid, planned for this image size.
         indices: which tiles of each image (default all), e.g. one row at a time to bound memory.
+        out: numpy only: an array of the result's shape and dtype to cut into, e.g. one reused
+            every frame (a fresh array costs its first-touch page faults, about 40% of a cut).
 
     Returns:
         (B * n, th, tw, C) numpy or (B * n, C, th, tw) torch, ``(th, tw) = grid.in_shape``,
         ``n`` the number of tiles cut per image; pixels outside the image are reflected in.
 
     Raises:
-        GridError: the images do not match the grid.
+        GridError: the images do not match the grid, or ``out`` does not fit the tiles.
 
     >>> from tiles.grid import plan_grid
     >>> g = plan_grid(6, 10, tile=4, halo=2, overlap=0, align=2)
@@ -84,7 +86,11 @@ def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None) -> 
     if not isinstance(batched, np.ndarray):
         return _cut_by_index(batched, grid, chosen)
     th, tw = grid.in_shape
-    out = np.empty((len(batched) * len(chosen), th, tw) + batched.shape[3:], batched.dtype)
+    shape = (len(batched) * len(chosen), th, tw) + batched.shape[3:]
+    if out is None:
+        out = np.empty(shape, batched.dtype)
+    elif out.shape != shape or out.dtype != batched.dtype:
+        raise GridError(f"cannot cut {shape} {batched.dtype} tiles into an array of {out.shape} {out.dtype}")
     pixels, batched = _as_pixels(out), _as_pixels(batched)
     for k, (image, tile) in enumerate((image, tile) for image in batched for tile in chosen):
         y, x = tile.y - grid.margin, tile.x - grid.margin
