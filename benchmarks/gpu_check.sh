@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh [OUT]        (OUT: results folder, default gpu-results)
 #
-# Steps, each with its own time limit (under 8 minutes together), each writing OUT/STEP.log and
+# Steps, each with its own time limit (7 min 45 s together), each writing OUT/STEP.log and
 # a line to OUT/summary.txt:
 #   environment  nvidia-smi, torch and CUDA, `vrstyle info --json`
 #   gpu-tests    the GPU-marked tests (python -m pytest -m gpu)
@@ -29,7 +29,7 @@ if [ "$QUICK" = 1 ]; then
     EYE=(--eye-size 128x96 --tile 64 --frames 2 --warmup 1)
     KERNELS=(--size 16 --threads 1 --repeats 1)
 else
-    EYE=(--eye-size quest3 --frames 30 --warmup 3)
+    EYE=(--eye-size quest3 --frames 20 --warmup 3)
     KERNELS=(--size 256 --threads 1,8,16 --repeats 5)
 fi
 
@@ -83,16 +83,16 @@ teacher_bench() {
     "$PYTHON" -m vrstyle.cli bench --style candy/teacher --device cuda "${EYE[@]}" --out "$OUT" --name bench-teacher
 }
 
-step environment 60 CPU environment
-step gpu-tests 90 GPU "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider
-step bench-teacher 180 GPU teacher_bench
-step bench-student 120 GPU "$PYTHON" -m vrstyle.cli bench --style candy --device cuda "${EYE[@]}" --out "$OUT" \
+step environment 30 CPU environment
+step gpu-tests 60 GPU "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider
+step bench-teacher 150 GPU teacher_bench
+step bench-student 90 GPU "$PYTHON" -m vrstyle.cli bench --style candy --device cuda "${EYE[@]}" --out "$OUT" \
     --name bench-student
-step bench-null 60 CPU "$PYTHON" -m vrstyle.cli bench --data-path null --workers 1,2 "${EYE[@]}" --out "$OUT" \
+step bench-null 45 CPU "$PYTHON" -m vrstyle.cli bench --data-path null --workers 1,2 "${EYE[@]}" --out "$OUT" \
     --name bench-null
-step compositor 60 GPU env EGL_PLATFORM=surfaceless "$PYTHON" benchmarks/compositor.py \
+step compositor 45 GPU env EGL_PLATFORM=surfaceless "$PYTHON" benchmarks/compositor.py \
     --eye-size "$([ "$QUICK" = 1 ] && echo 128x96 || echo quest3)" --repeats "$([ "$QUICK" = 1 ] && echo 1 || echo 10)"
-step kernels 90 CPU "$PYTHON" benchmarks/binary_kernels.py "${KERNELS[@]}" --out "$OUT/binary-kernels"
+step kernels 45 CPU "$PYTHON" benchmarks/binary_kernels.py "${KERNELS[@]}" --out "$OUT/binary-kernels"
 
 echo "results in $OUT ($failed failed)" | tee -a "$OUT/summary.txt"
 exit "$failed"
