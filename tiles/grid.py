@@ -102,6 +102,19 @@ class TileGrid:
         return Tile(index, row, col, row * self.core_h, col * self.core_w)
 
 
+def bounds_outside(bounds: np.ndarray, height: int, width: int) -> np.ndarray | None:
+    """The first row of ``bounds`` (:meth:`TileGrid.bounds`) that leaves no image in a
+    ``height x width`` tile, or None when every tile holds some of the image.
+
+    >>> bounds_outside(np.array([[0, 10, 0, 10], [12, 20, 0, 10]]), 10, 10).tolist()
+    [12, 20, 0, 10]
+    """
+    top, bottom, left, right = np.asarray(bounds, np.int64).reshape(-1, 4).T
+    inside = ((top < np.minimum(bottom, height)) & (bottom > np.maximum(top, 0))
+              & (left < np.minimum(right, width)) & (right > np.maximum(left, 0)))
+    return None if inside.all() else np.asarray(bounds).reshape(-1, 4)[~inside][0]
+
+
 def plan_grid(height: int, width: int, tile: int | tuple[int, int] = 512, halo: int = 56,
               overlap: int = 16, align: int = 4) -> TileGrid:
     """Plan a balanced grid of cores no larger than ``tile`` over a ``height x width`` image.

@@ -18,7 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
+
+from tiles import bounds_outside
 
 Bounds = tuple[tuple[int, int, int, int], ...]
 """Per image: top, bottom, left, right of the image region, in some layer's pixels."""
@@ -71,10 +74,10 @@ def check_bounds(bounds: Bounds, count: int, height: int, width: int, align: int
     network's phase (``top``/``left`` multiples of ``align``, its total stride)."""
     if len(bounds) != count:
         raise ValueError(f"{len(bounds)} tile bounds for {count} tiles")
+    outside = bounds_outside(np.array(bounds), height, width)
+    if outside is not None:
+        raise ValueError(f"tile bounds {tuple(outside.tolist())} leave no image in a {height}x{width} tile")
     for top, bottom, left, right in bounds:
-        if not (top < min(bottom, height) and bottom > max(top, 0) and left < min(right, width)
-                and right > max(left, 0)):
-            raise ValueError(f"tile bounds {(top, bottom, left, right)} leave no image in a {height}x{width} tile")
         if top % align or left % align:
             raise ValueError(f"tile bounds {(top, bottom, left, right)} start off the network's phase "
                              f"(multiples of {align})")

@@ -49,6 +49,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tiles import bounds_outside
+
 MAGIC = b"VRST"
 VERSION = 2
 
@@ -399,11 +401,9 @@ def parse_request(frames: Sequence) -> Request:
 
 def check_bounds(bounds: np.ndarray, height: int, width: int, request_id: int = 0) -> None:
     """Each tile's bounds must leave some of the image inside the tile, within :data:`MAX_BOUND`."""
-    top, bottom, left, right = bounds.astype(np.int64).T
-    inside = (top < np.minimum(bottom, height)) & (bottom > np.maximum(top, 0)) \
-        & (left < np.minimum(right, width)) & (right > np.maximum(left, 0))
-    if (np.abs(bounds) > MAX_BOUND).any() or not inside.all():
-        bad = bounds[~inside][0] if not inside.all() else bounds[(np.abs(bounds) > MAX_BOUND).any(1)][0]
+    huge = np.abs(bounds) > MAX_BOUND
+    bad = bounds[huge.any(1)][0] if huge.any() else bounds_outside(bounds, height, width)
+    if bad is not None:
         raise ProtocolError(Code.PAYLOAD, f"tile bounds {bad.tolist()} leave no image in a {height}x{width} tile",
                             request_id)
 
