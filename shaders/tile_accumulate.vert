@@ -6,6 +6,7 @@
 // image coordinates (row 0 at the top), as in the tiles library.
 
 layout(location = 0) in int tile_layer;  // layer of the tile array: eye * tiles_per_eye + tile
+layout(location = 1) in int tile_scale;  // 1, or 2 / 4: a foveated tile, upscaled from its layer's corner
 
 uniform ivec2 eye_size;       // (width, height), px
 uniform ivec2 core_size;      // tile core (width, height), px
@@ -14,6 +15,7 @@ uniform int overlap;          // band returned beyond the core on each side, px
 uniform int tiles_per_eye;
 
 flat out int v_layer;
+flat out int v_scale;
 flat out ivec2 v_origin;      // top-left of the returned tile in image px
 flat out ivec4 v_neighbours;  // (left, right, top, bottom): 1 where a neighbouring tile blends in
 
@@ -23,6 +25,7 @@ void main() {
     int col = tile % grid_shape.x;
     ivec2 out_size = core_size + 2 * overlap;
     v_layer = tile_layer;
+    v_scale = tile_scale;
     v_origin = ivec2(col, row) * core_size - overlap;
     v_neighbours = ivec4(col > 0, col < grid_shape.x - 1, row > 0, row < grid_shape.y - 1);
     ivec2 corner = ivec2(gl_VertexID & 1, gl_VertexID >> 1);

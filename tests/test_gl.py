@@ -109,6 +109,42 @@ def test_gl_stitch_equals_cpu_stitch(gl_context, height, width, tile, overlap, r
     assert (result.astype(int) != expected).mean() < 0.05  # rounding ties only, not a systematic offset
 
 
+@pytest.mark.parametrize("ramp", tiles.RAMPS)
+@pytest.mark.parametrize("height, width, tile, overlap", [(320, 320, 64, 4), (200, 296, 48, 16), (150, 100, 80, 0)])
+def test_gl_upscales_foveated_tiles_as_the_cpu_stitch_does(gl_context, height, width, tile, overlap, ramp):
+    """Scale-2 and scale-4 tiles in their layers' corners, upscaled by the texture filter."""
+    from vrstyle.gl.compositor import Compositor
+
+    grid = tiles.plan_grid(height, width, tile=tile, halo=8, overlap=overlap, core_align=16)
+    scales = np.concatenate([tiles.tile_scales(grid, (height / 2, width / 2), (0.2, 0.5)),
+                             tiles.tile_scales(grid, (0, 0), (0.2, 0.5))])
+    assert len(set(scales.tolist())) > 1
+    rng = np.random.default_rng(height + width)
+    stack = rng.integers(0, 256, (len(scales),) + grid.out_shape + (3,), np.uint8)
+    compositor = Compositor(grid, ramp)
+    present = np.flatnonzero(rng.random(len(scales)) < 0.9)
+    compositor.upload(stack[present], present, scales[present])
+    compositor.composite()
+    result = np.stack([compositor.read(0), compositor.read(1)]).astype(int)
+    compositor.close()
+    expected = cpu_stitch(tiles.expand_tiles(stack, grid, scales), grid, ramp, present)
+    assert np.abs(result - expected).max() <= 2
+    assert (result != expected).mean() < 0.2
+
+
+def test_foveated_tiles_need_a_grid_that_divides_down(gl_context):
+    from vrstyle.gl.compositor import Compositor
+
+    grid = tiles.plan_grid(72, 72, tile=40, halo=4, overlap=2)
+    compositor = Compositor(grid)
+    stack = np.zeros((2 * len(grid),) + grid.out_shape + (3,), np.uint8)
+    with pytest.raises(tiles.GridError, match="core_align"):
+        compositor.upload(stack, scales=np.full(len(stack), 4))
+    with pytest.raises(tiles.GridError, match="one scale"):
+        compositor.upload(stack, scales=np.full(len(stack), 3))
+    compositor.close()
+
+
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_gl_stitch_equals_cpu_stitch_random(gl_context, data):

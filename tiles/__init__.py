@@ -14,11 +14,12 @@ True
 
 from tiles.cut import crop_frame, crop_halo, cut, pad_frame, reflect_indices
 from tiles.feather import RAMPS, axis_weights, ramp, tile_weights
+from tiles.foveate import RINGS, SCALES, downscale, expand_tiles, level_grid, tile_scales, upscale_tile
 from tiles.grid import GridError, Tile, TileGrid, bounds_outside, plan_grid, plan_grid_for_workers
 from tiles.stitch import Stitcher, stitch
 
 __all__ = [
-    "GridError", "RAMPS", "Stitcher", "Tile", "TileGrid", "axis_weights", "bounds_outside", "crop_frame", "crop_halo",
-    "cut", "pad_frame", "plan_grid", "plan_grid_for_workers", "ramp", "reflect_indices", "stitch",
-    "tile_weights",
+    "GridError", "RAMPS", "RINGS", "SCALES", "Stitcher", "Tile", "TileGrid", "axis_weights", "bounds_outside",
+    "crop_frame", "crop_halo", "cut", "downscale", "expand_tiles", "level_grid", "pad_frame", "plan_grid",
+    "plan_grid_for_workers", "ramp", "reflect_indices", "stitch", "tile_scales", "tile_weights", "upscale_tile",
 ]

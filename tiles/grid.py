@@ -116,7 +116,7 @@ def bounds_outside(bounds: np.ndarray, height: int, width: int) -> np.ndarray | 
 
 
 def plan_grid(height: int, width: int, tile: int | tuple[int, int] = 512, halo: int = 56,
-              overlap: int = 16, align: int = 4) -> TileGrid:
+              overlap: int = 16, align: int = 4, core_align: int | None = None) -> TileGrid:
     """Plan a balanced grid of cores no larger than ``tile`` over a ``height x width`` image.
 
     The number of rows is ``ceil(height / tile)``; the cores are then shrunk to share the
@@ -132,6 +132,8 @@ def plan_grid(height: int, width: int, tile: int | tuple[int, int] = 512, halo: 
         overlap: pixels returned beyond the core and blended with the neighbour.
         align: cores are multiples of this (the network's total stride), so every tile
             starts on the same phase of the network's downsampling as the whole image.
+        core_align: cores are multiples of this instead (a multiple of ``align``), e.g.
+            ``align * 4`` for tiles that also run at 1/4 resolution (:mod:`tiles.foveate`).
 
     Returns:
         The grid.
@@ -145,18 +147,21 @@ def plan_grid(height: int, width: int, tile: int | tuple[int, int] = 512, halo: 
     (2, 2, 384, 512, (528, 656), (416, 544))
     """
     tile_h, tile_w = tile if isinstance(tile, (tuple, list)) else (tile, tile)
+    core_align = align if core_align is None else core_align
     for name, value in (("image height", height), ("image width", width), ("tile height", tile_h),
-                        ("tile width", tile_w), ("alignment", align)):
+                        ("tile width", tile_w), ("alignment", align), ("core alignment", core_align)):
         if not isinstance(value, int) or value < 1:
             raise GridError(f"{name} must be a positive integer, got {value!r}")
+    if core_align % align:
+        raise GridError(f"core alignment {core_align} is not a multiple of the alignment {align}")
     for name, value in (("halo", halo), ("overlap", overlap)):
         if not isinstance(value, int) or value < 0:
             raise GridError(f"{name} must be a non-negative integer, got {value!r}")
     if halo > min(tile_h, tile_w):
         raise GridError(f"halo ({halo} px) is larger than the tile ({tile_h}x{tile_w} px)")
     halo = _align_up(halo + overlap, align) - overlap
-    rows, core_h = _split_axis(height, tile_h, align)
-    cols, core_w = _split_axis(width, tile_w, align)
+    rows, core_h = _split_axis(height, tile_h, core_align)
+    cols, core_w = _split_axis(width, tile_w, core_align)
     if (rows > 1 and 2 * overlap > core_h) or (cols > 1 and 2 * overlap > core_w):
         raise GridError(f"overlap ({overlap} px) is wider than half a tile core "
                         f"({core_h}x{core_w} px): neighbouring blend bands would collide")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tiles.feather import tile_weights
+from tiles.foveate import expand_tiles
 from tiles.grid import GridError, TileGrid
 
 WEIGHT_EPS = 1e-6
@@ -138,13 +139,15 @@ class _Band:
         return out.astype(dtype, copy=False)
 
 
-def stitch(tiles, grid: TileGrid, ramp: str = "linear"):
+def stitch(tiles, grid: TileGrid, ramp: str = "linear", scales: np.ndarray | None = None):
     """Stitch a batch of returned tiles back into images.
 
     Args:
         tiles: numpy (B * N, out_h, out_w, C) or torch (B * N, C, out_h, out_w), image-major.
         grid: the grid they were cut with.
         ramp: feather ramp.
+        scales: numpy only: each tile's scale (:mod:`tiles.foveate`); scaled tiles are
+            upscaled from the top-left corner of their slot first.
 
     Returns:
         numpy (B, H, W, C) in the tiles' dtype (integers rounded), or torch (B, C, H, W) float.
@@ -157,10 +160,14 @@ def stitch(tiles, grid: TileGrid, ramp: str = "linear"):
         raise GridError(f"{tiles.shape[0]} tiles do not make whole images of {count} tiles")
     batch = tiles.shape[0] // count
     if isinstance(tiles, np.ndarray):
+        if scales is not None:
+            tiles = expand_tiles(tiles, grid, scales)
         stitcher = Stitcher(grid, batch, tiles.shape[-1], ramp, dtype=tiles.dtype)
         for index, tile in enumerate(tiles):
             stitcher.add(index, tile)
         return stitcher.result()
+    if scales is not None:
+        raise GridError("scaled tiles are stitched from numpy arrays")
     return _stitch_torch(tiles, grid, batch, ramp)
 
 

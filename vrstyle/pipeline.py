@@ -121,6 +121,8 @@ class FrameResult:
         stats: the (2, C) statistics the tiles were normalised with (None: the stream's first
             frame, each batch normalised with its own joint statistics).
         timings: where the frame's time went (:class:`Timings`).
+        scales: each tile's scale (:mod:`tiles.foveate`): a scaled tile's output fills the
+            top-left corner of its slot and is upscaled when stitched. None: all full size.
     """
 
     frame_id: int
@@ -130,6 +132,7 @@ class FrameResult:
     stats: np.ndarray | None
     timings: Timings
     ramp: str = settings.RAMP
+    scales: np.ndarray | None = None
     _stitched: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -145,9 +148,20 @@ class FrameResult:
         """(eyes, H, W, 3) uint8 eye images, stitched on the CPU (computed once)."""
         if self._stitched is None:
             start = time.perf_counter()
-            self._stitched = tiles.stitch(self.tiles, self.grid, self.ramp)
+            self._stitched = tiles.stitch(self.tiles, self.grid, self.ramp, self.scales)
             self.timings.stitch = time.perf_counter() - start
         return self._stitched
+
+
+@dataclass(eq=False)
+class _Level:
+    """A frame's tiles at one scale: their indices, the tiles as cut and where the workers write."""
+
+    scale: int
+    grid: TileGrid
+    indices: np.ndarray
+    inputs: np.ndarray
+    out: np.ndarray
 
 
 @dataclass(eq=False)
@@ -157,9 +171,10 @@ class _Frame:
     start: float
     deadline: float | None
     stats: np.ndarray | None
-    inputs: np.ndarray
+    levels: list[_Level]
     tiles: np.ndarray
-    requests: dict[int, tuple[int, int]] = field(default_factory=dict)
+    scales: np.ndarray | None
+    requests: dict[int, tuple[_Level, slice]] = field(default_factory=dict)
     received: np.ndarray | None = None
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)
     moments: dict[int, np.ndarray] = field(default_factory=dict)
@@ -192,6 +207,9 @@ class FramePipeline(Resource):
         momentum: weight of the past in the statistics' moving average.
         stats: (2, C) statistics to start from (else the first frame measures its own).
         ramp: feather ramp of :meth:`FrameResult.stitched`.
+        rings: foveation (:func:`tiles.tile_scales`): tiles beyond ``rings[0]`` of each eye's
+            centre run at 1/2, beyond ``rings[1]`` at 1/4 (the grid's cores must allow it: see
+            :meth:`plan`). None: every tile at full resolution.
 
     >>> from vrstyle.transport.local import LocalBackend
     >>> class Invert:  # a stand-in engine: any object with the StyleEngine methods works
@@ -208,13 +226,20 @@ class FramePipeline(Resource):
     def __init__(self, backend: "Backend | StyleEngine", grid: TileGrid, style: str, *, eyes: int = 2,
                  deadline_s: float | None = settings.FRAME_DEADLINE_S, request_tiles: int = settings.REQUEST_TILES,
                  depth: int = settings.PIPELINE_DEPTH, momentum: float = settings.STATS_MOMENTUM,
-                 stats: np.ndarray | None = None, ramp: str = settings.RAMP):
+                 stats: np.ndarray | None = None, ramp: str = settings.RAMP,
+                 rings: tuple[float, ...] | None = None):
         if eyes < 1 or request_tiles < 1 or depth < 1:
             raise VrstyleError(f"eyes, request_tiles and depth must be at least 1, got {eyes}, {request_tiles}, {depth}")
         if deadline_s is not None and deadline_s <= 0:
             raise VrstyleError(f"deadline must be positive, got {deadline_s}")
         smooth_stats(None, np.zeros(1), momentum)  # validates momentum
         tiles.tile_weights(grid, 0, ramp)  # validates the ramp
+        self._level_grids = {1: grid}
+        if rings is not None:
+            tiles.tile_scales(grid, (0, 0), rings)  # validates the rings
+            for scale in tiles.SCALES[1:len(rings) + 1]:
+                self._level_grids[scale] = tiles.level_grid(grid, scale, settings.ALIGN)
+        self.rings = rings
         self.backend = as_backend(backend)
         self.grid, self.eyes, self.deadline_s = grid, eyes, deadline_s
         self.request_tiles, self.depth, self.momentum, self.ramp = request_tiles, depth, momentum, ramp
@@ -225,6 +250,7 @@ class FramePipeline(Resource):
         self._requests: dict[int, _Frame] = {}
         self._previous: np.ndarray | None = None
         self._previous_ok: np.ndarray | None = None
+        self._previous_scales: np.ndarray | None = None
         self._last_id = -1
         self.counters: dict[str, int] = defaultdict(int)
 
@@ -233,11 +259,14 @@ class FramePipeline(Resource):
              tile: int | tuple[int, int] = settings.TILE, halo: int = settings.HALO, overlap: int = settings.OVERLAP,
              workers: int | None = None, **options) -> "FramePipeline":
         """A pipeline with the grid planned for the eye size: tiles of at most ``tile`` px, or
-        (``workers`` given) about that many balanced tiles per eye."""
+        (``workers`` given) about that many balanced tiles per eye; with ``rings`` in
+        ``options``, cores that divide down to every scale used."""
+        rings = options.get("rings")
         if workers is not None:
             grid = tiles.plan_grid_for_workers(eye_height, eye_width, workers, halo, overlap, settings.ALIGN)
         else:
-            grid = tiles.plan_grid(eye_height, eye_width, tile, halo, overlap, settings.ALIGN)
+            core_align = settings.ALIGN * (1 if rings is None else tiles.SCALES[len(rings)])
+            grid = tiles.plan_grid(eye_height, eye_width, tile, halo, overlap, settings.ALIGN, core_align)
         return cls(backend, grid, style, **options)
 
     @property
@@ -262,14 +291,14 @@ class FramePipeline(Resource):
 
     def reset(self, stats: np.ndarray | None = None) -> None:
         """Forget the stream's statistics and previous tiles (a scene cut, a new style)."""
-        self._stats, self._previous, self._previous_ok = stats, None, None
+        self._stats, self._previous, self._previous_ok, self._previous_scales = stats, None, None, None
 
     def hold(self, frames: int) -> None:
         """Keep at least ``frames`` frames in flight (a consumer showing frame t - N needs N + 1)."""
         self.depth = max(self.depth, frames)
 
     def submit(self, eyes: np.ndarray, frame_id: int | None = None,
-               deadline_s: float | None | EllipsisType = ...) -> int:
+               deadline_s: float | None | EllipsisType = ..., centres: np.ndarray | None = None) -> int:
         """Cut a frame into tiles and send them off; returns at once.
 
         Args:
@@ -279,6 +308,8 @@ class FramePipeline(Resource):
             frame_id: increasing id (default: the last plus one).
             deadline_s: this frame's deadline after submit (default: the pipeline's
                 ``deadline_s``; a headset sets each frame's from its display period).
+            centres: with foveation, (eyes, 2) (y, x) pixels each eye's rings centre on: its
+                optical centre or gaze point (default: the middle of the eye).
 
         Returns:
             The frame id, for :meth:`result`.
@@ -301,27 +332,55 @@ class FramePipeline(Resource):
         self._last_id = frame_id
         while len(self._frames) >= self.depth:
             self._drop(min(self._frames))
-        inputs = tiles.cut(eyes, self.grid)  # RGBA stays RGBA: workers drop alpha for free, numpy slowly
+        count = self.eyes * len(self.grid)
+        out_tiles = np.empty((count,) + self.grid.out_shape + (3,), np.uint8)
+        scales = None if self.rings is None else self._scales(centres)
+        levels = self._cut(eyes, scales, out_tiles)
         split = time.monotonic()
-        out_h, out_w = self.grid.out_shape
         deadline_s = self.deadline_s if deadline_s is ... else deadline_s
         deadline = None if deadline_s is None else start + deadline_s
-        frame = _Frame(frame_id, self._style, start, deadline, self._stats, inputs,
-                       np.empty((len(inputs), out_h, out_w, 3), np.uint8), received=np.zeros(len(inputs), bool))
+        frame = _Frame(frame_id, self._style, start, deadline, self._stats, levels, out_tiles, scales,
+                       received=np.zeros(count, bool))
         self._frames[frame_id] = frame
-        bounds = self._bounds
-        for first in range(0, len(inputs), self.request_tiles):
-            last = min(first + self.request_tiles, len(inputs))
-            budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
-            rid = self.backend.submit(TileBatch(self._style, inputs[first:last], frame.stats, crop=self.grid.halo,
-                                                margin=self.grid.margin, frame_id=frame_id, first_tile=first,
-                                                deadline_s=budget, out=frame.tiles[first:last],
-                                                bounds=bounds[first:last]))
-            frame.requests[rid] = (first, last)
-            self._requests[rid] = frame
+        for level in levels:
+            bounds = self._bounds if level.scale == 1 and scales is None else \
+                level.grid.bounds(level.indices % len(self.grid))
+            for first in range(0, len(level.indices), self.request_tiles):
+                part = slice(first, min(first + self.request_tiles, len(level.indices)))
+                budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+                rid = self.backend.submit(TileBatch(self._style, level.inputs[part], frame.stats, crop=level.grid.halo,
+                                                    margin=level.grid.margin, frame_id=frame_id,
+                                                    first_tile=int(level.indices[first]), deadline_s=budget,
+                                                    out=level.out[part], bounds=bounds[part]))
+                frame.requests[rid] = (level, part)
+                self._requests[rid] = frame
         frame.timings.split, frame.timings.send = split - start, time.monotonic() - split
         self.counters["frames"] += 1
         return frame_id
+
+    def _scales(self, centres: np.ndarray | None) -> np.ndarray:
+        """Each tile's scale for eyes centred on ``centres`` (default: the middles)."""
+        if centres is None:
+            centres = np.tile([self.grid.height / 2, self.grid.width / 2], (self.eyes, 1))
+        centres = np.asarray(centres, dtype=np.float64)
+        if centres.shape != (self.eyes, 2) or not np.isfinite(centres).all():
+            raise GridError(f"foveation centres must be ({self.eyes}, 2) finite (y, x) pixels, got {centres.tolist()}")
+        return np.concatenate([tiles.tile_scales(self.grid, tuple(centre), self.rings) for centre in centres])
+
+    def _cut(self, eyes: np.ndarray, scales: np.ndarray | None, out_tiles: np.ndarray) -> list[_Level]:
+        """The frame's tiles by scale; full-size tiles of an unfoveated frame come back straight
+        into ``out_tiles``, scaled ones into their own arrays (copied into the slots' corners when
+        the frame finishes)."""
+        if scales is None:  # RGBA stays RGBA: workers drop alpha for free, numpy slowly
+            return [_Level(1, self.grid, np.arange(len(out_tiles)), tiles.cut(eyes, self.grid), out_tiles)]
+        levels, per_eye = [], len(self.grid)
+        for scale in np.unique(scales).tolist():
+            grid, indices = self._level_grids[scale], np.flatnonzero(scales == scale)
+            images = tiles.downscale(eyes, scale)
+            inputs = np.concatenate([tiles.cut(images[eye:eye + 1], grid, (indices[indices // per_eye == eye] % per_eye))
+                                     for eye in range(self.eyes)])
+            levels.append(_Level(scale, grid, indices, inputs, np.empty((len(indices),) + grid.out_shape + (3,), np.uint8)))
+        return levels
 
     def ready(self, frame_id: int) -> bool:
         """Whether every tile of the frame is back (collects arrived replies; never waits)."""
@@ -364,16 +423,19 @@ class FramePipeline(Resource):
             if frame is None:
                 self.counters["stale_replies"] += 1
                 continue
-            first, last = frame.requests.pop(reply.request_id)
+            level, part = frame.requests.pop(reply.request_id)
+            indices = level.indices[part]
             if reply.status == Status.OK:
-                frame.received[first:last] = True
-                frame.moments[first] = reply.moments
+                frame.received[indices] = True
+                moments = np.array(reply.moments, dtype=np.float64)
+                moments[..., 0, :] *= level.scale ** 2  # a scaled tile's pixels stand for scale^2 of the eye's
+                frame.moments[int(indices[0])] = moments
                 frame.replies.append(reply)
                 frame.last_arrival = time.monotonic()
             else:
                 status = str(reply.status)  # the plain spelling, for counters and fallbacks
-                self.counters[status] += last - first
-                for index in range(first, last):
+                self.counters[status] += len(indices)
+                for index in indices.tolist():
                     frame.failures[index] = (status, reply.message)
 
     def _drop(self, frame_id: int) -> None:
@@ -387,14 +449,21 @@ class FramePipeline(Resource):
         for rid in frame.requests:  # still out: their late replies must not write into this result
             self._requests.pop(rid, None)
         result_tiles = frame.tiles.copy() if frame.requests else frame.tiles
+        scales = np.ones(len(result_tiles), np.int8) if frame.scales is None else frame.scales.copy()
+        for level in frame.levels:
+            if level.out is not frame.tiles:
+                height, width = level.grid.out_shape
+                result_tiles[level.indices, :height, :width] = level.out
         fallback: dict[int, Fallback] = {}
         for index in np.flatnonzero(~frame.received).tolist():
             reason, message = frame.failures.get(index, ("late", "not back by the deadline"))
             if self._previous_ok is not None and self._previous_ok[index]:
-                result_tiles[index] = self._previous[index]
+                result_tiles[index], scales[index] = self._previous[index], self._previous_scales[index]
                 source = "previous"
             else:
-                result_tiles[index] = tiles.crop_halo(frame.inputs[index], self.grid)[..., :3]
+                level = next(level for level in frame.levels if index in level.indices)
+                raw = tiles.crop_halo(level.inputs[np.searchsorted(level.indices, index)], level.grid)[..., :3]
+                result_tiles[index, :raw.shape[0], :raw.shape[1]] = raw
                 source = "raw"
             fallback[index] = Fallback(reason, source, message)
         if fallback:
@@ -402,6 +471,7 @@ class FramePipeline(Resource):
         if frame.style == self._style:  # else the stream was reset for a new style meanwhile
             previous_ok = self._previous_ok if self._previous_ok is not None else np.zeros(len(frame.received), bool)
             self._previous, self._previous_ok = result_tiles, frame.received | previous_ok
+            self._previous_scales = scales
             if frame.moments:
                 # Merged in tile order, so the result does not depend on arrival order.
                 measured = moments_to_stats(combine_moments(frame.moments[k] for k in sorted(frame.moments)))
@@ -416,4 +486,5 @@ class FramePipeline(Resource):
         else:
             timings.collect = end - frame.start - timings.split - timings.send
         timings.total = end - frame.start
-        return FrameResult(frame.frame_id, self.grid, result_tiles, fallback, frame.stats, timings, self.ramp)
+        return FrameResult(frame.frame_id, self.grid, result_tiles, fallback, frame.stats, timings, self.ramp,
+                           None if (scales == 1).all() else scales)

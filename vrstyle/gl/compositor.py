@@ -5,6 +5,8 @@ that arrived is drawn as an instanced quad into a float target with additive ble
 weighted by its feather ramp (``shaders/tile_accumulate.*``); a resolve pass divides the sum
 by the weight sum into the eye's target texture (``shaders/resolve.frag``). The result equals
 :func:`tiles.stitch` on the CPU within one 8-bit step, missing tiles and image borders included.
+Foveated tiles (:mod:`tiles.foveate`) are upscaled here by the texture unit's bilinear filter,
+within two 8-bit steps of :func:`tiles.upscale_tile`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from OpenGL import GL
 
-from tiles import RAMPS, GridError, TileGrid
+from tiles import RAMPS, SCALES, GridError, TileGrid, level_grid
 from tiles.stitch import WEIGHT_EPS
 from vrstyle import settings
 from vrstyle.gl.context import GLError
@@ -54,7 +56,7 @@ class Compositor(Resource):
         with self.building():
             self.accumulate = self.own(Program("accumulate"))
             self.resolve = self.own(Program("resolve"))
-            self.tile_array = owned_texture(self, out_w, out_h, GL.GL_RGBA8, layers=self.layers, filtering=GL.GL_NEAREST)
+            self.tile_array = owned_texture(self, out_w, out_h, GL.GL_RGBA8, layers=self.layers, filtering=GL.GL_LINEAR)
             self.sums = owned_texture(self, grid.width, grid.height, GL.GL_RGBA32F, filtering=GL.GL_NEAREST)
             self.eye_textures = [owned_texture(self, grid.width, grid.height) for _ in range(EYES)]
             self.framebuffer = self.own(Framebuffer())
@@ -64,17 +66,21 @@ class Compositor(Resource):
             self.tile_vao, self.empty_vao = GL.glGenVertexArrays(2)
             self.on_close(GL.glDeleteVertexArrays, 2, [self.tile_vao, self.empty_vao])
         self.present = np.zeros(self.layers, dtype=bool)
+        self.scales = np.ones(self.layers, dtype=np.int32)
         self.targets: list[Target] = list(self.eye_textures)
 
-    def upload(self, tiles: np.ndarray, indices: Sequence[int] | None = None) -> None:
+    def upload(self, tiles: np.ndarray, indices: Sequence[int] | None = None,
+               scales: np.ndarray | None = None) -> None:
         """Stream a frame's tiles to the GPU; tiles not given are absent from this frame.
 
         Args:
             tiles: (K, out_h, out_w, 3 | 4) uint8 returned tiles (core + overlap).
             indices: their image-major indices (default: all ``2 * len(grid)`` in order).
+            scales: (K,) each tile's scale (:attr:`vrstyle.pipeline.FrameResult.scales`);
+                default all 1.
 
         Raises:
-            GridError: shapes, dtype or indices that do not fit the grid.
+            GridError: shapes, dtype, indices or scales that do not fit the grid.
         """
         indices = np.arange(self.layers) if indices is None else np.asarray(indices, dtype=np.int64)
         expected = (len(indices),) + self.grid.out_shape
@@ -82,8 +88,14 @@ class Compositor(Resource):
             raise GridError(f"tiles are {tiles.shape} {tiles.dtype}, expected {expected + ('3|4',)} uint8")
         if len(indices) and (indices.min() < 0 or indices.max() >= self.layers or len(set(indices.tolist())) < len(indices)):
             raise GridError(f"tile indices must be distinct and within 0..{self.layers - 1}")
+        scales = np.ones(len(indices), np.int32) if scales is None else np.asarray(scales, np.int32)
+        if scales.shape != (len(indices),) or not np.isin(scales, SCALES).all():
+            raise GridError(f"need one scale from {SCALES} per tile ({len(indices)})")
+        for scale in set(scales.tolist()) - {1}:
+            level_grid(self.grid, scale)  # the grid's cores must divide down to it
         self.present[:] = False
         self.present[indices] = True
+        self.scales[indices] = scales
         if not len(indices):
             return
         out_h, out_w = self.grid.out_shape
@@ -142,17 +154,24 @@ class Compositor(Resource):
         GL.glBlendFunc(GL.GL_ONE, GL.GL_ONE)
         self.accumulate.use().set(tiles=0, eye_size=(grid.width, grid.height), core_size=(grid.core_w, grid.core_h),
                                   grid_shape=(grid.cols, grid.rows), overlap=grid.overlap,
-                                  tiles_per_eye=len(grid), cosine_ramp=int(self.ramp == "cosine"))
+                                  tiles_per_eye=len(grid), cosine_ramp=int(self.ramp == "cosine"),
+                                  level_overlap=self._level_overlaps(self.scales[layers]))
         GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.tile_array)
         GL.glBindVertexArray(self.tile_vao)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.instances)
-        GL.glBufferData(GL.GL_ARRAY_BUFFER, layers.nbytes, layers, GL.GL_STREAM_DRAW)
-        GL.glEnableVertexAttribArray(0)
-        GL.glVertexAttribIPointer(0, 1, GL.GL_INT, 4, ctypes.c_void_p(0))
-        GL.glVertexAttribDivisor(0, 1)
+        instances = np.ascontiguousarray(np.stack([layers, self.scales[layers]], axis=1), dtype=np.int32)
+        GL.glBufferData(GL.GL_ARRAY_BUFFER, instances.nbytes, instances, GL.GL_STREAM_DRAW)
+        for location in (0, 1):  # (layer, scale) per instance
+            GL.glEnableVertexAttribArray(location)
+            GL.glVertexAttribIPointer(location, 1, GL.GL_INT, 8, ctypes.c_void_p(4 * location))
+            GL.glVertexAttribDivisor(location, 1)
         GL.glDrawArraysInstanced(GL.GL_TRIANGLE_STRIP, 0, 4, len(layers))
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
         GL.glDisable(GL.GL_BLEND)
+
+    def _level_overlaps(self, scales: np.ndarray) -> tuple[int, int]:
+        """The overlaps of the scale-2 and scale-4 tiles in use (0 for a scale not in use)."""
+        return tuple(level_grid(self.grid, scale).overlap if (scales == scale).any() else 0 for scale in (2, 4))
 
     def _resolve(self, target: Target) -> None:
         self.framebuffer.attach(target)
