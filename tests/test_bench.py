@@ -124,6 +124,23 @@ def test_a_deadline_at_a_rate_fills_late_tiles_and_counts_every_one(tmp_path, ti
     assert row["deadline_misses"] == sum(bool(record["fallback"]) for record in row["records"]) > 0
 
 
+def test_foveation_is_measured_beside_the_same_workers_without_it(tmp_path, tiny_model):
+    done = bench("--eye-size", "320x320", "--tile", "64", "--halo", "8", "--overlap", "4", "--frames", "2",
+                 "--warmup", "1", "--threads", "1", "--style", tiny_model, "--foveation", "fixed",
+                 "--out", str(tmp_path), "--name", "tiny")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "tiny.json").read_text())
+    plain, foveated = result["sweep"]
+    assert (plain["label"], foveated["label"]) == ("1 worker", "1 worker, foveated")
+    assert not plain["foveated"] and foveated["foveated"] and plain["vs_unfoveated"] is None
+    assert foveated["vs_unfoveated"] == pytest.approx(foveated["megapixels_per_s"] / plain["megapixels_per_s"])
+    assert foveated["tiles"] == foveated["stylised"] == 2 * result["grid"]["tiles_per_frame"]
+    grid = result["grid"]
+    assert grid["scales"][2][2] == 1 and grid["scales"][0][0] == 4
+    assert grid["foveated_pixels_computed_per_eye_pixel"] < grid["pixels_computed_per_eye_pixel"]
+    assert "foveation gain: 1 worker, foveated serves" in done.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["--eye-size", "quest9"], "unknown eye preset 'quest9'"),
     (["--workers", "0"], "worker counts must be at least 1"),
@@ -131,6 +148,9 @@ def test_a_deadline_at_a_rate_fills_late_tiles_and_counts_every_one(tmp_path, ti
     (["--style", "no_such_style"], "unknown style 'no_such_style'"),
     (["--fp16"], "--fp16 needs a CUDA device"),
     (["--source", "/nonexistent/left.png", "/nonexistent/right.png"], "nonexistent"),
+    (["--rings", "0.7,0.3"], "foveation rings must be 1 or 2 increasing"),
+    (["--rings", "wide"], "--rings takes radii like 0.35,0.7"),
+    (["--foveation", "gaze"], "invalid choice: 'gaze'"),
 ])
 def test_bad_options_are_one_line(args, message):
     done = bench(*args, timeout=120)

@@ -9,6 +9,8 @@ from tiles import TileGrid
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 
+FOVEATION = ("off", "fixed")
+"""Foveation a benchmark can measure (gaze needs a headset)."""
 STAGES = ("split", "send", "queue", "inference", "transfer", "collect", "stitch")
 """A frame's latency, stage by stage along its critical path (see :meth:`~vrstyle.pipeline.Timings.critical_path`)."""
 
@@ -28,6 +30,8 @@ class BenchConfig:
         threads: torch threads per CPU worker and in this process (None: cores / workers).
         data_path: ``null`` or ``identity`` workers (:mod:`vrstyle.transport.datapath`) instead
             of the style's network, with a memcpy of the frame as the baseline; None: the network.
+        foveation: ``fixed`` measures every worker count twice, without and with the periphery
+            at lower resolution (:mod:`tiles.foveate`, rings ``rings`` around each eye's middle).
     """
 
     eye: str = settings.BENCH_EYE
@@ -53,6 +57,8 @@ class BenchConfig:
     request_tiles: int = settings.REQUEST_TILES
     depth: int = settings.PIPELINE_DEPTH
     data_path: str | None = None
+    foveation: str = "off"
+    rings: tuple[float, ...] = tiles.RINGS
 
 
 def worker_devices(devices: list[str], count: int) -> list[str]:
@@ -91,5 +97,11 @@ def check(config: BenchConfig) -> TileGrid:
     cuda = [d for d in config.devices if d.startswith("cuda")]
     if config.fp16 and not cuda:
         raise VrstyleError("--fp16 needs a CUDA device (--device cuda)")
+    if config.foveation not in FOVEATION:
+        raise VrstyleError(f"--foveation must be one of {', '.join(FOVEATION)}, got {config.foveation!r}")
     height, width = config.eye_shape
-    return tiles.plan_grid(height, width, config.tile, config.halo, config.overlap, settings.ALIGN)
+    core_align = settings.ALIGN
+    if config.foveation != "off":
+        tiles.tile_scales(tiles.plan_grid(height, width), (0, 0), config.rings)  # validates the rings
+        core_align *= tiles.SCALES[len(config.rings)]
+    return tiles.plan_grid(height, width, config.tile, config.halo, config.overlap, settings.ALIGN, core_align)

@@ -91,7 +91,15 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"transport cost: tiles in process run at {ratios['transport_cost']:.2f}x the throughput of "
                      f"{plural(ratios['transport_cost_workers'], 'worker')} through the broker (above 1: the broker "
                      "costs throughput)")
+    grid = result["grid"]
+    if "foveated_pixels_computed_per_eye_pixel" in grid:
+        lines.append(f"foveation: tile scales per eye {grid['scales']}; the network reads "
+                     f"{grid['foveated_pixels_computed_per_eye_pixel']:.2f} px per eye pixel, "
+                     f"{grid['pixels_computed_per_eye_pixel']:.2f} without")
     for row in result["sweep"]:
+        if row.get("vs_unfoveated") is not None:
+            lines.append(f"foveation gain: {row['label']} serves {row['vs_unfoveated']:.2f}x the eye megapixels/s "
+                         "of the same workers without foveation")
         if row.get("vs_memcpy") is not None:
             lines.append(f"data path: {row['label']} at {row['vs_memcpy']:.3f}x the frame rate of a memcpy of the "
                          "frame in and out")
@@ -135,7 +143,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     left.set_ylabel("frames")
     left.set_title("Latency")
     left.legend(fontsize=8)
-    sweep = [run for run in result["sweep"] if run["workers"]]
+    foveated = [run for run in result["sweep"] if run["workers"] and run.get("foveated")]
+    if foveated:
+        right.plot([run["workers"] for run in foveated], [run["megapixels_per_s"] for run in foveated], "s-",
+                   label="foveated, through the broker")
+    sweep = [run for run in result["sweep"] if run["workers"] and not run.get("foveated")]
     if sweep:
         counts = [run["workers"] for run in sweep]
         rates = [run["megapixels_per_s"] for run in sweep]

@@ -79,6 +79,7 @@ class Run:
     records: list[dict[str, Any]]
     elapsed_s: float
     counters: dict[str, int] = field(default_factory=dict)
+    foveated: bool = False
 
 
 def frame_record(index: int, result, tiles_per_frame: int, requests: int | None = None) -> dict[str, Any]:
@@ -141,20 +142,22 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
 
 
 def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, frames: list[np.ndarray],
-                     label: str, workers: int | None, progress: bool | None) -> Run:
-    """Warm-up frames, then the timed frames, through a fresh :class:`~vrstyle.pipeline.FramePipeline`."""
+                     label: str, workers: int | None, progress: bool | None,
+                     rings: tuple[float, ...] | None = None) -> Run:
+    """Warm-up frames, then the timed frames, through a fresh :class:`~vrstyle.pipeline.FramePipeline`
+    (foveated with ``rings``); the backend stays open (its owner closes it)."""
     from vrstyle.pipeline import FramePipeline
     from vrstyle.transport.local import LocalBackend
 
     in_process = isinstance(backend, LocalBackend)
     deadline = None if config.deadline_ms is None else config.deadline_ms / 1000
     pipeline = FramePipeline(backend, grid, style, eyes=config.eyes, deadline_s=deadline,
-                             request_tiles=config.request_tiles, depth=config.depth)
+                             request_tiles=config.request_tiles, depth=config.depth, rings=rings)
     with progress_bar(total=config.warmup + config.frames, progress=progress, desc=label, unit="frame") as bar:
         if config.warmup:
             stream(pipeline, frames, config.warmup, config.rate, bar)
         records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process)
-    return Run(label, workers, records, elapsed, dict(pipeline.counters))
+    return Run(label, workers, records, elapsed, dict(pipeline.counters), foveated=rings is not None)
 
 
 def measure_whole_frames(engine, frames: list[np.ndarray], config: BenchConfig, progress: bool | None) -> Run:
@@ -204,7 +207,8 @@ def summarize_run(run: Run, config: BenchConfig) -> dict[str, Any]:
     fallback = dict(sum((Counter(record["fallback"]) for record in run.records), Counter()))
     tiles_done = sum(r["tiles"] for r in run.records)
     return {
-        "label": run.label, "workers": run.workers, "frames": frames, "elapsed_s": run.elapsed_s,
+        "label": run.label, "workers": run.workers, "foveated": run.foveated, "frames": frames,
+        "elapsed_s": run.elapsed_s,
         "frames_per_s": rate(frames), "tiles_per_s": rate(tiles_done), "megapixels_per_s": rate(frames * eye_pixels / 1e6),
         "latency_s": summarize(r["latency_s"] for r in run.records),
         "stages_mean_s": {stage: summarize(r["stages_s"][stage] for r in run.records)["mean"] for stage in STAGES},
@@ -253,11 +257,13 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
         else:
             baselines = _baselines(config, spec, grid, frames, (local_devices or config.devices)[0], progress)
         if client is not None:
-            runs.append(measure_pipeline(client, grid, remote_style, config, frames,
-                                         f"broker, {plural(remote_workers, 'worker')}", remote_workers, progress))
+            label = f"broker, {plural(remote_workers, 'worker')}"
+            for rings in _foveations(config):
+                runs.append(measure_pipeline(client, grid, remote_style, config, frames, _label(label, rings),
+                                             remote_workers, progress, rings))
         else:
             for workers in config.workers:
-                runs.append(_local_run(config, model, grid, frames, workers, local_devices[:workers], threads, progress))
+                runs += _local_runs(config, model, grid, frames, workers, local_devices[:workers], threads, progress)
     finally:
         if client is not None:
             client.close()
@@ -268,7 +274,8 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
         "grid": {"rows": grid.rows, "cols": grid.cols, "core": [grid.core_h, grid.core_w],
                  "in_shape": list(grid.in_shape), "out_shape": list(grid.out_shape), "tiles_per_eye": len(grid),
                  "tiles_per_frame": tiles_per_frame,
-                 "pixels_computed_per_eye_pixel": len(grid) * grid.in_shape[0] * grid.in_shape[1] / (height * width)},
+                 "pixels_computed_per_eye_pixel": len(grid) * grid.in_shape[0] * grid.in_shape[1] / (height * width),
+                 **_foveated_grid(config, grid)},
         "baselines": [summarize_run(run, config) for run in baselines],
         "sweep": [summarize_run(run, config) for run in runs],
     }
@@ -283,11 +290,16 @@ def add_ratios(result: dict[str, Any]) -> None:
     memcpy = base.get(MEMCPY)
     sweep = result["sweep"]
     smallest = sweep[0] if sweep else None
+    unfoveated = {row["workers"]: row for row in sweep if not row.get("foveated")}
     for row in sweep:
         row["vs_whole_eyes"] = row["frames_per_s"] / whole if whole else None
         row["vs_in_process_tiles"] = row["frames_per_s"] / tiled if tiled else None
         row["vs_memcpy"] = row["frames_per_s"] / memcpy if memcpy else None
-        if smallest is not None and row["workers"] and smallest["workers"]:
+        plain = unfoveated.get(row["workers"]) if row.get("foveated") else None
+        row["vs_unfoveated"] = row["megapixels_per_s"] / plain["megapixels_per_s"] if plain else None
+        if row.get("foveated"):
+            row["scaling_efficiency"] = None
+        elif smallest is not None and row["workers"] and smallest["workers"]:
             ideal = smallest["frames_per_s"] * row["workers"] / smallest["workers"]
             row["scaling_efficiency"] = row["frames_per_s"] / ideal
         else:
@@ -319,9 +331,30 @@ def _baselines(config: BenchConfig, spec, grid: TileGrid, frames: list[np.ndarra
     return runs
 
 
-def _local_run(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.ndarray], workers: int,
-               devices: list[str], threads: int, progress: bool | None) -> Run:
-    """``workers`` started as processes (broker included), measured, stopped."""
+def _foveations(config: BenchConfig) -> list[tuple[float, ...] | None]:
+    """The rings of each run per worker count: unfoveated, then foveated if asked for."""
+    return [None] + ([tuple(config.rings)] if config.foveation == "fixed" else [])
+
+
+def _label(label: str, rings: tuple[float, ...] | None) -> str:
+    return label if rings is None else f"{label}, foveated"
+
+
+def _foveated_grid(config: BenchConfig, grid: TileGrid) -> dict[str, Any]:
+    """With foveation: each tile's scale (eyes centred) and the network's input pixels per eye pixel."""
+    if config.foveation == "off":
+        return {}
+    import tiles
+
+    scales = tiles.tile_scales(grid, (grid.height / 2, grid.width / 2), config.rings)
+    pixels = sum(tiles.level_grid(grid, s).in_shape[0] * tiles.level_grid(grid, s).in_shape[1] for s in scales.tolist())
+    return {"scales": scales.reshape(grid.rows, grid.cols).tolist(),
+            "foveated_pixels_computed_per_eye_pixel": pixels / (grid.height * grid.width)}
+
+
+def _local_runs(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.ndarray], workers: int,
+                devices: list[str], threads: int, progress: bool | None) -> list[Run]:
+    """``workers`` started as processes (broker included), measured (without and with foveation), stopped."""
     from vrstyle.transport.cluster import LocalCluster
 
     extra = [] if config.data_path else ["--warmup", f"{grid.in_shape[1]}x{grid.in_shape[0]}", "--halo",
@@ -333,9 +366,8 @@ def _local_run(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.
     log.info("starting %s on %s", plural(workers, "worker"), ", ".join(devices))
     with LocalCluster([config.data_path or config.style], workers, devices=devices,
                       threads=threads if cpu else None, worker_args=extra) as cluster, cluster.client() as client:
-        run = measure_pipeline(client, grid, style, config, frames, plural(workers, "worker"),
-                               workers, progress)
-    return run
+        return [measure_pipeline(client, grid, style, config, frames, _label(plural(workers, "worker"), rings),
+                                 workers, progress, rings) for rings in _foveations(config)]
 
 
 def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:

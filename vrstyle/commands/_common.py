@@ -8,6 +8,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Sequence
 
+import tiles
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.transport import protocol as P
@@ -36,6 +37,29 @@ def add_curve_arguments(parser: argparse.ArgumentParser, default_name: str | Non
     if default_name is not None:
         parser.add_argument("--key-name", default=default_name,
                             help=f"which key pair in DIR is ours (default {default_name})")
+
+
+def parse_rings(text: str) -> tuple[float, ...]:
+    """Foveation ring radii "0.35,0.7" -> (0.35, 0.7): one or two, increasing, non-negative.
+
+    >>> parse_rings("0.35, 0.7")
+    (0.35, 0.7)
+    """
+    try:
+        rings = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise VrstyleError(f"--rings takes radii like 0.35,0.7, got {text!r}") from None
+    try:
+        tiles.tile_scales(tiles.plan_grid(64, 64), (0, 0), rings)
+    except tiles.GridError as exc:
+        raise VrstyleError(str(exc)) from None
+    return rings
+
+
+def add_rings_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rings", type=argument_type(parse_rings), default=tiles.RINGS, metavar="R1[,R2]",
+                        help="foveation: tiles within R1 of the eye's centre (in half eye sizes) at full resolution, "
+                             "within R2 at 1/2, beyond at 1/4 (default " + ",".join(map(str, tiles.RINGS)) + ")")
 
 
 def argument_type(parse):

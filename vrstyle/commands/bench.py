@@ -16,7 +16,10 @@ from pathlib import Path
 
 from vrstyle import settings
 from vrstyle.commands._checks import eye_size, output_folder
-from vrstyle.commands._common import add_curve_arguments, argument_type, positive_float, positive_int
+from vrstyle.bench.config import FOVEATION
+from vrstyle.commands._common import (
+    add_curve_arguments, add_rings_argument, argument_type, positive_float, positive_int,
+)
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", choices=("null", "identity"),
                         help="measure the data path alone: workers answer without a network (null: a ready-made "
                              "tile; identity: each tile copied back, every byte moving), beside a memcpy of the frame")
+    parser.add_argument("--foveation", choices=FOVEATION, default="off",
+                        help="fixed: measure each worker count again with the periphery of each eye at 1/2 and 1/4 "
+                             "resolution, and report the gain (default off)")
+    add_rings_argument(parser)
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,
                         help=f"style, model name (candy/teacher, candy/binary) or model file (default "
                              f"{settings.DEFAULT_STYLE})")
@@ -106,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
                          style=args.style, fp16=args.fp16, compile=args.compile, frames=args.frames,
                          warmup=args.warmup, rate=args.rate, deadline_ms=args.deadline, source=args.source,
                          broker=args.broker, curve=args.curve, key_name=args.key_name, threads=args.threads,
-                         request_tiles=args.request_tiles, depth=args.depth, data_path=args.data_path)
+                         request_tiles=args.request_tiles, depth=args.depth, data_path=args.data_path,
+                         foveation=args.foveation, rings=args.rings)
     result = run_benchmark(config, progress=None, command=command_line())
     print(table(result))
     paths = write_outputs(result, args.out, args.name)
