@@ -11,7 +11,7 @@ uniform ivec2 eye_size;       // (width, height), px
 uniform ivec2 core_size;
 uniform ivec2 grid_shape;     // (cols, rows)
 uniform int overlap;
-uniform sampler2D fallback;   // (cols, rows * 2) texels: > 0.5 where the tile fell back; eye 0 rows first
+uniform sampler2D tile_state; // (cols, rows * 2) texels, eye 0 rows first: 1 fell back, 1/3 and 2/3 foveated at 1/2 and 1/4
 
 in vec2 uv;
 out vec4 colour;
@@ -20,8 +20,11 @@ vec3 grid_overlay(vec3 rgb, vec2 eye_uv, int eye) {
     vec2 pixel = vec2(eye_uv.x, 1.0 - eye_uv.y) * vec2(eye_size);   // image px, row 0 at the top
     vec2 cell = pixel / vec2(core_size);
     ivec2 tile = clamp(ivec2(cell), ivec2(0), grid_shape - 1);
-    if (texelFetch(fallback, ivec2(tile.x, tile.y + eye * grid_shape.y), 0).r > 0.5)
+    float state = texelFetch(tile_state, ivec2(tile.x, tile.y + eye * grid_shape.y), 0).r;
+    if (state > 0.9)
         rgb = mix(rgb, vec3(1.0, 0.1, 0.1), 0.35);
+    else if (state > 0.2)
+        rgb = mix(rgb, vec3(0.2, 0.5, 1.0), state > 0.5 ? 0.35 : 0.18);
     vec2 to_edge = abs(pixel - round(cell) * vec2(core_size));             // px to the nearest core edge
     bvec2 inside = bvec2(round(cell.x) > 0.0 && round(cell.x) < float(grid_shape.x),
                          round(cell.y) > 0.0 && round(cell.y) < float(grid_shape.y));

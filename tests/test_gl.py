@@ -145,6 +145,36 @@ def test_foveated_tiles_need_a_grid_that_divides_down(gl_context):
     compositor.close()
 
 
+def test_grid_overlay_tints_foveated_and_fallen_back_tiles(gl_context):
+    """Left eye's four tiles: full size, 1/2, 1/4, fell back: untinted, light blue, blue, red."""
+    from OpenGL import GL
+
+    from vrstyle.gl.display import EyeDisplay, ViewMode
+    from vrstyle.gl.textures import Framebuffer, create_texture, read_pixels, upload_image
+
+    grid = tiles.plan_grid(64, 64, tile=32, halo=0, overlap=0)
+    eye = create_texture(64, 64)
+    upload_image(eye, np.full((64, 64, 3), 128, np.uint8))
+    target = create_texture(64, 64)
+    framebuffer = Framebuffer()
+    framebuffer.attach(target)
+    display = EyeDisplay()
+    fallback = np.zeros(8, bool)
+    fallback[3] = True
+    display.draw((eye, eye), (64, 64), (64, 64), ViewMode.LEFT, grid, fallback, np.array([1, 2, 4, 1] * 2))
+    image = read_pixels(64, 64).astype(int)
+    GL.glUseProgram(0)  # the display leaves its program in use; later tests restore what they found
+    display.close()
+    framebuffer.close()
+    GL.glDeleteTextures([eye, target])
+    centres = [image[8:24, 8:24].mean(axis=(0, 1)) for image in (image[:32, :32], image[:32, 32:], image[32:, :32],
+                                                                   image[32:, 32:])]
+    plain, half, quarter, late = centres
+    np.testing.assert_allclose(plain, 128, atol=1)
+    assert half[2] > plain[2] + 5 and quarter[2] > half[2] + 5 and quarter[0] < half[0] < plain[0]
+    assert late[0] > plain[0] + 30 and late[2] < plain[2]
+
+
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_gl_stitch_equals_cpu_stitch_random(gl_context, data):

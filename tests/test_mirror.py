@@ -113,6 +113,24 @@ def test_stylized_mirror_shows_the_cpu_pipelines_frame(xvfb, shared_data, tmp_pa
 
 
 @pytest.mark.slow
+def test_a_foveated_mirror_shows_the_periphery_upscaled_as_the_cpu_stitch_does(xvfb, tiny_model, tmp_path):
+    import tiles
+
+    shot, dump = tmp_path / "shot.png", tmp_path / "frame.npz"
+    done = mirror("--style", tiny_model, "--threads", "1", "--eye-size", "320x320", "--tile", "64", "--halo", "8",
+                  "--overlap", "4", "--foveation", "fixed", "--frames", "2", "--screenshot", str(shot),
+                  "--dump", str(dump), display=xvfb)
+    assert done.returncode == 0, done.stderr
+    frame = np.load(dump)
+    grid = tiles.TileGrid(*map(int, frame["grid"]))
+    assert set(frame["scales"].tolist()) == {1, 2, 4} and len(frame["fallback"]) == 0
+    window = read_rgb(shot).astype(int)
+    eyes = np.stack([window[:, :320], window[:, 320:]])
+    cpu = tiles.stitch(frame["tiles"], grid, str(frame["ramp"]), scales=frame["scales"])
+    assert np.abs(eyes - cpu).max() <= 2
+
+
+@pytest.mark.slow
 def test_frames_that_miss_their_deadline_show_the_raw_tiles_never_black(xvfb, tiny_model, tmp_path):
     shot, dump = tmp_path / "shot.png", tmp_path / "frame.npz"
     done = mirror("--style", tiny_model, "--threads", "1", "--eye-size", "96x64", "--tile", "48", "--halo", "8",

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 KEYS_HELP = (
     "Right/Left: next/previous style\n"
     "Space: raw/stylised\n"
-    "G: tile grid (red: tiles that fell back)\n"
+    "G: tile grid (red: tiles that fell back; blue: foveated at 1/2, 1/4)\n"
     "I: figures (frame rates, latency)\n"
     "V: side by side, left, right, anaglyph\n"
     "PgDn/PgUp: next/previous photo\n"
@@ -212,7 +212,7 @@ class DesktopMirror(Resource):
         return True
 
     def _show(self, shown: ShownFrame) -> None:
-        self.compositor.upload(shown.result.tiles)
+        self.compositor.upload(shown.result.tiles, scales=shown.result.scales)
         self.compositor.composite()
         self.shown = shown
         self.rates.stylized(time.perf_counter(), shown.captured, shown.result)
@@ -221,12 +221,12 @@ class DesktopMirror(Resource):
         height, width = self.source.eye_shape
         stylized = self.options.stylized and self.shown is not None
         eyes = self.compositor.eye_textures if stylized else self.raw_textures
-        grid, fallback = None, None
+        grid, fallback, scales = None, None, None
         if stylized and self.options.show_grid:
-            grid = self.compositor.grid
+            grid, scales = self.compositor.grid, self.shown.result.scales
             fallback = np.zeros(len(self.shown.result.tiles), dtype=bool)
             fallback[list(self.shown.result.fallback)] = True
-        self.display.draw(tuple(eyes), (width, height), frame_size, self.options.mode, grid, fallback)
+        self.display.draw(tuple(eyes), (width, height), frame_size, self.options.mode, grid, fallback, scales)
         self.window.glfw.set_window_title(self.window.window, f"vrstyle mirror - {self._status_line()}")
         if self.options.show_figures:
             self.panel.set_text(self._figures_text())
@@ -266,6 +266,7 @@ class DesktopMirror(Resource):
                 stylized=np.stack([self.compositor.read(0), self.compositor.read(1)]),
                 stats=np.zeros((0, 0), np.float32) if result.stats is None else result.stats,
                 fallback=np.array(sorted(result.fallback), dtype=np.int64), style=self.style, ramp=self.pipeline.ramp,
+                scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales,
                 grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
                                grid.overlap]))
             log.info("frame dump: %s", self.options.dump)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from vrstyle import settings
 from vrstyle.commands._checks import eye_size, npz_output, output_image
-from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_float, positive_int
+from vrstyle.commands._common import (
+    add_curve_arguments, add_rings_argument, open_broker, plural, positive_float, positive_int,
+)
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int,
                         help=f"band blended between tiles, px (default {settings.OVERLAP}; whole eyes: 0)")
     parser.add_argument("--ramp", choices=("linear", "cosine"), default=settings.RAMP, help="feather ramp")
+    parser.add_argument("--foveation", choices=("off", "fixed"), default="off",
+                        help="fixed: tiles away from each eye's middle at 1/2 and 1/4 resolution (default off)")
+    add_rings_argument(parser)
     parser.add_argument("--raw", action="store_true", help="start showing the raw source (Space toggles)")
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
     parser.add_argument("--stats", action="store_true", help="start with the figures (frame rates, latency) shown (I toggles)")
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"vrstyle mirror: {plan.reason}", file=sys.stderr)
             args.eye_size, args.device = (None, plan.eye_shape), plan.devices
         args.workers = args.workers or len(args.device or ()) or 1
-        whole_eyes = args.workers == 1 and not args.broker
+        whole_eyes = args.workers == 1 and not args.broker and args.foveation == "off"
         _, eye_shape = args.eye_size or (None, settings.EYE_SIZE)
         source = open_source(args.source, eye_shape, args.side_by_side) if args.source else None
         height, width = source.eye_shape if source else eye_shape
@@ -105,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         window.swap()
         backend, cluster, styles = open_backend(args, styles)
         pipeline = FramePipeline.plan(backend, height, width, styles[0], tile=tile, halo=halo, overlap=overlap,
-                                      ramp=args.ramp, deadline_s=None if args.deadline is None else args.deadline / 1000)
+                                      ramp=args.ramp, deadline_s=None if args.deadline is None else args.deadline / 1000,
+                                      rings=args.rings if args.foveation == "fixed" else None)
         if source is None:
             from vrstyle.sources import SceneSource
 

@@ -52,12 +52,12 @@ class EyeDisplay(Resource):
             self.program = self.own(Program("mirror"))
             self.vao = GL.glGenVertexArrays(1)
             self.on_close(GL.glDeleteVertexArrays, 1, [self.vao])
-            self.fallback = owned_texture(self, 1, 1, GL.GL_R8, filtering=GL.GL_NEAREST)
-        self.fallback_shape = (1, 1)
+            self.tile_state = owned_texture(self, 1, 1, GL.GL_R8, filtering=GL.GL_NEAREST)
+        self.tile_state_shape = (1, 1)
 
     def draw(self, eyes: tuple[int, int], eye_size: tuple[int, int], frame_size: tuple[int, int],
              mode: ViewMode = ViewMode.SIDE_BY_SIDE, grid: TileGrid | None = None,
-             fallback: np.ndarray | None = None) -> tuple[int, int, int, int]:
+             fallback: np.ndarray | None = None, scales: np.ndarray | None = None) -> tuple[int, int, int, int]:
         """Draw; returns the viewport (x, y, width, height) the eyes fill.
 
         Args:
@@ -66,7 +66,8 @@ class EyeDisplay(Resource):
             frame_size: (width, height) of the framebuffer.
             mode: side by side, one eye, or anaglyph.
             grid: draw this tile grid over the eyes (None: no overlay).
-            fallback: (2 * len(grid),) bools, tiles that fell back to an older or raw tile (tinted).
+            fallback: (2 * len(grid),) bools, tiles that fell back to an older or raw tile (tinted red).
+            scales: (2 * len(grid),) foveated tiles' scales (1/2: tinted light blue, 1/4: blue).
         """
         content = (2 * eye_size[0], eye_size[1]) if mode == ViewMode.SIDE_BY_SIDE else eye_size
         viewport = letterbox(content, frame_size)
@@ -76,13 +77,13 @@ class EyeDisplay(Resource):
         GL.glViewport(*viewport)
         GL.glDisable(GL.GL_BLEND)
         GL.glDisable(GL.GL_DEPTH_TEST)
-        uniforms = dict(left_eye=0, right_eye=1, fallback=2, mode=int(mode), show_grid=int(grid is not None),
+        uniforms = dict(left_eye=0, right_eye=1, tile_state=2, mode=int(mode), show_grid=int(grid is not None),
                         eye_size=eye_size)
         if grid is not None:
             uniforms.update(core_size=(grid.core_w, grid.core_h), grid_shape=(grid.cols, grid.rows), overlap=grid.overlap)
-            self._upload_fallback(grid, fallback)
+            self._upload_tile_state(grid, fallback, scales)
         self.program.use().set(**uniforms)
-        for unit, texture in enumerate((*eyes, self.fallback)):
+        for unit, texture in enumerate((*eyes, self.tile_state)):
             GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
             GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
         GL.glBindVertexArray(self.vao)
@@ -91,15 +92,20 @@ class EyeDisplay(Resource):
         GL.glViewport(0, 0, *frame_size)
         return viewport
 
-    def _upload_fallback(self, grid: TileGrid, fallback: np.ndarray | None) -> None:
-        mask = np.zeros(2 * len(grid), dtype=bool) if fallback is None else np.asarray(fallback, dtype=bool)
-        image = (mask.reshape(2 * grid.rows, grid.cols) * 255).astype(np.uint8)  # eye 0 rows first, row 0 at the top
+    def _upload_tile_state(self, grid: TileGrid, fallback: np.ndarray | None, scales: np.ndarray | None) -> None:
+        """One texel per tile: 255 fell back, else 0 / 85 / 170 for scale 1 / 2 / 4 (what the overlay tints)."""
+        state = np.zeros(2 * len(grid), dtype=np.uint8)
+        if scales is not None:
+            state[np.asarray(scales) == 2], state[np.asarray(scales) == 4] = 85, 170
+        if fallback is not None:
+            state[np.asarray(fallback, dtype=bool)] = 255
+        image = state.reshape(2 * grid.rows, grid.cols)  # eye 0 rows first, row 0 at the top
         shape = (grid.cols, 2 * grid.rows)
-        GL.glBindTexture(GL.GL_TEXTURE_2D, self.fallback)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.tile_state)
         GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
-        if shape != self.fallback_shape:
+        if shape != self.tile_state_shape:
             GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_R8, *shape, 0, GL.GL_RED, GL.GL_UNSIGNED_BYTE, image)
-            self.fallback_shape = shape
+            self.tile_state_shape = shape
         else:
             GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, *shape, GL.GL_RED, GL.GL_UNSIGNED_BYTE, image)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
