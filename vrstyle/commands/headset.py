@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vrstyle import settings
 from vrstyle.commands._checks import output_folder
-from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_int
+from vrstyle.commands._common import add_curve_arguments, add_rings_argument, open_broker, plural, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"context read around each tile, px (default {settings.HALO}; smaller for small models)")
     parser.add_argument("--overlap", type=int, default=settings.OVERLAP,
                         help=f"band blended between neighbouring tiles, px (default {settings.OVERLAP})")
+    parser.add_argument("--foveation", choices=("off", "fixed", "gaze"), default="off",
+                        help="tiles away from each eye's optical centre (fixed) or gaze point (gaze: eye tracking "
+                             "through XR_EXT_eye_gaze_interaction, else fixed) at 1/2 and 1/4 resolution (default off)")
+    add_rings_argument(parser)
+    parser.add_argument("--tile", type=positive_int, default=settings.TILE,
+                        help=f"with foveation, the largest tile core, px (default {settings.TILE}; without, "
+                             "each worker gets one tile of each eye)")
     parser.add_argument("--pipeline-depth", type=int, default=settings.XR_PIPELINE_DEPTH, metavar="N",
                         help="show frame t-N while frame t is stylised; the layer carries the pose each image "
                              "was rendered with, so reprojection stays right "
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise VrstyleError("--curve needs --broker")
     options = HeadsetOptions(graphics=args.graphics, depth=args.pipeline_depth, frames=args.frames,
                              mirror=args.mirror, reconnect_s=args.reconnect_timeout, record=args.record,
-                             record_every=args.record_every)
+                             record_every=args.record_every, foveation=args.foveation)
 
     clusters = []
 
@@ -69,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
             clusters.append(start_local_workers(args))
             args.broker = clusters[0].client_endpoint
         backend, _ = open_broker(args, [args.style])
+        if args.foveation != "off":  # rings of tiles, whatever the workers
+            return FramePipeline.plan(backend, height, width, args.style, tile=args.tile, halo=args.halo,
+                                      overlap=args.overlap, rings=args.rings)
         workers = sum(args.style in worker["styles"] for worker in backend.status()["workers"])
         return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
                                   overlap=args.overlap)

@@ -27,6 +27,7 @@ import xr
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.progress import progress_bar
+from vrstyle.xr.gaze import GAZE_EXTENSION
 from vrstyle.xr.runtime import (
     LOST, choose_binding, open_runtime, runtime_extensions, use_gl_platform,
 )
@@ -47,6 +48,9 @@ class HeadsetOptions:
     """How long to look for a lost runtime before giving up (0: do not reconnect)."""
     record: Path | None = None
     record_every: int = 10
+    foveation: str = "off"
+    """``off``, ``fixed`` (rings on each eye's optical centre) or ``gaze`` (on the gaze point
+    where the headset tracks the eyes, else fixed)."""
 
 
 @dataclass
@@ -103,7 +107,7 @@ class HeadsetApp:
         self.options = options
         self.make_pipeline = make_pipeline
         self.report = HeadsetReport()
-        self.pipeline = self.scene = self.stylizer = self.mirror = None
+        self.pipeline = self.scene = self.stylizer = self.mirror = self.gaze = None
         self.first_display_time: int | None = None
         self._layer = None
         self.timeline = None
@@ -116,7 +120,8 @@ class HeadsetApp:
         requested = "glx" if self.options.mirror and self.options.graphics == "auto" else self.options.graphics
         binding = choose_binding(extensions, requested)
         use_gl_platform(binding)
-        runtime = open_runtime(binding, extensions)
+        optional = (GAZE_EXTENSION,) if self.options.foveation == "gaze" else ()
+        runtime = open_runtime(binding, extensions, optional=optional)
         if self.options.record is not None and self.timeline is None:  # made once the runtime is up: no empty folders
             self.options.record.mkdir(parents=True, exist_ok=True)
             self.timeline = open(self.options.record / "timeline.jsonl", "w")
@@ -127,7 +132,7 @@ class HeadsetApp:
             context = create_context(binding, self.options.mirror)
             while not self._session(runtime, binding, context, bar):
                 runtime.close()
-                runtime = self._reconnect(binding, extensions)
+                runtime = self._reconnect(binding, extensions, optional)
         except xr.XrException as exc:  # not a lost runtime: a failure the runtime reported
             raise VrstyleError(f"the OpenXR runtime failed: {type(exc).__name__}: {exc}") from None
         finally:
@@ -149,6 +154,12 @@ class HeadsetApp:
         last_end = None
         try:
             self._prepare(session)
+            if self.options.foveation == "gaze":
+                from vrstyle.xr.gaze import open_gaze
+
+                self.gaze = open_gaze(runtime, session.session, session.space)
+                if self.gaze is None:  # said once: later sessions stay fixed
+                    self.options.foveation = "fixed"
             for frame in session.frames():
                 if last_end is not None:
                     interval = time.monotonic() - last_end
@@ -173,6 +184,9 @@ class HeadsetApp:
             self._lost(exc)
             return False
         finally:
+            if self.gaze is not None:
+                self.gaze.close()
+                self.gaze = None
             session.close()
             self._layer = None
             if self.stylizer is not None:
@@ -210,7 +224,9 @@ class HeadsetApp:
         try:
             self.scene.render(*eye_matrices(frame.views), scene_time)
             eyes = self.scene.read()
-            shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started)
+            gaze = None if self.gaze is None else self.gaze.direction(frame.state.predicted_display_time)
+            shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started,
+                                                gaze=gaze)
             shown = self.stylizer.shown
             if self.timeline is not None:
                 self.timeline.write(json.dumps({
@@ -240,7 +256,8 @@ class HeadsetApp:
             fallback=np.array([index for index, _ in fallback], dtype=np.int64),
             fallback_source=np.array([f.source for _, f in fallback], dtype=str),
             grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
-                           grid.overlap]), ramp=result.ramp)
+                           grid.overlap]), ramp=result.ramp,
+            scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales)
         path = self.options.record / f"frame{self.report.frames:05d}.npz"
         partial = path.with_suffix(".partial")
         with open(partial, "wb") as out:
@@ -253,13 +270,13 @@ class HeadsetApp:
         log.warning("OpenXR runtime lost (%s)%s", reason,
                     "; looking for it again" if self.options.reconnect_s > 0 else "")
 
-    def _reconnect(self, binding: str, extensions: list[str]):
+    def _reconnect(self, binding: str, extensions: list[str], optional: tuple[str, ...]):
         """The runtime again; :class:`VrstyleError` when it stays away for the reconnect timeout."""
         deadline = time.monotonic() + self.options.reconnect_s
         while time.monotonic() < deadline:
             time.sleep(settings.XR_RECONNECT_INTERVAL_S)
             try:
-                runtime = open_runtime(binding, extensions)
+                runtime = open_runtime(binding, extensions, optional=optional)
             except VrstyleError as exc:
                 log.debug("runtime not back yet: %s", exc)
                 continue

@@ -29,6 +29,7 @@ import tiles
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.resources import Resource
+from vrstyle.xr.gaze import eye_centres
 from vrstyle.xr.textures import read_texture, texture_info, write_texture
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class Stylizer(Resource):
         self.submitted: int | None = None
         self.counts = StylizerCounts()
 
-    def apply(self, frame_state, textures: Sequence[int], views: Sequence, started: float | None = None) -> list:
+    def apply(self, frame_state, textures: Sequence[int], views: Sequence, started: float | None = None,
+              gaze: np.ndarray | None = None) -> list:
         """Stylise the app's eye textures in place; returns the views to submit with them.
 
         Args:
@@ -101,15 +103,17 @@ class Stylizer(Resource):
                 colour format, rendered and still acquired, with the app's GL context current.
             views: the ``xr.View`` each texture was rendered with.
             started: ``time.monotonic()`` when xrWaitFrame returned (default: now).
+            gaze: with a foveated pipeline, the gaze direction in the views' space (e.g.
+                :meth:`vrstyle.xr.gaze.GazeTracker.direction`); None: each eye's optical centre.
 
         Returns:
             The views of the frame now in the textures (the given ones while the pipeline fills).
         """
         eyes = np.stack([read_texture(texture) for texture in textures])
-        return self.process(frame_state, eyes, views, textures, started)
+        return self.process(frame_state, eyes, views, textures, started, gaze)
 
     def process(self, frame_state, eyes: np.ndarray, views: Sequence, targets: Sequence[int],
-                started: float | None = None) -> list:
+                started: float | None = None, gaze: np.ndarray | None = None) -> list:
         """:meth:`apply` for eyes already in memory, composited into ``targets``.
 
         Args:
@@ -120,10 +124,11 @@ class Stylizer(Resource):
         period = frame_state.predicted_display_period / 1e9
         interval = self._frame_interval(start, period)
         deadline_s = self.depth * interval + self.budget * period  # due when its display slot comes
-        self.submitted = self.pipeline.submit(eyes, deadline_s=deadline_s)
+        centres = None if self.pipeline.rings is None else eye_centres(views, eyes.shape[1:3], gaze)
+        self.submitted = self.pipeline.submit(eyes, deadline_s=deadline_s, centres=centres)
         self.pending.append(Shown(self.submitted, list(views), eyes))
         if len(self.pending) <= self.depth:  # the pipeline is filling: show this frame unstylised
-            shown, frame_tiles = Shown(None, list(views), eyes), self._raw_tiles(eyes)
+            shown, frame_tiles, scales = Shown(None, list(views), eyes), self._raw_tiles(eyes), None
             self.counts.raw += 1
         else:
             shown = self.pending.popleft()
@@ -132,11 +137,11 @@ class Stylizer(Resource):
             budget_left = max(start + self.budget * period - waited, 0.0)
             shown.result = self.pipeline.result(shown.frame_id, timeout=budget_left)
             self.counts.wait_s = max(self.counts.wait_s, time.monotonic() - waited)
-            frame_tiles = shown.result.tiles
+            frame_tiles, scales = shown.result.tiles, shown.result.scales
             self.counts.stylized += 1
             self.counts.fallback_tiles += len(shown.result.fallback)
             self.counts.fresh_tiles += len(frame_tiles) - len(shown.result.fallback)
-        self._composite(frame_tiles, targets)
+        self._composite(frame_tiles, scales, targets)
         self.counts.frames += 1
         self.shown = shown
         return shown.views
@@ -168,7 +173,7 @@ class Stylizer(Resource):
         grid = self.pipeline.grid
         return tiles.crop_halo(tiles.cut(eyes, grid), grid)
 
-    def _composite(self, frame_tiles: np.ndarray, targets: Sequence[int]) -> None:
+    def _composite(self, frame_tiles: np.ndarray, scales: np.ndarray | None, targets: Sequence[int]) -> None:
         """Stitch the tiles into the targets on the GPU.
 
         sRGB targets (what runtimes offer first) are written directly. Linear ones hold linear
@@ -180,7 +185,7 @@ class Stylizer(Resource):
         if self.compositor is None or self.compositor.grid != self.pipeline.grid:
             self._drop_compositor()
             self.compositor = Compositor(self.pipeline.grid, self.pipeline.ramp)
-        self.compositor.upload(frame_tiles)
+        self.compositor.upload(frame_tiles, scales=scales)
         if all(texture_info(target)[2] for target in targets):
             self.compositor.composite(list(targets))
             return

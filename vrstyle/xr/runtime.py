@@ -157,15 +157,16 @@ class Runtime(Resource):
             log.debug("destroying the instance: %s", exc)
 
 
-def open_runtime(binding: str, extensions: list[str], app_name: str = settings.XR_APP_NAME) -> Runtime:
-    """Create an instance with the OpenGL binding's extensions and find the headset.
+def open_runtime(binding: str, extensions: list[str], app_name: str = settings.XR_APP_NAME,
+                 optional: tuple[str, ...] = ()) -> Runtime:
+    """Create an instance with the OpenGL binding's extensions (and those of ``optional`` the
+    runtime offers) and find the headset.
 
     Raises:
         VrstyleError: the runtime cannot start an instance or sees no headset.
     """
     wanted = [OPENGL_EXTENSION] + ([EGL_EXTENSION] if binding == "egl" else [])
-    optional = [xr.KHR_CONVERT_TIMESPEC_TIME_EXTENSION_NAME]
-    enabled = wanted + [e for e in optional if e in extensions]
+    enabled = wanted + [e for e in (xr.KHR_CONVERT_TIMESPEC_TIME_EXTENSION_NAME, *optional) if e in extensions]
     info = xr.InstanceCreateInfo(
         application_info=xr.ApplicationInfo(application_name=app_name, engine_name="vrstyle"),
         enabled_extension_names=enabled)
