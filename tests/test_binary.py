@@ -113,6 +113,35 @@ def test_whole_student_on_popcount_equals_float_simulation(random_weights):
     assert torch.equal(packed, expected)
 
 
+def test_weight_bases_start_from_a_float_weight_and_run_on_popcount_bit_for_bit(random_weights, tmp_path):
+    """Two bases: a teacher's weight loads as the weight and the error its signs leave, the
+    pair approximates it better than one base, and the packed twin and the model file agree."""
+    from vrstyle.models.packed import save_model
+    from vrstyle.models.registry import load_weights
+
+    torch.manual_seed(2)
+    teacher = random_weights(create_model("johnson", width=8, blocks=2))
+    config = {"width": 8, "blocks": 2, "planes": 2, "weight_bases": 2}
+    net = create_model("student", **config)
+    net.load_state_dict(teacher.state_dict(), strict=False)
+    conv, original = net.res1.conv1.conv2d, teacher.res1.conv1.conv2d
+    assert conv.weight.shape[0] == 2 * original.weight.shape[0] and torch.equal(conv.weight[:32], original.weight)
+    one = binarize_weights(original.weight)
+    two = sum(binarize_weights(w) for w in conv.weight.detach().chunk(2))
+    assert (two - original.weight).norm() < 0.7 * (one - original.weight).norm()
+    x = torch.rand(1, 3, 40, 36) * 255
+    with torch.no_grad():
+        expected = net.eval()(x)
+        path = tmp_path / "bases.safetensors"
+        assert save_model(net, path, "bases", "student", config) > 0
+        again = create_model("student", **config)
+        load_weights(again, path)  # weights as bits, the rest fp16
+        reloaded = again.eval()(x)
+        assert (reloaded - expected).abs().mean() < 1.0
+        assert torch.equal(use_fast_kernels(net)(x), expected)
+        assert torch.equal(use_fast_kernels(again)(x), reloaded)
+
+
 @pytest.mark.parametrize("shape,message", [((1, 12, 8, 8), r"expected \(N, 16, H, W\)"),
                                            ((1, 16, 1, 5), "too small for reflection padding"),
                                            ((16, 8, 8), r"expected \(N, 16, H, W\)")])
@@ -152,6 +181,7 @@ def test_student_layer_kinds_follow_the_configuration():
     ({"layers": {"body": "ternary"}}, "unknown kind 'ternary'"),
     ({"layers": {"head": "binary"}}, "unknown layer groups"),
     ({"planes": 0}, "planes must be >= 1"),
+    ({"weight_bases": 0}, "weight bases must be >= 1"),
 ])
 def test_bad_student_configurations_are_one_line_errors(config, message):
     from vrstyle.errors import VrstyleError

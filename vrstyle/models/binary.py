@@ -11,7 +11,8 @@ References:
     * ReActNet: Liu, Shen, Savvides, Cheng, "ReActNet: Towards Precise Binary Neural Network
       with Generalized Activation Functions", ECCV 2020 (RSign learnable thresholds, RPReLU).
     * ABC-Net: Lin, Zhao, Pan, "Towards Accurate Binary Convolutional Neural Network",
-      NeurIPS 2017 (activations as a sum of several binary planes).
+      NeurIPS 2017 (activations as a sum of several binary planes, weights as a sum of several
+      binary bases).
     * larq, "Quantizers" (docs.larq.dev/larq/api/quantizers): docstring conventions.
 
 A binary convolution of ``P`` activation planes is exact integer arithmetic: with ±1 values
@@ -193,6 +194,13 @@ class BinaryConv2d(nn.Conv2d):
     Parameter names extend :class:`torch.nn.Conv2d`'s, so a teacher's weights load as the
     latent weights. Padding belongs to the caller: reflection padding of ±1 planes is ±1.
 
+    With ``bases = B > 1`` (ABC-Net's weight bases) the convolution is ``B`` times wider, a
+    binary convolution of ``B * out_channels`` outputs whose groups of ``B`` are summed:
+    :math:`W_o \approx \sum_b \alpha_{b,o} \operatorname{sign}(W_{b,o})`, still one bit per
+    weight and popcount work, base-major (rows ``b * out + o``). A float weight of
+    ``out_channels`` rows (a teacher's) loads as residual bases: ``W_0 = W``, ``W_b`` the error
+    left by the bases before it, the bias on base 0.
+
     Args:
         in_channels, out_channels, kernel_size, stride, bias: as :class:`torch.nn.Conv2d`.
         planes: activation planes (0: weights-only binary).
@@ -205,14 +213,26 @@ class BinaryConv2d(nn.Conv2d):
     >>> conv = BinaryConv2d(8, 4, 3, planes=1).eval()
     >>> conv(torch.randn(2, 8, 5, 5)).shape
     torch.Size([2, 4, 3, 3])
+    >>> BinaryConv2d(8, 4, 3, planes=1, bases=2).eval()(torch.randn(2, 8, 5, 5)).shape
+    torch.Size([2, 4, 3, 3])
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True,
-                 planes: int = 1, learned_scale: bool = False, approx: bool = False):
-        super().__init__(in_channels, out_channels, kernel_size, stride, bias=bias)
-        self.planes = planes
+                 planes: int = 1, learned_scale: bool = False, approx: bool = False, bases: int = 1):
+        if bases < 1:
+            raise ValueError(f"weight bases must be >= 1, got {bases}")
+        super().__init__(in_channels, bases * out_channels, kernel_size, stride, bias=bias)
+        self.planes, self.bases = planes, bases
         self.act = RSign(in_channels, planes, approx) if planes else None
-        self.scale = nn.Parameter(torch.ones(out_channels)) if learned_scale else None
+        self.scale = nn.Parameter(torch.ones(bases * out_channels)) if learned_scale else None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        weight, bias = state_dict.get(prefix + "weight"), state_dict.get(prefix + "bias")
+        if self.bases > 1 and weight is not None and weight.shape[0] * self.bases == self.out_channels:
+            state_dict[prefix + "weight"] = residual_bases(weight, self.bases)
+            if bias is not None:
+                state_dict[prefix + "bias"] = torch.cat([bias, bias.new_zeros((self.bases - 1) * len(bias))])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def weight_scale(self) -> torch.Tensor:
         """(O,) the scale each output channel's ±1 weights are multiplied by."""
@@ -228,10 +248,40 @@ class BinaryConv2d(nn.Conv2d):
         acc = acc.unflatten(0, (count, batch))
         out = sum(self.act.beta[k].to(x.dtype) * acc[k] for k in range(count))
         out = out * self.weight_scale().to(x.dtype)[None, :, None, None]
-        return out if self.bias is None else out + self.bias.to(x.dtype)[None, :, None, None]
+        out = out if self.bias is None else out + self.bias.to(x.dtype)[None, :, None, None]
+        return sum_bases(out, self.bases)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", planes={self.planes}, learned_scale={self.scale is not None}"
+        return super().extra_repr() + f", planes={self.planes}, learned_scale={self.scale is not None}, " \
+                                      f"bases={self.bases}"
+
+
+def sum_bases(out: torch.Tensor, bases: int) -> torch.Tensor:
+    """(N, B * C, H, W) base-major outputs -> (N, C, H, W), the bases added in order."""
+    if bases == 1:
+        return out
+    parts = out.unflatten(1, (bases, -1))
+    total = parts[:, 0]
+    for b in range(1, bases):
+        total = total + parts[:, b]
+    return total
+
+
+def residual_bases(weight: torch.Tensor, bases: int) -> torch.Tensor:
+    """``bases`` latent weights whose scaled signs add up to ``weight`` ever more closely, stacked
+    base-major: the first is ``weight``, each next one the error the bases before it leave.
+
+    >>> w = torch.randn(4, 8, 3, 3)
+    >>> stacked = residual_bases(w, 2)
+    >>> approx = sum(b.abs().mean(dim=(1, 2, 3))[:, None, None, None] * sign(b) for b in stacked.chunk(2))
+    >>> bool(((approx - w).norm() < (w.abs().mean(dim=(1, 2, 3))[:, None, None, None] * sign(w) - w).norm()))
+    True
+    """
+    out, left = [], weight
+    for _ in range(bases):
+        out.append(left)
+        left = left - left.abs().mean(dim=(1, 2, 3), keepdim=True) * sign(left)
+    return torch.cat(out)
 
 
 class Int8Conv2d(nn.Conv2d):
@@ -253,8 +303,9 @@ class Int8Conv2d(nn.Conv2d):
         return F.conv2d(x, quantize_int8(self.weight, self.scale).to(x.dtype), self.bias, self.stride)
 
 
-def conv_class(kind: str, planes: int = 1, learned_scale: bool = False, approx: bool = False):
-    """A convolution constructor ``(in, out, kernel, stride)`` for a layer kind in :data:`LAYER_KINDS`."""
+def conv_class(kind: str, planes: int = 1, learned_scale: bool = False, approx: bool = False, bases: int = 1):
+    """A convolution constructor ``(in, out, kernel, stride)`` for a layer kind in :data:`LAYER_KINDS`
+    (``bases`` weight bases for ``binary`` layers)."""
     if kind == "float":
         return nn.Conv2d
     if kind == "int8":
@@ -264,7 +315,7 @@ def conv_class(kind: str, planes: int = 1, learned_scale: bool = False, approx: 
 
         def make(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> BinaryConv2d:
             return BinaryConv2d(in_channels, out_channels, kernel_size, stride, planes=activation_planes,
-                                learned_scale=learned_scale, approx=approx)
+                                learned_scale=learned_scale, approx=approx, bases=bases if kind == "binary" else 1)
 
         return make
     raise ValueError(f"unknown layer kind {kind!r}; use one of {', '.join(LAYER_KINDS)}")

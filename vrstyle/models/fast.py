@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vrstyle.kernels import bconv
-from vrstyle.models.binary import BinaryConv2d, sign
+from vrstyle.models.binary import BinaryConv2d, sign, sum_bases
 from vrstyle.models.borders import reflect_at_borders
 from vrstyle.models.norm import PLAIN, NormContext
 from vrstyle.models.transformer import ConvLayer
@@ -33,8 +33,8 @@ class PackedConvLayer(nn.Module):
         if not isinstance(conv, BinaryConv2d) or conv.act is None:
             raise ValueError("only convolutions with binary activations run on the popcount kernels")
         self.upsample, self.pad, self.level = layer.upsample, layer.pad.padding[0], layer.level
-        self.stride, self.planes = conv.stride[0], conv.planes
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.stride, self.planes, self.bases = conv.stride[0], conv.planes, conv.bases
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels  # all bases
         self.kh, self.kw = conv.kernel_size
         self.count = conv.in_channels * self.kh * self.kw
         with torch.no_grad():
@@ -67,7 +67,7 @@ class PackedConvLayer(nn.Module):
         out = np.empty((n, self.out_channels, ho, wo), np.float32)
         bconv.binary_conv(bits, self.kernels, self.kh, self.kw, self.ones_w, self.count, self.stride, self.beta, self.scale, self.bias,
                           out)
-        return torch.from_numpy(out).to(x.dtype)
+        return sum_bases(torch.from_numpy(out), self.bases).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, planes={self.planes}, "

@@ -71,6 +71,9 @@ class StudentNet(TransformerNet):
         bireal: Bi-Real shortcuts around each body convolution.
         gated: the same shortcuts behind per-channel gates that start at 0 (the teacher's block).
         approx: Bi-Real ApproxSign gradient for activations.
+        weight_bases: binary weight bases of each body convolution (ABC-Net; 2: a binary
+            convolution twice as wide whose pairs are summed, initialised from the teacher's
+            weight and the error its signs leave).
 
     >>> net = StudentNet(width=8, blocks=1)
     >>> net(torch.rand(1, 3, 32, 32) * 255).shape
@@ -81,7 +84,7 @@ class StudentNet(TransformerNet):
 
     def __init__(self, width: int = 32, blocks: int = 5, layers: dict[str, str] | None = None, planes: int = 1,
                  learned_scale: bool = False, rprelu: bool = False, bireal: bool = False, approx: bool = False,
-                 gated: bool = False):
+                 gated: bool = False, weight_bases: int = 1):
         layers = dict(SHIPPED_LAYERS if layers is None else {**FLOAT_LAYERS, **layers})
         unknown = set(layers) - set(GROUPS)
         if unknown:
@@ -91,18 +94,20 @@ class StudentNet(TransformerNet):
                 raise ValueError(f"layer group {group}: unknown kind {kind!r}; use one of {', '.join(LAYER_KINDS)}")
         if planes < 1:
             raise ValueError(f"activation planes must be >= 1, got {planes}")
+        if weight_bases < 1:
+            raise ValueError(f"weight bases must be >= 1, got {weight_bases}")
         super().__init__(width, blocks)
         self.layers, self.planes = layers, planes
 
-        def make(kind: str):
-            return conv_class(kind, planes, learned_scale, approx)
+        def make(kind: str, bases: int = 1):
+            return conv_class(kind, planes, learned_scale, approx, bases)
 
         w1, w2, w4 = width, 2 * width, 4 * width
         self.conv2 = ConvLayer(w1, w2, 3, stride=2, conv=make(layers["conv2"]))
         self.conv3 = ConvLayer(w2, w4, 3, stride=2, conv=make(layers["conv3"]), level=LEVELS["conv3"])
         for i, block in enumerate(self.residual_blocks(), start=1):
-            setattr(self, f"res{i}", StudentBlock(w4, block.in1.offset, block.in1.stride, make(layers["body"]),
-                                                  rprelu, bireal, gated))
+            setattr(self, f"res{i}", StudentBlock(w4, block.in1.offset, block.in1.stride,
+                                                  make(layers["body"], weight_bases), rprelu, bireal, gated))
         self.deconv1 = ConvLayer(w4, w2, 3, upsample=True, conv=make(layers["deconv1"]), level=LEVELS["deconv1"])
         self.deconv2 = ConvLayer(w2, w1, 3, upsample=True, conv=make(layers["deconv2"]), level=LEVELS["deconv2"])
 
