@@ -57,6 +57,17 @@ def test_the_upscale_reads_only_inside_the_scaled_tile(scale, overlap):
     assert level.margin % 4 == 0 and level.halo >= grid.halo
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_downscale_is_the_rounded_mean_of_each_block_edges_replicated(scale):
+    images = np.random.default_rng(scale).integers(0, 256, (2, 101, 67, 3), np.uint8)
+    padded = np.pad(images, ((0, 0), (0, -101 % scale), (0, -67 % scale), (0, 0)), mode="edge")
+    blocks = padded.reshape(2, padded.shape[1] // scale, scale, padded.shape[2] // scale, scale, 3)
+    expected = np.floor(blocks.mean(axis=(2, 4)) + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(tiles.downscale(images, scale), expected)
+    with pytest.raises(GridError, match="power of two"):
+        tiles.downscale(images, 3)
+
+
 def test_downscaled_tiles_upscale_back_onto_the_image():
     """Cut at 1/s, returned as cut (no network) and stitched with their scales: a flat image
     comes back exactly, a smooth one within what resampling costs."""
