@@ -15,8 +15,8 @@ statistics (batches may then differ slightly, for that one frame).
 
 This module imports no torch (the headset client uses it); engines are passed in built.
 
-Length: just over 400 lines: :class:`FramePipeline` is one state machine (frames in flight,
-deadlines, fallback tiles, statistics), and its result types belong beside it.
+Length: under 500 lines: :class:`FramePipeline` is one state machine (frames in flight,
+deadlines, fallback tiles, statistics, foveation scales), and its result types belong beside it.
 """
 
 from __future__ import annotations
