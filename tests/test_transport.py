@@ -519,6 +519,30 @@ def assert_sockets_closed(context: zmq.Context) -> None:
     assert not ender.is_alive(), "a socket was left open"
 
 
+def test_a_sigterm_while_a_block_is_made_leaks_no_segment(monkeypatch):
+    """The command's SIGTERM handler raises in the main thread, which may be inside Block():
+    after the segment exists and before the pool holds it. Closing the pool still unlinks it."""
+    from multiprocessing.shared_memory import SharedMemory
+
+    import vrstyle.transport.shm as shm
+
+    made = []
+
+    def interrupted(self, in_bytes, out_bytes, name):
+        made.append(SharedMemory(name=name, create=True, size=64))
+        raise KeyboardInterrupt
+
+    before = my_segments()
+    pool = BlockPool()
+    monkeypatch.setattr(shm.Block, "__init__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire(32, 32)
+    assert len(my_segments() - before) == 1 and pool.segments == 0
+    pool.close()
+    made[0].close()
+    assert my_segments() == before
+
+
 def test_every_transport_owner_closes_twice_and_frees_what_it_held(tiny_model, tiny_engine):
     resource_tracker.ensure_running()  # a child from the first segment on, for good
     context = zmq.Context()
@@ -528,7 +552,7 @@ def test_every_transport_owner_closes_twice_and_frees_what_it_held(tiny_model, t
     pool = BlockPool()
     pool.retire(pool.acquire(10, 10))
     pool.release(pool.acquire(100, 10))
-    block = Block(64, 64)
+    block = Block(64, 64, f"vrs_{os.getpid():x}_test")
     cache = SegmentCache()
     cache.views(block.descriptor(), (1, 8, 8, 1), None)
     worker = StyleWorker("tcp://127.0.0.1:1", {STYLE: tiny_engine}, context=context)

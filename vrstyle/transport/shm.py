@@ -66,10 +66,10 @@ def available() -> bool:
 class Block(Resource):
     """One request's shared memory: the input tiles, then room for the output tiles."""
 
-    def __init__(self, in_bytes: int, out_bytes: int):
+    def __init__(self, in_bytes: int, out_bytes: int, name: str):
         self.in_bytes, self.out_bytes = in_bytes, out_bytes
         self.out_offset = -(-in_bytes // ALIGN) * ALIGN
-        self.name = f"vrs_{os.getpid():x}_{secrets.token_hex(6)}"
+        self.name = name
         self.segment = SharedMemory(name=self.name, create=True, size=max(self.out_offset + out_bytes, 1))
 
     def descriptor(self) -> ShmDescriptor:
@@ -98,15 +98,16 @@ class BlockPool(Resource):
 
     def __init__(self):
         self._idle: dict[tuple[int, int], list[Block]] = {}
-        self._all: dict[str, Block] = {}
+        self._all: dict[str, Block | None] = {}  # None: named, maybe not made (an interrupt came)
         self.on_close(weakref.finalize(self, _close_all, self._all))
 
     def acquire(self, in_bytes: int, out_bytes: int) -> Block:
         idle = self._idle.get((in_bytes, out_bytes))
         if idle:
             return idle.pop()
-        block = Block(in_bytes, out_bytes)
-        self._all[block.name] = block
+        name = f"vrs_{os.getpid():x}_{secrets.token_hex(6)}"
+        self._all[name] = None  # known before it exists: a SIGTERM landing from here on cannot leak it
+        block = self._all[name] = Block(in_bytes, out_bytes, name)
         return block
 
     def release(self, block: Block) -> None:
@@ -124,13 +125,21 @@ class BlockPool(Resource):
 
     @property
     def segments(self) -> int:
-        return len(self._all)
+        return sum(block is not None for block in self._all.values())
 
 
-def _close_all(blocks: dict[str, Block]) -> None:
+def _close_all(blocks: dict[str, Block | None]) -> None:
     """What :meth:`BlockPool.close` frees, also run at interpreter exit for pools nobody closed."""
-    for block in blocks.values():
-        block.close()
+    for name, block in blocks.items():
+        if block is not None:
+            block.close()
+            continue
+        try:  # interrupted while being made: unlink it by name, if it came to exist
+            segment = SharedMemory(name=name)
+        except FileNotFoundError:
+            continue
+        segment.close()
+        segment.unlink()
     blocks.clear()
 
 
