@@ -16,6 +16,7 @@ from OpenGL import GL
 
 from vrstyle import settings
 from vrstyle.gl import transforms as tf
+from vrstyle.gl.context import GLError
 from vrstyle.gl.geometry import layout, meshes, procedural_textures
 from vrstyle.gl.shaders import Program
 from vrstyle.gl.textures import Framebuffer, owned_texture, preserved_state, read_pixels
@@ -60,11 +61,12 @@ class DemoScene(Resource):
         ipd: interpupillary distance, metres (for :meth:`eye_views`; a headset gives its own views).
         samples: multisampling (0 for none; clamped to what the GL offers).
         fov_y_deg: vertical field of view of :meth:`eye_views`.
+        keep_depth: also keep each eye's depth buffer for :meth:`read_depth` (a resolve per eye).
     """
 
     def __init__(self, eye_height: int = settings.EYE_SIZE[0], eye_width: int = settings.EYE_SIZE[1],
                  ipd: float = settings.IPD_M, samples: int = settings.SCENE_SAMPLES,
-                 fov_y_deg: float = settings.FOV_Y_DEG):
+                 fov_y_deg: float = settings.FOV_Y_DEG, keep_depth: bool = False):
         self.height, self.width, self.ipd, self.fov_y_deg = eye_height, eye_width, ipd, fov_y_deg
         self.things = layout()
         with self.building():
@@ -87,6 +89,21 @@ class DemoScene(Resource):
             GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
             self.empty_vao = GL.glGenVertexArrays(1)
             self.on_close(GL.glDeleteVertexArrays, 1, [self.empty_vao])
+            self.depth_fbos = [self._depth_target() for _ in range(2)] if keep_depth else []
+
+    def _depth_target(self) -> Framebuffer:
+        """A single-sampled framebuffer holding one eye's resolved depth."""
+        framebuffer = self.own(Framebuffer())
+        renderbuffer = GL.glGenRenderbuffers(1)
+        self.on_close(GL.glDeleteRenderbuffers, 1, [renderbuffer])
+        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, renderbuffer)
+        GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_DEPTH_COMPONENT24, self.width, self.height)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, framebuffer.id)
+        GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, renderbuffer)
+        GL.glDrawBuffer(GL.GL_NONE)
+        GL.glReadBuffer(GL.GL_NONE)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+        return framebuffer
 
     @staticmethod
     def _upload_albedo(texture: int, maps: np.ndarray) -> None:
@@ -135,6 +152,10 @@ class DemoScene(Resource):
                 GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self.draw_fbo.id)
                 GL.glBlitFramebuffer(0, 0, self.width, self.height, 0, 0, self.width, self.height,
                                      GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)
+                if self.depth_fbos:
+                    GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self.depth_fbos[eye].id)
+                    GL.glBlitFramebuffer(0, 0, self.width, self.height, 0, 0, self.width, self.height,
+                                         GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
         return list(self.eye_textures)
 
     def _draw_sky(self, view: np.ndarray, projection: np.ndarray, time: float) -> None:
@@ -171,6 +192,20 @@ class DemoScene(Resource):
                 self.eye_fbo.attach(texture, GL.GL_READ_FRAMEBUFFER)
                 eyes.append(read_pixels(self.width, self.height))
         return np.stack(eyes)
+
+    def read_depth(self) -> np.ndarray:
+        """(2, height, width) float32 top-down window depths (0 near, 1 far) of the last rendered
+        eyes; needs ``keep_depth``. :func:`vrstyle.reproject.unproject` turns them into points."""
+        if not self.depth_fbos:
+            raise GLError("this scene keeps no depth: create it with keep_depth=True")
+        with preserved_state():
+            depths = []
+            for framebuffer in self.depth_fbos:
+                GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, framebuffer.id)
+                GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 4)
+                data = GL.glReadPixels(0, 0, self.width, self.height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
+                depths.append(np.frombuffer(data, np.float32).reshape(self.height, self.width)[::-1])
+        return np.stack(depths)
 
     def render_stereo(self, time: float) -> np.ndarray:
         """The default viewer's stereo frame at ``time`` as (2, H, W, 3) uint8."""

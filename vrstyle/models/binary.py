@@ -185,7 +185,7 @@ class RPReLU(nn.Module):
 
 
 class BinaryConv2d(nn.Conv2d):
-    """A convolution with 1-bit weights and, optionally, 1-bit activation planes.
+    r"""A convolution with 1-bit weights and, optionally, 1-bit activation planes.
 
     Weights are ``sign(W)`` times a per-output-channel scale (``mean |W|``, or learned with
     ``learned_scale``); with ``planes >= 1`` the input goes through :class:`RSign` first and

@@ -1,0 +1,117 @@
+"""Reprojection between rendered views with depth: where a pixel of one view is seen in another.
+
+A renderer knows each eye's depth and pose, so the correspondence between the two eyes, or
+between consecutive frames of a moving head, is exact wherever a surface is seen in both. This
+module finds it (numpy only: the headset client may use it without torch) and measures how
+far two images disagree there: the comfort metrics, left/right and temporal warp error.
+
+Conventions are OpenGL's and :mod:`vrstyle.gl.transforms`': views are world-to-eye matrices,
+window depth runs from 0 (near plane) to 1 (far plane), images are top-down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEPTH_TOLERANCE = 0.01
+"""Relative distance within which a reprojected point is the surface the other view sees there;
+farther behind it, the point is hidden in that view (an occlusion)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """One rendered view: world-to-eye ``view`` (4, 4), ``projection`` (4, 4), window ``depth`` (H, W)."""
+
+    view: np.ndarray
+    projection: np.ndarray
+    depth: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.depth.shape
+
+
+def eye_distance(depth: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """Distance along the view axis of window depths under a perspective ``projection``.
+
+    >>> from vrstyle.gl.transforms import fov_projection
+    >>> p = fov_projection(-0.5, 0.5, 0.5, -0.5, near=0.1, far=10.0)
+    >>> eye_distance(np.array([0.0, 1.0]), p).round(6).tolist()
+    [0.1, 10.0]
+    """
+    return projection[2, 3] / ((np.asarray(depth, np.float64) * 2 - 1) + projection[2, 2])
+
+
+def pixel_centres(height: int, width: int) -> np.ndarray:
+    """(H, W, 2) (x, y) coordinates of pixel centres, 0 at the image's left and top edges."""
+    y, x = np.mgrid[0:height, 0:width] + 0.5
+    return np.stack([x, y], -1)
+
+
+def to_world(view: View, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """World positions (..., 3) of ``view``'s ``pixels`` (..., 2) at window ``depth`` (...)."""
+    height, width = view.shape
+    ndc = np.stack([pixels[..., 0] / width * 2 - 1, 1 - pixels[..., 1] / height * 2, depth * 2 - 1,
+                    np.ones(depth.shape)], -1)
+    world = ndc @ np.linalg.inv(view.projection @ view.view).T
+    return world[..., :3] / world[..., 3:]
+
+
+def to_pixels(view: View, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pixel coordinates (..., 2), distance along the view axis (...)) of world ``points`` in ``view``."""
+    height, width = view.shape
+    eye = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], -1) @ view.view.T
+    clip = eye @ view.projection.T
+    w = np.where(np.abs(clip[..., 3]) < 1e-12, 1e-12, clip[..., 3])
+    x, y = clip[..., 0] / w, clip[..., 1] / w
+    return np.stack([(x + 1) / 2 * width, (1 - y) / 2 * height], -1), -eye[..., 2]
+
+
+def correspondence(target: View, source: View, tolerance: float = DEPTH_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of ``target`` is seen in ``source``.
+
+    Returns:
+        (H, W, 2) pixel coordinates in ``source``, and the (H, W) mask of pixels whose surface
+        ``source`` sees: in its image, in front of it, and not hidden behind a nearer surface
+        (``source``'s own distance there agrees within ``tolerance``).
+    """
+    height, width = source.shape
+    pixels, distance = to_pixels(source, to_world(target, pixel_centres(*target.shape), target.depth))
+    inside = (pixels[..., 0] >= 0.5) & (pixels[..., 0] <= width - 0.5) & (pixels[..., 1] >= 0.5) \
+        & (pixels[..., 1] <= height - 0.5) & (distance > 0)
+    col = np.clip(np.floor(pixels[..., 0]).astype(int), 0, width - 1)
+    row = np.clip(np.floor(pixels[..., 1]).astype(int), 0, height - 1)
+    there = eye_distance(source.depth[row, col], source.projection)
+    visible = inside & (np.abs(there - distance) <= tolerance * np.maximum(distance, 1e-6))
+    return pixels, visible
+
+
+def sample(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Bilinear samples (H, W, C) float of a top-down ``image`` at continuous ``pixels`` (H, W, 2)."""
+    height, width = image.shape[:2]
+    u = np.clip(pixels[..., 0] - 0.5, 0, width - 1)
+    v = np.clip(pixels[..., 1] - 0.5, 0, height - 1)
+    x0, y0 = np.minimum(u.astype(int), width - 2), np.minimum(v.astype(int), height - 2)
+    fx, fy = (u - x0)[..., None], (v - y0)[..., None]
+    image = image.astype(np.float32)
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def warp_error(target_image: np.ndarray, source_image: np.ndarray, target: View, source: View,
+               tolerance: float = DEPTH_TOLERANCE) -> tuple[float, float]:
+    """How far two views' images disagree on the surfaces both see.
+
+    Returns:
+        (mean absolute difference in grey levels over the channels of the pixels of
+        ``target`` that ``source`` sees, the share of ``target``'s pixels that is).
+    """
+    pixels, visible = correspondence(target, source, tolerance)
+    if not visible.any():
+        return float("nan"), 0.0
+    warped = sample(source_image, pixels)
+    difference = np.abs(warped - target_image.astype(np.float32))[visible]
+    return float(difference.mean()), float(visible.mean())
