@@ -309,3 +309,23 @@ def test_openxr_owners_free_once_and_frames_always_end(xrenv, monado):
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stdout.splitlines() if line.startswith("ok ")] == \
         ["ok break", "ok raise", "ok half-way", "ok twice"], done.stdout + done.stderr
+
+
+def test_rings_centre_on_each_eyes_optical_axis_or_the_gaze_point():
+    """Asymmetric fields of view put the optical centre off the image's middle (nasal side
+    narrower); a gaze to the right moves both eyes' centres right."""
+    pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
+    from types import SimpleNamespace
+
+    from vrstyle.xr.gaze import eye_centres, rotate
+
+    pose = SimpleNamespace(orientation=SimpleNamespace(x=0.0, y=0.0, z=0.0, w=1.0))
+    left = SimpleNamespace(pose=pose, fov=SimpleNamespace(angle_left=-0.9, angle_right=0.7, angle_up=0.8,
+                                                          angle_down=-0.8))
+    right = SimpleNamespace(pose=pose, fov=SimpleNamespace(angle_left=-0.7, angle_right=0.9, angle_up=0.8,
+                                                           angle_down=-0.8))
+    centres = eye_centres([left, right], (200, 300))
+    assert centres[0, 1] > 150 > centres[1, 1] and np.allclose(centres[:, 0], 100)
+    turn = np.sin(-0.2 / 2), np.cos(-0.2 / 2)  # 0.2 rad to the right, about y
+    gaze = rotate((0.0, turn[0], 0.0, turn[1]), np.array([0.0, 0.0, -1.0]))
+    assert (eye_centres([left, right], (200, 300), gaze)[:, 1] > centres[:, 1] + 10).all()

@@ -95,9 +95,15 @@ class GazeTracker(Resource):
 
     def direction(self, display_time: int) -> np.ndarray | None:
         """The gaze direction in the session's space at ``display_time``, or None while untracked."""
-        xr.sync_actions(self.session, xr.ActionsSyncInfo(
-            active_action_sets=[xr.ActiveActionSet(self.action_set, xr.NULL_PATH)]))
-        location = xr.locate_space(self.gaze_space, self.space, display_time)
+        try:
+            xr.sync_actions(self.session, xr.ActionsSyncInfo(
+                active_action_sets=[xr.ActiveActionSet(self.action_set, xr.NULL_PATH)]))
+            location = xr.locate_space(self.gaze_space, self.space, display_time)
+        except (xr.SessionLostError, xr.InstanceLostError):
+            raise  # the runtime is going: the frame loop reconnects
+        except xr.XrException as exc:  # e.g. not focused: this frame is centred, the next may track
+            log.debug("gaze not located: %s", exc)
+            return None
         if not location.location_flags & xr.SpaceLocationFlags.ORIENTATION_VALID_BIT:
             return None
         return rotate(_xyzw(location.pose.orientation), FORWARD)
