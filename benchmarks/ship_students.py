@@ -34,8 +34,8 @@ RESULTS = Path(__file__).parent / "results"
 CARD = """# {style}/binary: binarized {style} style network
 
 A student of the Johnson et al. {style} teacher (`teachers/johnson/{style}.pth` in the shared
-data) with the teacher's topology and **1-bit weights and {planes}-plane binary activations in the
-ten residual-block convolutions** (AND + popcount arithmetic: `vrstyle/kernels/bconv.py` on CPUs),
+data) with the teacher's topology and **1-bit weights{bases} and {planes}-plane binary activations in
+the ten residual-block convolutions** (AND + popcount arithmetic: `vrstyle/kernels/bconv.py` on CPUs),
 learnable per-channel thresholds (RSign) and weight scales; the residual stream, the instance
 norms, the encoder (`conv1`-`conv3`) and the decoder (`deconv1`-`deconv3`) stay full precision
 (stored fp16). Binary weights are stored bit-packed (1 bit each plus one scale per output
@@ -76,6 +76,7 @@ def main() -> int:
     parser.add_argument("--block-steps", type=int, default=200)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--planes", type=int, default=3)
+    parser.add_argument("--weight-bases", type=int, default=1, help="binary weight bases per body convolution")
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--limit", type=int, default=6, help="evaluation photos per set")
     parser.add_argument("--sets", default="kodak24,bsds500/test")
@@ -88,7 +89,7 @@ def main() -> int:
     machine = f"{platform.machine()}, {args.threads} torch thread(s)"
     for style in args.styles.split(","):
         cfg = student_recipe(style, args)
-        run_dir = Path(args.runs) / f"{style}-blockwise"
+        run_dir = Path(args.runs) / (f"{style}-blockwise" + (f"-bases{args.weight_bases}" if args.weight_bases > 1 else ""))
         student = distill(cfg, run_dir, progress=True)
         seconds = run_seconds(run_dir)
         path = SHIPPED_DIR / f"{style}-binary.safetensors"
@@ -106,7 +107,8 @@ def main() -> int:
 def student_recipe(style: str, args: argparse.Namespace) -> DistillConfig:
     """The shipped students' recipe (the same as ``vrstyle distill --init blockwise`` with these settings)."""
     return DistillConfig(teacher=style, arch="student",
-                         config={"layers": {"body": "binary"}, "planes": args.planes, "learned_scale": True},
+                         config={"layers": {"body": "binary"}, "planes": args.planes, "learned_scale": True,
+                                 **({"weight_bases": args.weight_bases} if args.weight_bases > 1 else {})},
                          init="blockwise", calibration_images=args.photos, block_steps=args.block_steps,
                          steps=args.steps, batch=4, crop=192, lr=3e-4, noise=args.noise, seed=0)
 
@@ -138,10 +140,17 @@ def write_card(style: str, path: Path, report: Report, cfg: DistillConfig, secon
     sgd = f" (batch {cfg.batch}, {cfg.crop} px crops, lr {cfg.lr}, VGG weight {cfg.vgg_weight})"
     path.with_suffix(".md").write_text(CARD.format(
         style=style, size_kb=path.stat().st_size / 1000, sizes=sizes, planes=cfg.config["planes"],
+        bases=_bases(cfg.config.get("weight_bases", 1)),
         block_steps=cfg.block_steps, block_batch=cfg.block_batch, block_lr=cfg.block_lr, steps=cfg.steps, sgd=sgd,
         noise=cfg.noise, command=command, calibration_images=cfg.calibration_images, seed=cfg.seed,
         eval_sets=eval_sets, seconds=seconds, minutes=seconds / 60, machine=machine, metrics="\n".join(metrics)) + f"\nRecipe as stored: `{json.dumps(asdict(cfg))}`\n")
     assert path.stat().st_size <= settings.MODEL_FILE_LIMIT, f"{path} is over the size limit"
+
+
+def _bases(count: int) -> str:
+    return "" if count == 1 else (f" ({count} binary bases per weight: each convolution a binary one {count} times "
+                                  f"as wide whose groups of {count} are summed, initialised from the teacher's "
+                                  "weight and the errors its signs leave)")
 
 
 if __name__ == "__main__":
