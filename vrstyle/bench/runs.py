@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+import tiles
 from tiles import TileGrid
 from vrstyle import settings
 from vrstyle.bench.config import STAGES, BenchConfig, check, worker_devices
@@ -344,10 +345,8 @@ def _foveated_grid(config: BenchConfig, grid: TileGrid) -> dict[str, Any]:
     """With foveation: each tile's scale (eyes centred) and the network's input pixels per eye pixel."""
     if config.foveation == "off":
         return {}
-    import tiles
-
     scales = tiles.tile_scales(grid, (grid.height / 2, grid.width / 2), config.rings)
-    pixels = sum(tiles.level_grid(grid, s).in_shape[0] * tiles.level_grid(grid, s).in_shape[1] for s in scales.tolist())
+    pixels = sum(math.prod(tiles.level_grid(grid, s).in_shape) for s in scales.tolist())
     return {"scales": scales.reshape(grid.rows, grid.cols).tolist(),
             "foveated_pixels_computed_per_eye_pixel": pixels / (grid.height * grid.width)}
 
