@@ -27,6 +27,7 @@ COMMANDS = {
     "keys": ("vrstyle.commands.keys", "make CurveZMQ key pairs for a broker beyond loopback"),
     "distill": ("vrstyle.commands.distill", "train a (binary) student network from a teacher"),
     "eval": ("vrstyle.commands.eval", "compare models with their teacher: fidelity, size, ops, CPU speed"),
+    "export": ("vrstyle.commands.export", "write a model as an ONNX file for other runtimes, with its card"),
     "bench": ("vrstyle.commands.bench", "measure tile throughput headless: rates, latency, stages, scaling"),
 }
 """Subcommand -> (module with add_arguments(parser) and run(args), one-line help)."""

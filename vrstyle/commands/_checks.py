@@ -80,6 +80,11 @@ def model_output(text: str) -> Path:
     return output_file(text, (".safetensors",))
 
 
+def onnx_output(text: str) -> Path:
+    """A writable ``.onnx`` model file."""
+    return output_file(text, (".onnx",))
+
+
 def output_image(text: str) -> Path:
     """An image file that can be written, in a format Pillow writes (from the suffix).
 
