@@ -163,3 +163,15 @@ CALIBRATION_IMAGES = 16
 """BSDS500 training photos a student is calibrated on, layer by layer."""
 MODEL_FILE_LIMIT = 1_000_000
 """Largest shipped model file, bytes."""
+
+# Optimisation-based painting (vrstyle paint).
+PAINT_CONTENT_LAYERS = ("relu4_2",)
+PAINT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+"""VGG19 layers of the content and style losses (jcjohnson/neural-style's defaults)."""
+PAINT_STYLE_WEIGHT = 10.0
+"""Style loss weight against a content weight of 1 (both normalised by their targets): at 10 a
+512 px photo stays recognisable under the artwork's strokes; 100 leaves little of it."""
+PAINT_STEPS = 300
+PAINT_SIZE = 512
+PAINT_OPTIMISERS = ("lbfgs", "adam")
+PAINT_INITS = ("random", "content")

@@ -18,8 +18,10 @@ from vrstyle.errors import VrstyleError
 from vrstyle.models.registry import read_state_dict
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-RELU = {"relu1_1": 1, "relu1_2": 3, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_4": 17, "relu4_1": 20}
-"""Indices of ReLU outputs in ``vgg19().features``."""
+RELU = {f"relu{block}_{conv}": index for (block, conv), index in zip(
+    [(b, c) for b, convs in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for c in range(1, convs + 1)],
+    (1, 3, 6, 8, 11, 13, 15, 17, 20, 22, 24, 26, 29, 31, 33, 35))}
+"""Indices of ReLU outputs in ``vgg19().features`` (relu1_1 is 1, relu5_4 is 35)."""
 PERCEPTUAL_LAYERS = ("relu2_2",)
 """Feature layers the perceptual term compares (Johnson et al. use relu2_2 for content)."""
 VGG_CONVS = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
@@ -30,7 +32,8 @@ class VGGFeatures(nn.Module):
 
     Args:
         path: the ``vgg19_features.pth`` state dict.
-        layers: names from :data:`RELU` whose outputs :meth:`forward` returns.
+        layers: names from :data:`RELU` whose outputs :meth:`forward` returns, in the
+            network's order (:attr:`names`).
 
     Shape:
         RGB (N, 3, H, W) 0..255 -> list of feature maps, one per layer.
@@ -57,12 +60,15 @@ class VGGFeatures(nn.Module):
             self.features.load_state_dict(wanted, strict=True)
         except (RuntimeError, ValueError) as exc:
             raise VrstyleError(f"{path}: not VGG19 features ({str(exc).splitlines()[0]})") from None
-        self.taps = sorted(RELU[name] for name in layers)
+        self.names = sorted(set(layers), key=RELU.get)
+        """The layers :meth:`forward` returns, in its order (the network's)."""
+        self.taps = [RELU[name] for name in self.names]
         self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
 
     def forward(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps of :attr:`names`, in that order."""
         x = rgb.flip(1) - self.mean
         out = []
         for index, module in enumerate(self.features):
@@ -77,6 +83,24 @@ def perceptual_loss(vgg: VGGFeatures, output: torch.Tensor, target: torch.Tensor
     with torch.no_grad():
         targets = vgg(target)
     return sum(F.mse_loss(o, t) / t.pow(2).mean().clamp_min(1e-6) for o, t in zip(vgg(output), targets))
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrices ``F F^T / (C H W)`` of (N, C, H, W) features: (N, C, C), the style statistics
+    of Gatys et al. (the normalisation makes them independent of the image size).
+
+    >>> gram(torch.ones(1, 2, 3, 3))
+    tensor([[[0.5000, 0.5000],
+             [0.5000, 0.5000]]])
+    """
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels: smoothness for optimised images."""
+    return (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean() + (image[..., 1:] - image[..., :-1]).pow(2).mean()
 
 
 def psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
