@@ -51,6 +51,7 @@ def arithmetic(model: nn.Module, size: int = 64) -> Cost:
         per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
         macs = per_output * output.numel() / output.shape[0] / (size * size)
         if isinstance(module, BinaryConv2d):
+            macs *= module.bases  # the output is the bases' sum: each base is a convolution of its own
             if module.act is not None:
                 cost.binary_ops += macs * module.planes
             else:
