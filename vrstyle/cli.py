@@ -27,6 +27,7 @@ COMMANDS = {
     "keys": ("vrstyle.commands.keys", "make CurveZMQ key pairs for a broker beyond loopback"),
     "distill": ("vrstyle.commands.distill", "train a (binary) student network from a teacher"),
     "eval": ("vrstyle.commands.eval", "compare models with their teacher: fidelity, size, ops, CPU speed"),
+    "train": ("vrstyle.commands.train", "train a new feed-forward style from any artwork (perceptual losses)"),
     "paint": ("vrstyle.commands.paint", "paint a photo in the style of any artwork by optimisation (Gatys), with deep dream"),
     "export": ("vrstyle.commands.export", "write a model as an ONNX file for other runtimes, with its card"),
     "bench": ("vrstyle.commands.bench", "measure tile throughput headless: rates, latency, stages, scaling"),

@@ -10,7 +10,8 @@ so they do not undo it. Octaves optimise a small version first and refine it at 
 
 Every loss is normalised by its target's magnitude (content by the mean square of the content
 features, style by that of the artwork's Gram matrices, dream by the content photo's activation
-energy at its layer, and taken as a logarithm so that it settles), so the weights do not depend on the image size or the layers chosen.
+energy at its layer, and taken as a logarithm so that it settles), so the weights do not depend
+on the image size or the layers chosen.
 It is slow by design (hundreds of VGG19 passes); the feed-forward networks are the fast path.
 """
 

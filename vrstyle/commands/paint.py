@@ -21,16 +21,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("content", type=input_file, help="the photo (JPEG or PNG)")
     parser.add_argument("style", type=input_file, help="the artwork whose style to paint it in")
     parser.add_argument("output", type=output_image, help="where to write the painting")
-    parser.add_argument("--size", type=positive_int, default=settings.PAINT_SIZE, help="longer side of the painting, px")
-    parser.add_argument("--steps", type=positive_int, default=settings.PAINT_STEPS, help="optimiser steps per octave")
-    parser.add_argument("--optimiser", choices=settings.PAINT_OPTIMISERS, default=settings.PAINT_OPTIMISERS[0], help="L-BFGS or Adam")
+    parser.add_argument("--size", type=positive_int, default=settings.PAINT_SIZE,
+                        help="longer side of the painting, px")
+    parser.add_argument("--steps", type=positive_int, default=settings.PAINT_STEPS,
+                        help="optimiser steps per octave")
+    parser.add_argument("--optimiser", choices=settings.PAINT_OPTIMISERS, default=settings.PAINT_OPTIMISERS[0],
+                        help="L-BFGS or Adam")
     parser.add_argument("--lr", type=positive_float, default=2.0, help="Adam's step size, grey levels")
-    parser.add_argument("--init", choices=settings.PAINT_INITS, default=settings.PAINT_INITS[0], help="start from the photo or from noise")
+    parser.add_argument("--init", choices=settings.PAINT_INITS, default=settings.PAINT_INITS[0],
+                        help="start from the photo or from noise")
     parser.add_argument("--seed", type=int, default=0, help="random seed (noise start)")
-    parser.add_argument("--content-layers", default=",".join(settings.PAINT_CONTENT_LAYERS), help="VGG19 layers, comma separated")
-    parser.add_argument("--style-layers", default=",".join(settings.PAINT_STYLE_LAYERS), help="VGG19 layers, comma separated")
+    parser.add_argument("--content-layers", default=",".join(settings.PAINT_CONTENT_LAYERS),
+                        help="VGG19 layers, comma separated")
+    parser.add_argument("--style-layers", default=",".join(settings.PAINT_STYLE_LAYERS),
+                        help="VGG19 layers, comma separated")
     parser.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss")
-    parser.add_argument("--style-weight", type=float, default=settings.PAINT_STYLE_WEIGHT, help="weight of the style loss")
+    parser.add_argument("--style-weight", type=float, default=settings.PAINT_STYLE_WEIGHT,
+                        help="weight of the style loss")
     parser.add_argument("--tv-weight", type=float, default=1e-3, help="weight of total variation")
     parser.add_argument("--octaves", type=positive_int, default=1,
                         help="paint at 1/2^(N-1) size first and refine at doubling sizes")
@@ -85,5 +92,6 @@ def _tensor(image, size: int, device):
     scale = size / max(tensor.shape[-2:])
     if scale != 1:
         shape = tuple(max(1, round(s * scale)) for s in tensor.shape[-2:])
-        tensor = F.interpolate(tensor, size=shape, mode="area" if scale < 1 else "bicubic", align_corners=None if scale < 1 else False)
+        options = {"mode": "area"} if scale < 1 else {"mode": "bicubic", "align_corners": False}
+        tensor = F.interpolate(tensor, size=shape, **options)
     return tensor.clamp(0, 255).contiguous().to(device)

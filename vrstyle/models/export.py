@@ -59,7 +59,8 @@ def export_onnx(model: nn.Module, path: Path, opset: int = OPSET) -> None:
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError:
-        raise VrstyleError("ONNX export needs the onnx and onnxscript packages: pip install 'vrstyle[export]'") from None
+        raise VrstyleError("ONNX export needs the onnx and onnxscript packages: "
+                           "pip install 'vrstyle[export]'") from None
     wrapped = Clamped(model.float().cpu().eval())
     example = torch.rand(1, 3, *TRACE_SIZE) * 255
     height, width = (STRIDE * torch.export.Dim(name, min=1) for name in ("height_steps", "width_steps"))
