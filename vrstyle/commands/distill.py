@@ -27,16 +27,16 @@ def parse_layers(text: str) -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", default=settings.DEFAULT_STYLE, help="teacher style (candy, mosaic, ...)")
-    parser.add_argument("--student", default="student", help="student architecture (student, johnson)")
+    parser.add_argument("--teacher", default=settings.DEFAULT_STYLE, help="teacher style (candy, mosaic, ..., cartoon)")
+    parser.add_argument("--student", default="student", help="student architecture (student, johnson, cartoon)")
     parser.add_argument("--config", default="{}", help="student configuration as JSON, e.g. '{\"width\": 16}'")
     parser.add_argument("--layers", default=None,
                         help="layer kinds of a 'student', e.g. body=binary,conv3=binary_weights,deconv1=int8 "
                              "(kinds: float, int8, binary_weights, binary; groups not named are float)")
     parser.add_argument("--planes", type=positive_int, default=None, help="binary activation planes (default 1)")
     parser.add_argument("--init", default="calibrate",
-                        help="calibrate (layer-by-layer fit to the teacher), teacher (copy its weights), random, or "
-                             "blockwise (teacher weights, then each residual block trained on cached teacher "
+                        help="calibrate (layer-by-layer fit to the teacher), teacher (copy its weights), random, prune "
+                             "(a narrower cartoon student cut from the cartoon teacher), or blockwise (teacher weights, then each residual block trained on cached teacher "
                              "features; default calibrate)")
     parser.add_argument("--calibration-images", type=int, default=settings.CALIBRATION_IMAGES,
                         help=f"photos for calibration or block-wise features (default {settings.CALIBRATION_IMAGES})")

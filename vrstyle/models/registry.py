@@ -26,6 +26,8 @@ STYLES = ("candy", "mosaic", "rain_princess", "udnie", "pointilism")
 PREFERRED_VARIANTS = ("binary", "teacher")
 """Which variant a bare style name means, best first."""
 TEACHER_ARCH = ("johnson", {"width": 32, "blocks": 5})
+CARTOON_TEACHER = ("cartoon/teacher", "teachers/cartoon/whitebox.pth", "cartoon", {"refine": True})
+"""White-box Cartoonization's generator with its guided filter (:mod:`vrstyle.models.cartoon`)."""
 MODEL_SUFFIXES = (".pth", ".pt", ".safetensors")
 SHIPPED_DIR = Path(__file__).parent / "weights"
 
@@ -93,6 +95,9 @@ def available_models() -> dict[str, ModelSpec]:
             path = data / "teachers" / "johnson" / f"{style}.pth"
             if path.is_file():
                 models[f"{style}/teacher"] = ModelSpec(f"{style}/teacher", path, *TEACHER_ARCH)
+        name, relative, arch, config = CARTOON_TEACHER
+        if (data / relative).is_file():
+            models[name] = ModelSpec(name, data / relative, arch, config)
     for path in sorted(SHIPPED_DIR.glob("*.safetensors")):
         spec = _shipped_spec(path)
         models[spec.name] = spec

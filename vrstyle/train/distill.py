@@ -8,7 +8,8 @@ clean crop (after Gupta et al., "Characterizing and Improving Stability in Neura
 Transfer", ICCV 2017). Data: random crops and flips of BSDS500 train+val.
 
 Initialisation (``init``): a layer-by-layer calibration (:mod:`vrstyle.train.calibrate`),
-the teacher's weights, random, or ``blockwise``: the teacher's weights as latent weights,
+the teacher's weights, random, ``prune`` (a cartoon student cut from the cartoon teacher:
+:func:`~vrstyle.models.cartoon.pruned_state`), or ``blockwise``: the teacher's weights as latent weights,
 then each residual block trained on cached teacher features (:mod:`vrstyle.train.blockwise`,
 ``block_steps`` per block); the float encoder is then frozen, since the blocks learnt on
 its exact output. Gradient descent with straight-through estimators (``steps``) follows.
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from vrstyle.errors import VrstyleError
 from vrstyle.models import create_model, load_model
 from vrstyle.models.binary import BinaryConv2d, Int8Conv2d
+from vrstyle.models.cartoon import CartoonNet, pruned_state
 from vrstyle.models.norm import FrameNorm
 from vrstyle.models.transformer import ConvLayer
 from vrstyle.models.packed import save_model
@@ -43,7 +45,7 @@ from vrstyle.train.losses import VGGFeatures, luminance_transfer, perceptual_los
 
 log = logging.getLogger(__name__)
 
-INITS = ("calibrate", "teacher", "random", "blockwise")
+INITS = ("calibrate", "teacher", "random", "blockwise", "prune")
 COLOURS = ("none", "luminance")
 IDENTITY = ("teacher", "arch", "config", "init", "calibration_images", "seed")
 """Settings that define the student of a run; the others (steps, batch, lr, ...) may change on resuming."""
@@ -107,6 +109,13 @@ def initial_student(cfg: DistillConfig, teacher: torch.nn.Module, progress: bool
         except ValueError as exc:
             raise VrstyleError(f"cannot calibrate this student: {exc}") from None
         log.info("calibrated on %d photos: %.2f dB", len(images), result["psnr_calibration_set"])
+    elif cfg.init == "prune":
+        if not isinstance(student, CartoonNet) or not isinstance(teacher, CartoonNet):
+            raise VrstyleError("init 'prune' cuts a cartoon student from the cartoon teacher; use --init random")
+        try:
+            student.load_state_dict(pruned_state(teacher.state_dict(), student))
+        except ValueError as exc:
+            raise VrstyleError(f"cannot prune: {exc}") from None
     elif cfg.init in ("teacher", "blockwise"):
         missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
         if unexpected or any(key.endswith(("weight", "bias")) and "act." not in key for key in missing):
