@@ -21,7 +21,7 @@ def _style_losses(run_dir) -> list[float]:
         return [float(row["style"]) for row in csv.DictReader(file)]
 
 
-def test_training_lowers_the_style_loss_resumes_and_exports(shared_data, tmp_path):
+def test_training_lowers_the_style_loss_resumes_exports_and_teaches_a_student(shared_data, tmp_path):
     torch.set_num_threads(1)
     art = str(shared_data / "styles" / "jcjohnson" / "the_scream.jpg")
     run_dir = tmp_path / "run"
@@ -36,6 +36,13 @@ def test_training_lowers_the_style_loss_resumes_and_exports(shared_data, tmp_pat
     image = torch.rand(1, 3, 32, 32) * 255
     with torch.no_grad():
         assert torch.allclose(loaded(image), net(image), atol=2.0)  # stored in fp16
+    student = tmp_path / "scream-student.safetensors"
+    done = subprocess.run([sys.executable, "-m", "vrstyle.cli", "distill", "--teacher", str(path), "--init", "teacher",
+                           "--steps", "1", "--crop", "32", "--batch", "1", "--threads", "1", "--run",
+                           str(tmp_path / "distill"), "--output", str(student)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr  # the students recipe takes the new style as its teacher
+    assert resolve_model(str(student)).name == "scream/student"
     other = str(shared_data / "styles" / "jcjohnson" / "starry_night.jpg")
     with pytest.raises(VrstyleError, match="another artwork"):
         train_style(TrainConfig(style_image=other, steps=16, **TINY), run_dir, progress=False)

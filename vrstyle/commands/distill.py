@@ -27,7 +27,7 @@ def parse_layers(text: str) -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", default=settings.DEFAULT_STYLE, help="teacher style (candy, mosaic, ..., cartoon)")
+    parser.add_argument("--teacher", default=settings.DEFAULT_STYLE, help="teacher: a style (candy, mosaic, ..., cartoon) or a model file from vrstyle train")
     parser.add_argument("--student", default="student", help="student architecture (student, johnson, cartoon)")
     parser.add_argument("--config", default="{}", help="student configuration as JSON, e.g. '{\"width\": 16}'")
     parser.add_argument("--layers", default=None,
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vrstyle.models.engine import pick_device
-    from vrstyle.train.distill import DistillConfig, distill, export
+    from vrstyle.models import resolve_model
+    from vrstyle.train.distill import DistillConfig, distill, export, teacher_name
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.planes is not None:
         config["planes"] = args.planes
     pick_device(args.device)
+    style = resolve_model(teacher_name(args.teacher)).style  # an unknown teacher fails here, before any work
     cfg = DistillConfig(teacher=args.teacher, arch=args.student, config=config, init=args.init,
                         calibration_images=args.calibration_images, steps=args.steps, batch=args.batch,
                         crop=args.crop, lr=args.lr, vgg_weight=args.vgg_weight, colour=args.colour,
@@ -87,6 +89,6 @@ def run(args: argparse.Namespace) -> int:
                         block_lr=args.block_lr, seed=args.seed, device=args.device)
     student = distill(cfg, Path(args.run_dir), progress=None)
     if args.output:
-        size = export(student, cfg, Path(args.output), args.name or f"{args.teacher}/{args.student}")
+        size = export(student, cfg, Path(args.output), args.name or f"{style}/{args.student}")
         print(f"wrote {args.output} ({size / 1000:.1f} KB)")
     return 0

@@ -37,6 +37,7 @@ from vrstyle.models.cartoon import CartoonNet, pruned_state
 from vrstyle.models.norm import FrameNorm
 from vrstyle.models.transformer import ConvLayer
 from vrstyle.models.packed import save_model
+from vrstyle.models.registry import MODEL_SUFFIXES
 from vrstyle.progress import progress_bar
 from vrstyle.train.blockwise import CACHE_FILE, FeatureCache, train_body
 from vrstyle.train.calibrate import calibrate
@@ -92,6 +93,12 @@ class DistillConfig:
             raise VrstyleError("block-wise training needs --calibration-images >= 1 photos for its features")
 
 
+def teacher_name(teacher: str) -> str:
+    """The model a ``--teacher`` means: a style's teacher (``candy`` -> ``candy/teacher``), or a
+    model file as it is (a style trained with ``vrstyle train``)."""
+    return teacher if teacher.endswith(MODEL_SUFFIXES) else f"{teacher}/teacher"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -134,7 +141,7 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     cfg.check()
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)
-    teacher = load_model(f"{cfg.teacher}/teacher").to(device).requires_grad_(False)
+    teacher = load_model(teacher_name(cfg.teacher)).to(device).requires_grad_(False)
     run_dir.mkdir(parents=True, exist_ok=True)  # once the teacher loads: a failed start leaves no empty folder
     checkpoint_path = run_dir / CHECKPOINT
     checkpoint = load_checkpoint(checkpoint_path, device) if checkpoint_path.is_file() else None
