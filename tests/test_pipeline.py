@@ -70,9 +70,13 @@ class Unreliable:
         self.inner = LocalBackend(engine)
         self.withhold, self.fail, self.lose = set(withhold), set(fail), set(lose)
         self.pending = 0
+        self.cancelled = []
 
     def submit(self, batch):
         return self.inner.submit(batch)
+
+    def cancel(self, frame_id):
+        self.cancelled.append(frame_id)
 
     def poll(self, timeout=0.0):
         out = []
@@ -113,6 +117,20 @@ def test_missing_tiles_are_filled_from_the_previous_frame_else_raw_never_black(t
     assert {i: f.source for i, f in second.fallback.items()} == {0: "raw", 1: "raw", 6: "previous", 7: "previous"}
     np.testing.assert_array_equal(second.tiles[6:8], first.tiles[6:8])
     assert pipe.counters["late"] == 2 + 4 and pipe.counters["error"] == 2 and pipe.counters["lost"] == 2
+    assert backend.cancelled == [first.frame_id, second.frame_id]  # the late requests are withdrawn
+    assert pipe.counters["cancelled_requests"] == 1 + 2
+
+
+def test_a_superseded_frame_is_cancelled_and_a_complete_one_is_not(tiny_engine):
+    backend = Unreliable(tiny_engine, withhold={0})
+    pipe = FramePipeline(backend, GRID, "tiny", request_tiles=2, deadline_s=None, depth=1)
+    old = pipe.submit(eyes(0))
+    new = pipe.submit(eyes(1))  # depth 1: the first frame is dropped
+    assert backend.cancelled == [old] and pipe.in_flight == [new]
+    assert not pipe.result(new, timeout=0.05).complete  # given up on: its missing request is withdrawn
+    assert backend.cancelled == [old, new]
+    backend.withhold = set()
+    assert pipe.process(eyes(2)).complete and backend.cancelled == [old, new]  # nothing left to withdraw
 
 
 def test_a_frames_own_deadline_leaves_the_pipelines_alone(tiny_engine):

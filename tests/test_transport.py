@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -217,6 +218,9 @@ def test_the_broker_answers_every_mutated_request_once_and_keeps_serving(cluster
             socket = raw_socket(cluster.client_endpoint)
             try:
                 socket.send_multipart(frames)
+                if kind == P.Kind.CANCEL:  # a notice, never answered: withdraws nothing of a new client
+                    assert not socket.poll(100), "a reply to CANCEL"
+                    return
                 reply = socket.recv_multipart()  # raises zmq.Again after 10 s: no reply
                 assert not socket.poll(50), "a second reply"
             finally:
@@ -250,8 +254,11 @@ def test_the_broker_answers_every_mutated_request_once_and_keeps_serving(cluster
         assert_like_in_process(tiny_engine, batches(frame_tiles(4), None)[0], collect(client, 1)[rid])
 
 
-def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine, tmp_path):
-    """A real worker process behind a broker socket of the test's own."""
+@contextlib.contextmanager
+def worker_behind_a_test_socket(tiny_model: str, tmp_path: Path):
+    """A real worker process connected to a broker socket of the test's own: yields the socket,
+    the worker's identity and READY info once it has announced itself, and a list that holds the
+    worker's stderr once it has been stopped."""
     context = zmq.Context.instance()
     broker = context.socket(zmq.ROUTER)
     broker.linger = 0
@@ -263,17 +270,33 @@ def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine
         assert broker.poll(60_000), "worker never announced itself"
         identity, header, info = broker.recv_multipart()
         assert P.Header.unpack(header).kind == P.Kind.READY
-        assert P.parse_worker_info(info)["styles"]["tiny"] == tiny_engine.stats_channels
+        log: list[str] = []
+        yield broker, identity, P.parse_worker_info(info), log
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        broker.close()
+    assert worker.returncode == 0, err
+    log.append(err)
+
+
+def next_reply(broker: zmq.Socket) -> P.Header:
+    """The worker's next message that is not a heartbeat."""
+    while True:
+        assert broker.poll(30_000), "no reply from the worker"
+        parsed = P.Header.unpack(broker.recv_multipart()[1])
+        if parsed.kind != P.Kind.HEARTBEAT:
+            return parsed
+
+
+def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine, tmp_path):
+    with worker_behind_a_test_socket(tiny_model, tmp_path) as (broker, identity, info, log):
+        assert info["styles"]["tiny"] == tiny_engine.stats_channels
 
         def exchange(frames: list) -> P.Header:
             broker.send_multipart([identity, P.Header(P.Kind.HEARTBEAT).pack()])
             broker.send_multipart([identity, *frames])
-            while True:
-                assert broker.poll(30_000), "no reply from the worker"
-                reply = broker.recv_multipart()
-                parsed = P.Header.unpack(reply[1])
-                if parsed.kind != P.Kind.HEARTBEAT:
-                    return parsed
+            return next_reply(broker)
 
         good = good_request(5)
         header = P.Header.unpack(good[0])
@@ -293,12 +316,47 @@ def test_a_worker_refuses_bad_requests_and_keeps_serving(tiny_model, tiny_engine
         expired = exchange(good_request(6, budget_us=1))
         assert (expired.kind, expired.code) == (P.Kind.LOST, P.Code.EXPIRED)
         assert exchange(good).kind == P.Kind.RESULT
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=30)
-        broker.close()
-    assert worker.returncode == 0, err
-    assert "rejected a request" in err and "Traceback" not in err
+    assert "rejected a request" in log[0] and "Traceback" not in log[0]
+
+
+BIG = tiles.plan_grid(512, 512, tile=256, halo=8, overlap=4)
+"""Tiles large enough that a request keeps a one-thread worker busy for a while."""
+
+
+def test_a_worker_skips_a_cancelled_request_it_has_not_started(tiny_model, tmp_path):
+    """While the worker computes a long request, a second arrives and is cancelled: it comes back
+    LOST (cancelled) without being computed; the first is not affected."""
+    pieces = frame_tiles(3, BIG)
+    long = TileBatch(STYLE, pieces, None, BIG.halo, BIG.margin).header(1)
+    with worker_behind_a_test_socket(tiny_model, tmp_path) as (broker, identity, _, _):
+        broker.send_multipart([identity, *P.request_frames(long, pieces, None, None)])
+        time.sleep(0.2)  # the compute thread has taken the long request
+        broker.send_multipart([identity, *good_request(2)])
+        broker.send_multipart([identity, P.Header(P.Kind.CANCEL, request_id=2).pack()])
+        broker.send_multipart([identity, P.Header(P.Kind.CANCEL, request_id=99).pack()])  # unknown: harmless
+        replies = {reply.request_id: reply for reply in (next_reply(broker), next_reply(broker))}
+    assert replies[1].kind == P.Kind.RESULT
+    assert (replies[2].kind, replies[2].code) == (P.Kind.LOST, P.Code.CANCELLED)
+
+
+def test_a_cancelled_frame_is_withdrawn_from_the_broker_queue_and_the_rest_still_served(cluster):
+    """Two workers hold two requests each; the rest of the frame waits in the broker's queue.
+    Cancelling the frame answers every request exactly once: LOST (cancelled) for all that no
+    worker had started, a result for the others; the broker counts what it withdrew."""
+    pieces = frame_tiles(4, BIG)
+    with cluster.client() as client:
+        before = client.status()["counters"]
+        ids = [client.submit(batch) for batch in batches(pieces, None, size=1, frame_id=7)]
+        client.cancel(7)
+        replies = collect(client, len(ids))
+        after = client.status()["counters"]
+        cancelled = [r for r in replies.values() if r.status == "lost" and r.code == P.Code.CANCELLED]
+        assert len(cancelled) >= len(ids) - 2 * 2 - 2  # at most what the workers held (and were handed) ran
+        assert all(r.status == "ok" for r in replies.values() if r not in cancelled)
+        withdrawn = sum(after.get(k, 0) - before.get(k, 0) for k in ("cancelled", "cancelled_by_workers"))
+        assert withdrawn == len(cancelled) and client.counters["cancels_sent"] == 1
+        rid = client.submit(batches(pieces, None, size=1, frame_id=8)[0])
+        assert collect(client, 1)[rid].status == "ok"
 
 
 def test_killed_worker_loses_no_tile_and_a_restarted_one_rejoins(tiny_model, tiny_engine):

@@ -30,6 +30,9 @@ class Backend(Protocol):
 
     def submit(self, batch: TileBatch) -> int: ...
 
+    def cancel(self, frame_id: int) -> None:
+        """Withdraw the frame's requests that no worker has started (latest frame wins)."""
+
     def poll(self, timeout: float = 0.0) -> list[Reply]: ...
 
     def status(self, timeout: float = ...) -> dict[str, Any]: ...

@@ -2,7 +2,8 @@
 
 The mirror window, the headset and the benchmark stream frames through a
 :class:`FramePipeline`: several frames in flight, a deadline per frame with fallback tiles,
-never a black tile. Tiles go to a backend (:mod:`vrstyle.backend`); single images take
+never a black tile, and the requests of a frame dropped or past its deadline cancelled
+(latest frame wins). Tiles go to a backend (:mod:`vrstyle.backend`); single images take
 :mod:`vrstyle.stylize` instead.
 
 Normalisation statistics of a stream live here. Each batch of tiles carries the stream's
@@ -440,15 +441,22 @@ class FramePipeline(Resource):
 
     def _drop(self, frame_id: int) -> None:
         frame = self._frames.pop(frame_id)
+        self._withdraw(frame)
+        self.counters["dropped_frames"] += 1
+
+    def _withdraw(self, frame: _Frame) -> None:
+        """Forget the frame's outstanding requests (late replies are then stale) and cancel them,
+        so no worker computes a frame nobody will show."""
+        if frame.requests:
+            self.backend.cancel(frame.frame_id)
+            self.counters["cancelled_requests"] += len(frame.requests)
         for rid in frame.requests:
             self._requests.pop(rid, None)
-        self.counters["dropped_frames"] += 1
 
     def _finish(self, frame: _Frame) -> FrameResult:
         self._frames.pop(frame.frame_id)
-        for rid in frame.requests:  # still out: their late replies must not write into this result
-            self._requests.pop(rid, None)
-        result_tiles = frame.tiles.copy() if frame.requests else frame.tiles
+        result_tiles = frame.tiles.copy() if frame.requests else frame.tiles  # late replies must not write here
+        self._withdraw(frame)
         scales = np.ones(len(result_tiles), np.int8) if frame.scales is None else frame.scales.copy()
         for level in frame.levels:
             if level.out is not frame.tiles:

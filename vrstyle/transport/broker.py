@@ -6,7 +6,9 @@ its style and has credit left, preferring workers on the client's host (and givi
 shared-memory requests only to those). Heartbeats go both ways (zguide "Paranoid Pirate"): a
 worker silent for ``liveness`` intervals is dead, and each request it held goes to another
 worker if its deadline still allows, else back to its client as LOST. Nothing is dropped
-silently: malformed requests get an ERROR reply and are counted, expired ones a LOST reply.
+silently: malformed requests get an ERROR reply and are counted, expired ones a LOST reply, and
+requests of a frame their client cancelled a LOST reply from here (queued) or from the worker
+holding them (not started).
 
 The broker touches headers only: payload parts are forwarded as received (zero-copy), with
 the header rewritten to carry a broker-wide request id and the remaining deadline budget.
@@ -182,8 +184,11 @@ class Broker(Resource):
             if header.kind == P.Kind.HEARTBEAT:
                 self._to_client(identity, [P.Header(P.Kind.HEARTBEAT).pack()])
                 return
+            if header.kind == P.Kind.CANCEL:
+                self._cancel(identity, header.frame_id)
+                return
             if header.kind not in P.REQUESTS:
-                raise P.ProtocolError(P.Code.KIND, f"clients may send STYLIZE, MEASURE or STATUS, not "
+                raise P.ProtocolError(P.Code.KIND, f"clients may send STYLIZE, MEASURE, CANCEL or STATUS, not "
                                                    f"{header.kind.name}", header.request_id)
             request = P.parse_request(parts)
             self._check_route(header, request)
@@ -197,6 +202,26 @@ class Broker(Resource):
         deadline = now + header.budget_us / 1e6 if header.budget_us else None
         self.queue.append(Ticket(self._next_id, identity, header, parts[1:], now, deadline))
         self._next_id += 1
+
+    def _cancel(self, client: bytes, frame_id: int) -> None:
+        """Withdraw a client's requests for a frame it no longer wants: queued ones come back LOST
+        (cancelled) now; each worker holding one is told to skip it unless it has started."""
+
+        def withdrawn(ticket: Ticket) -> bool:
+            return ticket.client == client and ticket.header.frame_id == frame_id
+
+        queued = [ticket for ticket in self.queue if withdrawn(ticket)]
+        if queued:
+            self.queue = [ticket for ticket in self.queue if not withdrawn(ticket)]
+            self.counters["cancelled"] += len(queued)
+            self.counters["cancelled_tiles"] += sum(ticket.header.count for ticket in queued)
+            for ticket in queued:
+                self._to_client(client, P.error_frames(P.Kind.LOST, P.Code.CANCELLED,
+                                                       "broker: cancelled by the client before dispatch", ticket.header))
+        for worker in list(self.workers.values()):
+            for ticket in [t for t in worker.outstanding.values() if withdrawn(t)]:
+                self.counters["cancels_forwarded"] += 1
+                self._to_worker(worker, [P.Header(P.Kind.CANCEL, request_id=ticket.id).pack()])
 
     def _check_route(self, header: P.Header, request: P.Request) -> None:
         """Refuse now what no connected worker could serve (an empty broker queues, workers may come)."""
@@ -288,7 +313,12 @@ class Broker(Resource):
         queue_us = header.queue_us + (ticket.dispatched - ticket.received) * 1e6
         restored = replace(header, request_id=ticket.header.request_id, flags=flags,
                            queue_us=min(int(queue_us), 2**32 - 1))
-        self.counters["results" if header.kind == P.Kind.RESULT else "worker_errors"] += 1
+        if header.kind == P.Kind.RESULT:
+            self.counters["results"] += 1
+        elif header.kind == P.Kind.LOST and header.code == P.Code.CANCELLED:
+            self.counters["cancelled_by_workers"] += 1
+        else:
+            self.counters["worker_errors"] += 1
         self._to_client(ticket.client, [restored.pack(), *parts[1:]])
 
     def _expire_workers(self, now: float) -> None:

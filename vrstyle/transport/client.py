@@ -72,7 +72,8 @@ class TransportClient(Resource):
         self.heartbeat_s, self.liveness = heartbeat_s, liveness
         self.context = context or zmq.Context.instance()
         self.host = shm.host_id()
-        self.counters: dict[str, int] = {"sent": 0, "unsent": 0, "stray_replies": 0, "resent_by_copy": 0}
+        self.counters: dict[str, int] = {"sent": 0, "unsent": 0, "stray_replies": 0, "resent_by_copy": 0,
+                                         "cancels_sent": 0}
         self._pending: dict[int, _Pending] = {}
         self._ready: list[P.Reply] = []
         self._next_id = 1
@@ -154,6 +155,14 @@ class TransportClient(Resource):
         self._pending[rid] = pending
         self._send(pending, use_shm)
         return rid
+
+    def cancel(self, frame_id: int) -> None:
+        """Withdraw this client's requests for ``frame_id`` (superseded or past its deadline):
+        the broker drops those still queued and workers skip those they have not started; each
+        still comes back, LOST with ``Code.CANCELLED``, unless it was already done."""
+        if any(p.batch.frame_id == frame_id for p in self._pending.values()) \
+                and self._send_frames([P.Header(P.Kind.CANCEL, frame_id=frame_id).pack()]):
+            self.counters["cancels_sent"] += 1
 
     def poll(self, timeout: float = 0.0) -> list[P.Reply]:
         """Replies that have arrived, waiting up to ``timeout`` s for the first one.

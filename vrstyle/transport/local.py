@@ -76,6 +76,9 @@ class LocalBackend(Resource):
         self._ready.append(reply)
         return rid
 
+    def cancel(self, frame_id: int) -> None:
+        """Nothing to withdraw: a batch here is done when :meth:`submit` returns."""
+
     def poll(self, timeout: float = 0.0) -> list[P.Reply]:
         ready, self._ready = self._ready, []
         return ready

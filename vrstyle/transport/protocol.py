@@ -19,6 +19,8 @@ HEARTBEAT     both ways                   -
 DISCONNECT    worker -> broker            - (leaving cleanly)
 RECONNECT     broker -> worker            - ("unknown to me: send READY again")
 STATUS        client <-> broker           request: -; reply: broker state (JSON)
+CANCEL        client -> broker -> worker  - (client: ``frame_id`` withdrawn; worker: skip
+                                          request ``request_id`` unless started)
 ============  ==========================  =============================================
 
 A request is one batch of ``count`` tiles of one frame (tiles ``first_tile ..``), all
@@ -31,6 +33,9 @@ layer, as the whole image does. A MEASURE request with statistics and ``measure_
 normalises with them and measures each tile's moments up to the layer that holds statistics
 column ``c`` (the layer-by-layer passes of exact statistics); columns beyond come back with
 count 0.
+Latest frame wins: a client that no longer wants a frame sends CANCEL; the broker answers its
+queued requests of that frame LOST (``Code.CANCELLED``) at once and passes a CANCEL per request
+to the workers holding the rest, which answer LOST (cancelled) for those they have not started.
 Deadlines travel as a remaining budget in microseconds (``budget_us``, 0 = none), so no two
 hosts need synchronised clocks.
 
@@ -68,6 +73,7 @@ class Kind(enum.IntEnum):
     ERROR = 8
     LOST = 9
     STATUS = 10
+    CANCEL = 11
 
 
 class Code(enum.IntEnum):
@@ -89,6 +95,7 @@ class Code(enum.IntEnum):
     EXPIRED = 20
     WORKER_DIED = 21
     BROKER_GONE = 22
+    CANCELLED = 23
 
     @property
     def label(self) -> str:

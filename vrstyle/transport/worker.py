@@ -6,7 +6,8 @@ keeps the heartbeat going in both directions (zguide "Paranoid Pirate": a broker
 ``liveness`` intervals means reconnect with back-off) and forwards replies. The compute
 thread takes requests from a queue, waits up to ``batch_window_s`` for more to arrive,
 runs them through :func:`process` (requests with given statistics and the same tile shape
-share one forward pass) and hands the replies back over an inproc socket. Heartbeats
+share one forward pass) and hands the replies back over an inproc socket. A request the broker
+cancelled (its frame superseded) before the compute thread took it is answered LOST, not run. Heartbeats
 therefore keep flowing while a long batch runs.
 
 Engines are duck-typed (:class:`~vrstyle.models.engine.StyleEngine`: ``stats_channels``,
@@ -37,6 +38,9 @@ from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, check_hand
 from vrstyle.transport.shm import SegmentCache, host_id
 
 log = logging.getLogger(__name__)
+
+CANCELS_KEPT = 4096
+"""Cancelled request ids a worker remembers (a CANCEL may come after its request finished)."""
 
 
 class Engine(Protocol):
@@ -71,6 +75,27 @@ class Job:
             return self.bounds
         h = self.header
         return np.tile(np.array([0, h.height, 0, h.width], P.BOUNDS_DTYPE), (h.count, 1))
+
+
+class CancelledSet:
+    """Request ids the broker cancelled, shared by the I/O thread (adds) and the compute thread
+    (takes each once, before starting the request). Ids of requests already finished when
+    their CANCEL came are never taken: only the newest :data:`CANCELS_KEPT` are remembered."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, request_id: int) -> None:
+        with self._lock:
+            self._ids[request_id] = None
+            if len(self._ids) > CANCELS_KEPT:
+                del self._ids[next(iter(self._ids))]
+
+    def take(self, request_id: int) -> bool:
+        """Whether the request was cancelled (and forget it)."""
+        with self._lock:
+            return self._ids.pop(request_id, False) is None
 
 
 @dataclass
@@ -186,6 +211,7 @@ class StyleWorker(Resource):
         self.host = host_id()
         self.counters: Counter[str] = Counter()
         self._inbox: queue.Queue[Job | None] = queue.Queue()
+        self._cancelled = CancelledSet()
         results_endpoint = f"inproc://vrstyle-worker-{id(self):x}"
         with self.building():
             self._results = self.own(self.context.socket(zmq.PAIR))
@@ -282,6 +308,9 @@ class StyleWorker(Resource):
             return
         if header.kind == P.Kind.HEARTBEAT:
             return
+        if header.kind == P.Kind.CANCEL:
+            self._cancelled.add(header.request_id)
+            return
         if header.kind == P.Kind.RECONNECT:
             socket.send_multipart([P.Header(P.Kind.READY, host=self.host).pack(), P.encode_json(self.info())])
             return
@@ -347,6 +376,12 @@ class StyleWorker(Resource):
         now = time.monotonic()
         live: list[Job] = []
         for job in jobs:
+            if self._cancelled.take(job.header.request_id):
+                self.counters["cancelled"] += 1
+                self.counters["cancelled_tiles"] += job.header.count
+                replies.append(P.error_frames(P.Kind.LOST, P.Code.CANCELLED, "cancelled before inference",
+                                              job.header))
+                continue
             if job.deadline is not None and now > job.deadline:
                 self.counters["expired"] += 1
                 replies.append(P.error_frames(P.Kind.LOST, P.Code.EXPIRED, "deadline passed before inference",
