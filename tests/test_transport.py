@@ -21,6 +21,7 @@ from hypothesis import given, settings
 
 import tiles
 from test_protocol import SHM_BYTES, check_request, mutated, valid_requests
+from vrstyle import settings as vrstyle_settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
 from vrstyle.transport import protocol as P
@@ -28,7 +29,8 @@ from vrstyle.transport import LocalBackend, TileBatch, TransportClient
 from vrstyle.transport.broker import Broker
 from vrstyle.transport.cluster import LocalCluster
 from vrstyle.transport.security import generate_keys, peer_keys, server_keys
-from vrstyle.transport.shm import Block, BlockPool, SegmentCache, _Attached, host_id
+from vrstyle.pipeline import FramePipeline
+from vrstyle.transport.shm import Block, BlockPool, FrameRing, SegmentCache, _Attached, host_id
 from vrstyle.transport.worker import StyleWorker
 
 GRID = tiles.plan_grid(96, 128, tile=32, halo=8, overlap=4)
@@ -674,3 +676,102 @@ def test_a_block_that_cannot_be_made_leaves_no_segment():
             pool.acquire(1 << 62, 0)
         assert pool.segments == 0
     assert my_segments() == before
+
+
+def test_frames_through_the_ring_are_the_in_process_frames(cluster, tiny_engine):
+    """Frames copied once into ring slots, tiles cut by the workers: bit-identical to the same
+    pipeline in this process, RGB and RGBA, first frame (joint statistics) and later ones."""
+    frames = [np.random.default_rng(seed).integers(0, 256, (2, GRID.height, GRID.width, 3), np.uint8)
+              for seed in range(4)]
+    frames[3] = np.concatenate([frames[3], np.full(frames[3].shape[:3] + (1,), 255, np.uint8)], axis=-1)
+    with cluster.client() as client:
+        remote = FramePipeline(client, GRID, STYLE, deadline_s=None)
+        # The first frame's batches normalise with their own statistics: batch alike to compare.
+        local = FramePipeline(tiny_engine, GRID, STYLE, deadline_s=None, request_tiles=ring_request_tiles(GRID))
+        for frame in frames:
+            got, expected = remote.process(frame), local.process(frame)
+            assert got.complete
+            np.testing.assert_array_equal(got.tiles, expected.tiles)
+        assert remote.counters["ring_frames"] == 3  # the RGBA frame would need a ring of its own: pixels
+        per_frame = -(-2 * len(GRID) // ring_request_tiles(GRID))
+        assert client.counters["sent"] == 3 * per_frame + -(-2 * len(GRID) // vrstyle_settings.REQUEST_TILES)
+
+
+def ring_request_tiles(grid: tiles.TileGrid) -> int:
+    """Tiles per request of a stereo frame on the ring (the pipeline's rule)."""
+    return max(vrstyle_settings.REQUEST_TILES, -(-2 * len(grid) // vrstyle_settings.RING_REQUESTS))
+
+
+def ring_request(rid: int, spec: P.FrameSpec, descriptor: P.ShmDescriptor, frame_id: int, first: int = 0,
+                 count: int = 2, frame_part: bytes | None = None) -> list:
+    header = P.FrameBatch(STYLE, spec, 3, first, count, frame_id).header(rid, host_id())
+    frames = P.request_frames(header, None, None, descriptor, frame=spec)
+    if frame_part is not None:
+        frames[2] = frame_part
+    return frames
+
+
+def test_ring_requests_that_do_not_fit_get_one_error_reply_each(cluster, tiny_engine):
+    """Tiles outside the frame and a grid that does not tile it (refused by the broker), a ring
+    that does not exist and a slot holding another frame (refused by the worker): one ERROR
+    each, and the same socket is served afterwards, the slot's output holding the tiles."""
+    spec = P.FrameSpec(2, GRID)
+    eyes = np.random.default_rng(6).integers(0, 256, (2, GRID.height, GRID.width, 3), np.uint8)
+    with BlockPool() as pool:
+        ring = FrameRing(pool, spec, 3, slots=2)
+        slot = ring.acquire(5, eyes)
+        good = ring.blocks[slot].descriptor()
+        missing = replace(good, name="vrs_0_nothere")
+        bad_grid = P.FRAME_STRUCT.pack(2, GRID.height, GRID.width, GRID.core_h, GRID.core_w, GRID.rows + 1, GRID.cols,
+                                       GRID.halo, GRID.overlap)
+        socket = raw_socket(cluster.client_endpoint)
+        for frames, code, words in [
+            (ring_request(1, spec, good, 5, first=2 * len(GRID) - 1), P.Code.PAYLOAD, "outside the frame"),
+            (ring_request(2, spec, good, 5, frame_part=bad_grid), P.Code.PAYLOAD, "do not tile"),
+            (ring_request(3, spec, missing, 5), P.Code.SHM, "does not exist"),
+            (ring_request(4, spec, good, 6), P.Code.SHM, "holds frame 5, not 6"),
+        ]:
+            socket.send_multipart(frames)
+            reply = socket.recv_multipart()
+            header = P.Header.unpack(reply[0])
+            assert (header.kind, header.code) == (P.Kind.ERROR, code) and words in reply[1].decode(), reply[1]
+        socket.send_multipart(ring_request(5, spec, good, 5, first=3, count=4))
+        header = P.Header.unpack(socket.recv_multipart()[0])
+        socket.close()
+        assert header.kind == P.Kind.RESULT
+        expected, _ = tiny_engine.stylize_and_measure(tiles.cut(eyes, GRID)[3:7], None, GRID.halo, GRID.margin,
+                                                      np.tile(GRID.bounds(), (2, 1))[3:7])
+        np.testing.assert_array_equal(ring.output(slot)[3:7], expected)
+
+
+def test_a_worker_reports_a_slot_overwritten_while_it_read_it(tiny_model, tmp_path):
+    """The stamp is read before cutting and after inference: a client that refills the slot
+    meanwhile gets an error, not tiles of two frames."""
+    spec = P.FrameSpec(2, BIG)
+    eyes = np.random.default_rng(7).integers(0, 256, (2, BIG.height, BIG.width, 3), np.uint8)
+    with BlockPool() as pool, worker_behind_a_test_socket(tiny_model, tmp_path) as (broker, identity, _, _):
+        ring = FrameRing(pool, spec, 3, slots=1)
+        slot = ring.acquire(9, eyes)
+        broker.send_multipart([identity, *ring_request(1, spec, ring.blocks[slot].descriptor(), 9, count=8)])
+        time.sleep(0.05)
+        ring.blocks[slot].input((P.STAMP_BYTES,))[:8].view("<i8")[0] = 10
+        reply = next_reply(broker)
+    assert (reply.kind, reply.code) == (P.Kind.ERROR, P.Code.SHM)
+
+
+def test_a_ring_slot_is_reused_only_when_nothing_holds_it():
+    spec = P.FrameSpec(1, tiles.plan_grid(16, 16, tile=8, halo=2, overlap=0))
+    eyes = np.zeros((1, 16, 16, 3), np.uint8)
+    with BlockPool() as pool:
+        ring = FrameRing(pool, spec, 3, slots=2)
+        first, second = ring.acquire(1, eyes), ring.acquire(2, eyes)
+        assert {first, second} == {0, 1} and ring.acquire(3, eyes) is None  # both held: no slot
+        ring.hold(first)  # a request outstanding
+        ring.release(first)  # the frame is done with it, the request is not
+        assert ring.acquire(3, eyes) is None
+        ring.release(first)
+        name = ring.blocks[first].name
+        ring.retire(first)
+        assert ring.blocks[first].name != name and ring.acquire(4, eyes) == first
+        assert ring.frame(first).shape == (1, 16, 16, 3)
+        assert int(ring.blocks[first].input((8,)).view("<i8")[0]) == 4

@@ -38,10 +38,11 @@ from vrstyle.backend import Backend, as_backend
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments, moments_to_stats, smooth_stats
 from vrstyle.resources import Resource
-from vrstyle.transport.protocol import Reply, Status, TileBatch
+from vrstyle.transport.protocol import Code, FrameBatch, FrameSpec, Reply, Status, TileBatch
 
 if TYPE_CHECKING:
     from vrstyle.models.engine import StyleEngine
+    from vrstyle.transport.shm import FrameRing
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,9 @@ class FrameResult:
         frame_id: the id given at :meth:`FramePipeline.submit`.
         grid: the tile grid of one eye.
         tiles: (eyes * len(grid), out_h, out_w, 3) uint8, tile ``t`` of eye ``e`` at
-            ``e * len(grid) + t``; fallbacks already filled in. Read-only by convention.
+            ``e * len(grid) + t``; fallbacks already filled in. Read-only by convention. On the
+            shared-memory frame ring they are the ring slot the workers wrote into: valid until
+            the next result is taken and another frame submitted (copy them to keep them).
         fallback: tile index -> :class:`Fallback`, for every tile not freshly stylised.
         stats: the (2, C) statistics the tiles were normalised with (None: the stream's first
             frame, each batch normalised with its own joint statistics).
@@ -161,7 +164,8 @@ class _Level:
     scale: int
     grid: TileGrid
     indices: np.ndarray
-    inputs: np.ndarray
+    inputs: np.ndarray | None
+    """None on the frame ring: the workers cut the tiles from the slot."""
     out: np.ndarray
 
 
@@ -175,6 +179,8 @@ class _Frame:
     levels: list[_Level]
     tiles: np.ndarray
     scales: np.ndarray | None
+    slot: int | None = None
+    """Its frame-ring slot (None: tiles sent as pixels)."""
     requests: dict[int, tuple[_Level, slice]] = field(default_factory=dict)
     received: np.ndarray | None = None
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)
@@ -252,6 +258,10 @@ class FramePipeline(Resource):
         self._previous: np.ndarray | None = None
         self._previous_ok: np.ndarray | None = None
         self._previous_scales: np.ndarray | None = None
+        self._ring: FrameRing | None = None
+        self._ring_state = "untried"  # then "on" or "off"
+        self._ring_requests: dict[int, int] = {}  # request id -> slot, until its reply comes (even stale)
+        self._held_slot: int | None = None  # the slot of the last result (the fallback tiles)
         self._last_id = -1
         self.counters: dict[str, int] = defaultdict(int)
 
@@ -334,15 +344,27 @@ class FramePipeline(Resource):
         while len(self._frames) >= self.depth:
             self._drop(min(self._frames))
         count = self.eyes * len(self.grid)
-        out_tiles = np.empty((count,) + self.grid.out_shape + (3,), np.uint8)
         scales = None if self.rings is None else self._scales(centres)
-        levels = self._cut(eyes, scales, out_tiles)
+        ring = self._frame_ring(eyes) if scales is None else None
+        slot = None if ring is None else ring.acquire(frame_id, eyes)
+        if slot is not None:
+            out_tiles = ring.output(slot)
+            levels = [_Level(1, self.grid, np.arange(count), None, out_tiles)]
+        else:
+            out_tiles = np.empty((count,) + self.grid.out_shape + (3,), np.uint8)
+            levels = self._cut(eyes, scales, out_tiles)
         split = time.monotonic()
         deadline_s = self.deadline_s if deadline_s is ... else deadline_s
         deadline = None if deadline_s is None else start + deadline_s
-        frame = _Frame(frame_id, self._style, start, deadline, self._stats, levels, out_tiles, scales,
+        frame = _Frame(frame_id, self._style, start, deadline, self._stats, levels, out_tiles, scales, slot,
                        received=np.zeros(count, bool))
         self._frames[frame_id] = frame
+        if slot is not None:
+            self._send_ring_frame(frame, ring, deadline)
+            frame.timings.split, frame.timings.send = split - start, time.monotonic() - split
+            self.counters["frames"] += 1
+            self.counters["ring_frames"] += 1
+            return frame_id
         for level in levels:
             bounds = self._bounds if level.scale == 1 and scales is None else \
                 level.grid.bounds(level.indices % len(self.grid))
@@ -358,6 +380,45 @@ class FramePipeline(Resource):
         frame.timings.split, frame.timings.send = split - start, time.monotonic() - split
         self.counters["frames"] += 1
         return frame_id
+
+    def _frame_ring(self, eyes: np.ndarray) -> "FrameRing | None":
+        """The shared-memory frame ring for frames like ``eyes``, made on first use where the
+        backend offers one (a client whose workers share this host); None: tiles as pixels."""
+        if self._ring_state == "untried":
+            make = getattr(self.backend, "frame_ring", None)
+            spec = FrameSpec(self.eyes, self.grid)
+            self._ring = None if make is None else make(self._style, spec, eyes.shape[3], self.depth + 2)
+            self._ring_state = "on" if self._ring is not None else "off"
+            log.debug("frame ring %s", self._ring_state)
+        ring = self._ring if self._ring_state == "on" else None
+        return ring if ring is not None and ring.channels == eyes.shape[3] else None
+
+    def _send_ring_frame(self, frame: _Frame, ring: "FrameRing", deadline: float | None) -> None:
+        """A few requests naming the slot's tiles by index (one hold on the slot per request)."""
+        level, count = frame.levels[0], len(frame.received)
+        size = max(self.request_tiles, -(-count // settings.RING_REQUESTS))
+        for first in range(0, count, size):
+            part = slice(first, min(first + size, count))
+            budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+            batch = FrameBatch(self._style, ring.spec, ring.channels, first, part.stop - first, frame.frame_id,
+                               frame.stats, budget)
+            rid = self.backend.submit_frame(batch, ring, frame.slot)
+            ring.hold(frame.slot)
+            self._ring_requests[rid] = frame.slot
+            frame.requests[rid] = (level, part)
+            self._requests[rid] = frame
+
+    def _ring_reply(self, reply: Reply) -> None:
+        """A frame-ring request is answered (perhaps stale): its hold on the slot ends; a slot a
+        worker presumed dead may still write into is replaced; a ring the workers cannot reach
+        is given up for pixels."""
+        slot = self._ring_requests.pop(reply.request_id)
+        self._ring.release(slot)
+        if reply.redispatched or reply.code == Code.WORKER_DIED:
+            self._ring.retire(slot)
+        if reply.status != Status.OK and reply.code in (Code.SHM, Code.NO_LOCAL_WORKER) and self._ring_state == "on":
+            log.warning("frame ring given up, tiles go as pixels from now on: %s", reply.message)
+            self._ring_state = "off"
 
     def _scales(self, centres: np.ndarray | None) -> np.ndarray:
         """Each tile's scale for eyes centred on ``centres`` (default: the middles)."""
@@ -415,11 +476,23 @@ class FramePipeline(Resource):
         """:meth:`submit` then :meth:`result`: one frame, synchronously."""
         return self.result(self.submit(eyes))
 
+    def _raw_tile(self, frame: _Frame, index: int) -> np.ndarray:
+        """Tile ``index``'s core and overlap as it came in (RGB), for a fallback."""
+        level = next(level for level in frame.levels if index in level.indices)
+        if level.inputs is not None:
+            piece = level.inputs[np.searchsorted(level.indices, index)]
+        else:  # on the ring: cut from the slot, which holds the frame while it is in flight
+            eye, tile = divmod(index, len(self.grid))
+            piece = tiles.cut(self._ring.frame(frame.slot)[eye:eye + 1], self.grid, [tile])[0]
+        return tiles.crop_halo(piece, level.grid)[..., :3]
+
     def _free(self) -> None:
         self.backend.close()
 
     def _pump(self, timeout: float) -> None:
         for reply in self.backend.poll(timeout):
+            if reply.request_id in self._ring_requests:
+                self._ring_reply(reply)
             frame = self._requests.pop(reply.request_id, None)
             if frame is None:
                 self.counters["stale_replies"] += 1
@@ -442,6 +515,8 @@ class FramePipeline(Resource):
     def _drop(self, frame_id: int) -> None:
         frame = self._frames.pop(frame_id)
         self._withdraw(frame)
+        if frame.slot is not None:
+            self._ring.release(frame.slot)
         self.counters["dropped_frames"] += 1
 
     def _withdraw(self, frame: _Frame) -> None:
@@ -469,13 +544,16 @@ class FramePipeline(Resource):
                 result_tiles[index], scales[index] = self._previous[index], self._previous_scales[index]
                 source = "previous"
             else:
-                level = next(level for level in frame.levels if index in level.indices)
-                raw = tiles.crop_halo(level.inputs[np.searchsorted(level.indices, index)], level.grid)[..., :3]
+                raw = self._raw_tile(frame, index)
                 result_tiles[index, :raw.shape[0], :raw.shape[1]] = raw
                 source = "raw"
             fallback[index] = Fallback(reason, source, message)
         if fallback:
             self.counters["late"] += sum(f.reason == "late" for f in fallback.values())
+        if frame.slot is not None:  # the slot's hold passes from the frame in flight to the last result
+            if self._held_slot is not None:
+                self._ring.release(self._held_slot)
+            self._held_slot = frame.slot
         if frame.style == self._style:  # else the stream was reset for a new style meanwhile
             previous_ok = self._previous_ok if self._previous_ok is not None else np.zeros(len(frame.received), bool)
             self._previous, self._previous_ok = result_tiles, frame.received | previous_ok

@@ -60,6 +60,9 @@ CONNECT_TIMEOUT_S = 10.0
 # Frame pipeline.
 REQUEST_TILES = 2
 """Tiles per request: small enough to spread a frame over several workers."""
+RING_REQUESTS = 4
+"""Requests per frame on the shared-memory frame ring (each names its tiles by index), unless
+``request_tiles`` asks for larger ones: a few per frame, one or more per worker."""
 FRAME_DEADLINE_S = 0.1
 """Seconds after submission when a frame's missing tiles are filled from the previous frame."""
 PIPELINE_DEPTH = 2

@@ -30,6 +30,8 @@ class BenchConfig:
         threads: torch threads per CPU worker and in this process (None: cores / workers).
         data_path: ``null`` or ``identity`` workers (:mod:`vrstyle.transport.datapath`) instead
             of the style's network, with a memcpy of the frame as the baseline; None: the network.
+        stitch: stitch every result on the CPU, as a desktop display would, and count it in the
+            latency; off, results end at the tiles (a headset's GPU compositor takes them).
         foveation: ``fixed`` measures every worker count twice, without and with the periphery
             at lower resolution (:mod:`tiles.foveate`, rings ``rings`` around each eye's middle).
     """
@@ -57,6 +59,7 @@ class BenchConfig:
     request_tiles: int = settings.REQUEST_TILES
     depth: int = settings.PIPELINE_DEPTH
     data_path: str | None = None
+    stitch: bool = True
     foveation: str = "off"
     rings: tuple[float, ...] = tiles.RINGS
 

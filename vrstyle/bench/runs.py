@@ -101,8 +101,9 @@ def frame_record(index: int, result, tiles_per_frame: int, requests: int | None 
 
 
 def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, bar: tqdm | None,
-           first_index: int = 0, in_process: bool = False) -> tuple[list[dict[str, Any]], float]:
-    """Push ``count`` frames through ``pipeline`` and collect every one, in order.
+           first_index: int = 0, in_process: bool = False, stitch: bool = True) -> tuple[list[dict[str, Any]], float]:
+    """Push ``count`` frames through ``pipeline`` and collect every one, in order (stitched on
+    the CPU if ``stitch``).
 
     Closed loop (``rate`` None): up to ``pipeline.depth`` frames in flight. Open loop: frame
     ``i`` is submitted at ``i / rate`` s (later if ``depth`` frames are still out).
@@ -118,7 +119,8 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
     def collect() -> None:
         frame_id, index = order.pop(0)
         result = pipeline.result(frame_id)
-        result.stitched()
+        if stitch:
+            result.stitched()
         records.append(frame_record(index, result, tiles_per_frame, requests))
         if bar is not None:
             bar.update(1)
@@ -156,8 +158,9 @@ def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, f
                              request_tiles=config.request_tiles, depth=config.depth, rings=rings)
     with progress_bar(total=config.warmup + config.frames, progress=progress, desc=label, unit="frame") as bar:
         if config.warmup:
-            stream(pipeline, frames, config.warmup, config.rate, bar)
-        records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process)
+            stream(pipeline, frames, config.warmup, config.rate, bar, stitch=config.stitch)
+        records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process,
+                                  config.stitch)
     return Run(label, workers, records, elapsed, dict(pipeline.counters), foveated=rings is not None)
 
 

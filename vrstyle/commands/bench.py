@@ -61,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", choices=("null", "identity"),
                         help="measure the data path alone: workers answer without a network (null: a ready-made "
                              "tile; identity: each tile copied back, every byte moving), beside a memcpy of the frame")
+    parser.add_argument("--stitch", choices=("cpu", "none"),
+                        help="cpu: stitch every result on the CPU as a desktop display does, in the latency; none: "
+                             "results end at the tiles, as a headset's GPU compositor takes them (default: cpu, "
+                             "none with --data-path)")
     parser.add_argument("--foveation", choices=FOVEATION, default="off",
                         help="fixed: measure each worker count again with the periphery of each eye at 1/2 and 1/4 "
                              "resolution, and report the gain (default off)")
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                          warmup=args.warmup, rate=args.rate, deadline_ms=args.deadline, source=args.source,
                          broker=args.broker, curve=args.curve, key_name=args.key_name, threads=args.threads,
                          request_tiles=args.request_tiles, depth=args.depth, data_path=args.data_path,
-                         foveation=args.foveation, rings=args.rings)
+                         stitch=(args.stitch or ("none" if args.data_path else "cpu")) == "cpu", foveation=args.foveation, rings=args.rings)
     result = run_benchmark(config, progress=None, command=command_line())
     print(table(result))
     paths = write_outputs(result, args.out, args.name)

@@ -10,6 +10,8 @@ and results in shared memory, only descriptors on the socket; same host only). `
 uses shared memory for a style when every worker serving it shares this host, else
 zero-copy, and re-checks with each heartbeat; a shared-memory request that no local worker
 can take comes back as ``Code.NO_LOCAL_WORKER`` and is resent by copy, transparently.
+Streams go faster still through a :meth:`TransportClient.frame_ring`: each frame is copied
+once into a ring slot and :meth:`TransportClient.submit_frame` names tiles by index.
 
 Heartbeats: while requests are outstanding the client asks for the broker's STATUS every
 interval; a broker silent for ``liveness`` intervals means every outstanding request is
@@ -40,7 +42,7 @@ PAYLOADS = ("auto", "shm", "zerocopy", "copy")
 
 @dataclass
 class _Pending:
-    batch: P.TileBatch
+    batch: P.TileBatch | P.FrameBatch
     header: P.Header
     sent: float
     block: shm.Block | None
@@ -154,6 +156,33 @@ class TransportClient(Resource):
             self._heard = pending.sent  # the silence clock starts with the first outstanding request
         self._pending[rid] = pending
         self._send(pending, use_shm)
+        return rid
+
+    def frame_ring(self, style: str, spec: P.FrameSpec, channels: int, slots: int) -> shm.FrameRing | None:
+        """A ring of frame slots for :meth:`submit_frame`, or None where the fast path cannot
+        serve ``style`` (a payload other than auto/shm, no shared memory, or a worker of the
+        style on another host)."""
+        if self._blocks is None or self._mode(style) != "shm":
+            return None
+        return shm.FrameRing(self._blocks, spec, channels, slots)
+
+    def submit_frame(self, batch: P.FrameBatch, ring: shm.FrameRing, slot: int) -> int:
+        """Send tiles of the frame in ``ring``'s ``slot`` by index; the worker writes their results
+        into the slot's output, and the :class:`Reply` carries no tiles. Returns the request id."""
+        rid = self._next_id
+        header = batch.header(rid, self.host)
+        P.check_request_header(header)
+        header.pack()  # raises for a style name too long for the header
+        self._next_id += 1
+        pending = _Pending(batch, header, time.monotonic(), None)
+        if not self._pending:
+            self._heard = pending.sent
+        self._pending[rid] = pending
+        budget = 0 if batch.deadline_s is None else max(int(batch.deadline_s * 1e6), 1)
+        frames = P.request_frames(replace(header, budget_us=budget), None, batch.stats,
+                                  ring.blocks[slot].descriptor(), frame=batch.spec)
+        if self._send_frames(frames):
+            self.counters["sent"] += 1
         return rid
 
     def cancel(self, frame_id: int) -> None:
@@ -283,8 +312,11 @@ class TransportClient(Resource):
                         redispatched=bool(header.flags & P.FLAG_REDISPATCHED))
         self._finish(rid, reply, retire=reply.redispatched)
 
-    def _deliver(self, pending: _Pending, tiles: np.ndarray | None) -> np.ndarray:
-        """The result tiles in ``batch.out`` if given; shared memory is copied out (the block is reused)."""
+    def _deliver(self, pending: _Pending, tiles: np.ndarray | None) -> np.ndarray | None:
+        """The result tiles in ``batch.out`` if given; shared memory is copied out (the block is reused).
+        A frame request's results are in its ring slot already: None."""
+        if isinstance(pending.batch, P.FrameBatch):
+            return None
         source = pending.block.output(pending.header.out_shape) if tiles is None else tiles
         if pending.batch.out is not None:
             pending.batch.out[...] = source
@@ -298,7 +330,8 @@ class TransportClient(Resource):
             self.counters["stray_replies"] += 1
             log.warning("%s from the broker: %s", header.kind.name, message)
             return
-        if pending.block is not None and header.code in (P.Code.NO_LOCAL_WORKER, P.Code.SHM):
+        if pending.block is not None and header.code in (P.Code.NO_LOCAL_WORKER, P.Code.SHM) \
+                and isinstance(pending.batch, P.TileBatch):
             # Shared memory cannot reach the worker: send the same tiles again by copy.
             if header.code == P.Code.SHM:
                 self._blocks.close()

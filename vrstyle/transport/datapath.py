@@ -3,8 +3,8 @@
 A worker serves them as the styles ``null`` and ``identity`` (``vrstyle worker --style null``;
 ``vrstyle bench --data-path null`` starts such workers): ``null`` answers each request at
 once with a ready-made tile, so only the messages and the pipeline's own work remain;
-``identity`` returns every tile's core and overlap copied out of the request, so every byte
-moves as with a real network. No torch here.
+``identity`` returns every tile's core and overlap as they came, so every byte moves as with a
+real network. No torch here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ class NullEngine:
     """Answers every request with a ready-made black tile of the right shape."""
 
     stats_channels = STATS_CHANNELS
+    reads_pixels = False
+    """Workers need not cut tiles for it from a ring slot (a tile's shape is all it looks at)."""
 
     def __init__(self) -> None:
         self._answers: dict[tuple[int, ...], np.ndarray] = {}
@@ -35,7 +37,7 @@ class NullEngine:
 
 
 class IdentityEngine(NullEngine):
-    """Returns each tile's core and overlap, RGB, copied out of the request.
+    """Returns each tile's core and overlap, RGB, as they came (the worker copies them into its reply).
 
     >>> tiles = np.arange(2 * 6 * 6 * 4, dtype=np.uint8).reshape(2, 6, 6, 4)
     >>> out, _ = IdentityEngine().stylize_and_measure(tiles, None, 1, 1)
@@ -43,10 +45,12 @@ class IdentityEngine(NullEngine):
     ((2, 4, 4, 3), True)
     """
 
+    reads_pixels = True
+
     def stylize_and_measure(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int, margin: int,
                             bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         height, width = tiles.shape[1:3]
-        core = np.ascontiguousarray(tiles[:, crop:height - crop, crop:width - crop, :3])
+        core = tiles[:, crop:height - crop, crop:width - crop, :3]  # a view: the worker's one copy moves it
         return core, _moments(len(tiles) if stats is not None else 1)
 
 

@@ -9,8 +9,8 @@ unpickled.
 ============  ==========================  =============================================
 kind          direction                   parts after the header
 ============  ==========================  =============================================
-STYLIZE       client -> broker -> worker  pixels | shm descriptor, [stats if FLAG_STATS],
-                                          [bounds if FLAG_BOUNDS]
+STYLIZE       client -> broker -> worker  pixels | shm descriptor, [frame part if FLAG_FRAME],
+                                          [stats if FLAG_STATS], [bounds if FLAG_BOUNDS]
 MEASURE       client -> broker -> worker  pixels | shm descriptor, [stats], [bounds]
 RESULT        worker -> broker -> client  [pixels, STYLIZE without FLAG_SHM], moments
 ERROR, LOST   broker/worker -> client     message (UTF-8)
@@ -29,7 +29,10 @@ without FLAG_STATS, with the joint statistics of the batch), crop ``crop`` px of
 and measure the moments of the tile cores (``margin`` px in) for the stream's next frame.
 With FLAG_BOUNDS, the tiles' bounds (int32, ``(count, 4)``: where the image lies in each
 tile, :meth:`tiles.TileGrid.bounds`) make tiles at the image's border reflect there at every
-layer, as the whole image does. A MEASURE request with statistics and ``measure_to = c + 1``
+layer, as the whole image does. With FLAG_FRAME (same host only) the shared memory is a slot of the client's frame ring: the
+whole frame once, stamped with its frame id, and room for all its tiles' results; each request
+names its tiles by index and the worker cuts them itself, so a frame is copied once and its
+requests carry a few bytes each. A MEASURE request with statistics and ``measure_to = c + 1``
 normalises with them and measures each tile's moments up to the layer that holds statistics
 column ``c`` (the layer-by-layer passes of exact statistics); columns beyond come back with
 count 0.
@@ -49,12 +52,12 @@ import enum
 import json
 import re
 import struct
-from dataclasses import dataclass, fields, replace
+from dataclasses import astuple, dataclass, fields, replace
 from typing import Any, Sequence
 
 import numpy as np
 
-from tiles import bounds_outside
+from tiles import TileGrid, bounds_outside
 
 MAGIC = b"VRST"
 VERSION = 2
@@ -125,7 +128,11 @@ FLAG_REDISPATCHED = 4
 """The request went to a second worker after the first died (its shm slot may still be written)."""
 FLAG_BOUNDS = 8
 """A bounds part follows: where the image lies in each tile."""
-ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED | FLAG_BOUNDS
+FLAG_FRAME = 16
+"""With FLAG_SHM: the segment's input is a whole frame (a ring slot, stamped with its frame id),
+not tiles; a frame part (:class:`FrameSpec`) says how it is tiled, and the worker cuts tiles
+``first_tile ..`` from it and writes their results into the slot's output, at their indices."""
+ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED | FLAG_BOUNDS | FLAG_FRAME
 
 # Data types.
 DTYPE_UINT8 = 1
@@ -149,6 +156,8 @@ MAX_TILES_PER_REQUEST = 256
 MAX_TILE_SIDE = 4096
 MAX_PAYLOAD_BYTES = 256 << 20
 MAX_STATS_CHANNELS = 1 << 16
+MAX_EYES = 16
+MAX_FRAME_SIDE = 16384
 MAX_BOUND = 1 << 24
 """Tile bounds are within this many pixels of the tile (images are far smaller)."""
 MAX_STYLE_BYTES = 128
@@ -160,6 +169,11 @@ Anything between the limits above and this gets an error reply."""
 
 HEADER_STRUCT = struct.Struct(f"<4sBBHQQQIIHHHBBHHIHIII{MAX_STYLE_BYTES}s")
 SHM_STRUCT = struct.Struct("<32sQQQQ")
+FRAME_STRUCT = struct.Struct("<9I")
+"""Frame part: eyes, then the tile grid (height, width, core_h, core_w, rows, cols, halo, overlap)."""
+STAMP_BYTES = 64
+"""A ring slot's input starts with the id of the frame in it (little-endian int64, a cache line
+to itself), then the frame's pixels; a worker reads the stamp before cutting and after writing."""
 """Shared-memory descriptor: segment name, input offset and bytes, output offset and bytes."""
 SHM_NAME = re.compile(r"vrs_[0-9a-z_]{1,27}")
 """Segment names a worker will open: its own namespace only."""
@@ -271,6 +285,49 @@ class ShmDescriptor:
         return cls(name, *numbers)
 
 
+@dataclass(frozen=True)
+class FrameSpec:
+    """How the frame in a ring slot is tiled (the FLAG_FRAME part)."""
+
+    eyes: int
+    grid: TileGrid
+
+    def pack(self) -> bytes:
+        return FRAME_STRUCT.pack(self.eyes, *astuple(self.grid))
+
+    @classmethod
+    def unpack(cls, data: bytes | memoryview, request_id: int = 0) -> "FrameSpec":
+        """Parse and check that the grid tiles a frame of sane size as :func:`tiles.plan_grid` would."""
+        if len(data) != FRAME_STRUCT.size:
+            raise ProtocolError(Code.MALFORMED, f"frame part has {len(data)} bytes, expected {FRAME_STRUCT.size}",
+                                request_id)
+        eyes, height, width, core_h, core_w, rows, cols, halo, overlap = FRAME_STRUCT.unpack(data)
+        grid = TileGrid(height, width, core_h, core_w, rows, cols, halo, overlap)
+        problem = None
+        if not 1 <= eyes <= MAX_EYES:
+            problem = f"{eyes} eyes (1..{MAX_EYES} allowed)"
+        elif not (1 <= height <= MAX_FRAME_SIDE and 1 <= width <= MAX_FRAME_SIDE):
+            problem = f"a {height}x{width} frame (sides 1..{MAX_FRAME_SIDE} allowed)"
+        elif not (core_h and core_w and rows == -(-height // core_h) and cols == -(-width // core_w)):
+            problem = f"{rows}x{cols} cores of {core_h}x{core_w} px do not tile a {height}x{width} frame"
+        elif grid.margin >= min(height, width) or 2 * overlap > min(core_h, core_w):
+            problem = f"halo {halo} and overlap {overlap} px do not fit {core_h}x{core_w} cores of a {height}x{width} frame"
+        if problem:
+            raise ProtocolError(Code.PAYLOAD, f"frame part: {problem}", request_id)
+        return cls(eyes, grid)
+
+    def frame_shape(self, channels: int) -> tuple[int, int, int, int]:
+        return self.eyes, self.grid.height, self.grid.width, channels
+
+    def in_bytes(self, channels: int) -> int:
+        """Bytes of a slot's input: the stamp, then the frame."""
+        return STAMP_BYTES + int(np.prod(self.frame_shape(channels)))
+
+    def out_shape(self) -> tuple[int, int, int, int]:
+        """The slot's output: every tile of the frame, cropped, RGB, in tile order."""
+        return (self.eyes * len(self.grid), *self.grid.out_shape, 3)
+
+
 @dataclass
 class TileBatch:
     """A batch of tiles of one frame to stylise (or measure): what a client submits.
@@ -315,6 +372,28 @@ class TileBatch:
 
 
 @dataclass
+class FrameBatch:
+    """Tiles ``first_tile .. first_tile + count - 1`` of the frame in a ring slot: a request on
+    the same-host fast path, carrying no pixels (the worker cuts them from the slot)."""
+
+    style: str
+    spec: FrameSpec
+    channels: int
+    first_tile: int
+    count: int
+    frame_id: int
+    stats: np.ndarray | None = None
+    deadline_s: float | None = None
+
+    def header(self, request_id: int, host: int = 0) -> Header:
+        grid = self.spec.grid
+        flags = FLAG_SHM | FLAG_FRAME | (FLAG_STATS if self.stats is not None else 0)
+        return Header(Kind.STYLIZE, flags, request_id, self.frame_id, host, 0, self.first_tile, self.count,
+                      *grid.in_shape, self.channels, DTYPE_UINT8, grid.halo, grid.margin,
+                      0 if self.stats is None else self.stats.shape[-1], style=self.style)
+
+
+@dataclass
 class Reply:
     """What came back for one submitted batch.
 
@@ -356,6 +435,7 @@ class Request:
     shm: ShmDescriptor | None
     stats: np.ndarray | None
     bounds: np.ndarray | None = None
+    frame: FrameSpec | None = None
 
 
 def parse_request(frames: Sequence) -> Request:
@@ -377,13 +457,18 @@ def parse_request(frames: Sequence) -> Request:
     if header.kind not in REQUESTS:
         raise ProtocolError(Code.KIND, f"expected a STYLIZE or MEASURE request, got {header.kind.name}", rid)
     check_request_header(header)
-    expected_parts = 2 + bool(header.flags & FLAG_STATS) + bool(header.flags & FLAG_BOUNDS)
+    expected_parts = 2 + bool(header.flags & FLAG_STATS) + bool(header.flags & FLAG_BOUNDS) \
+        + bool(header.flags & FLAG_FRAME)
     if len(frames) != expected_parts:
         raise ProtocolError(Code.MALFORMED, f"{header.kind.name} request has {len(frames)} parts, expected "
                                             f"{expected_parts}", rid)
     payload = int(np.prod(header.in_shape))
-    shm = pixels = None
-    if header.flags & FLAG_SHM:
+    shm = pixels = frame = None
+    if header.flags & FLAG_FRAME:
+        shm = ShmDescriptor.unpack(_buffer(frames[1]), rid)
+        frame = FrameSpec.unpack(_buffer(frames[2]), rid)
+        _check_frame_request(header, shm, frame)
+    elif header.flags & FLAG_SHM:
         shm = ShmDescriptor.unpack(_buffer(frames[1]), rid)
         out_bytes = int(np.prod(header.out_shape)) if header.kind == Kind.STYLIZE else 0
         if shm.in_bytes != payload or shm.out_bytes != out_bytes:
@@ -397,13 +482,32 @@ def parse_request(frames: Sequence) -> Request:
                                 rid)
     stats = bounds = None
     if header.flags & FLAG_STATS:
-        stats = parse_array(frames[2], STATS_DTYPE, (2, header.stats_channels), "statistics", rid)
+        stats = parse_array(frames[-1 - bool(header.flags & FLAG_BOUNDS)], STATS_DTYPE, (2, header.stats_channels),
+                            "statistics", rid)
         if not np.isfinite(stats).all() or (stats[1] < 0).any():
             raise ProtocolError(Code.STATS, "statistics must be finite with non-negative variances", rid)
     if header.flags & FLAG_BOUNDS:
         bounds = parse_array(frames[-1], BOUNDS_DTYPE, (header.count, 4), "bounds", rid)
         check_bounds(bounds, header.height, header.width, rid)
-    return Request(header, pixels, shm, stats, bounds)
+    return Request(header, pixels, shm, stats, bounds, frame)
+
+
+def _check_frame_request(header: Header, shm: ShmDescriptor, frame: FrameSpec) -> None:
+    """A frame request's tiles must be the grid's, inside the frame, and the slot sized for it."""
+    rid, grid = header.request_id, frame.grid
+    if (header.height, header.width) != grid.in_shape or header.crop != grid.halo or header.margin != grid.margin:
+        raise ProtocolError(Code.PAYLOAD, f"tiles of {header.height}x{header.width} px, crop {header.crop}, margin "
+                                          f"{header.margin} are not the frame grid's ({grid.in_shape[0]}x"
+                                          f"{grid.in_shape[1]}, {grid.halo}, {grid.margin})", rid)
+    total = frame.eyes * len(grid)
+    if header.first_tile + header.count > total:
+        raise ProtocolError(Code.PAYLOAD, f"tiles {header.first_tile}..{header.first_tile + header.count - 1} "
+                                          f"outside the frame's {total}", rid)
+    out_bytes = int(np.prod(frame.out_shape())) if header.kind == Kind.STYLIZE else 0
+    if shm.in_bytes != frame.in_bytes(header.channels) or shm.out_bytes != out_bytes:
+        raise ProtocolError(Code.PAYLOAD, f"ring slot sizes {shm.in_bytes}/{shm.out_bytes} do not match a "
+                                          f"{'x'.join(map(str, frame.frame_shape(header.channels)))} frame "
+                                          f"({frame.in_bytes(header.channels)}/{out_bytes} bytes)", rid)
 
 
 def check_bounds(bounds: np.ndarray, height: int, width: int, request_id: int = 0) -> None:
@@ -420,6 +524,9 @@ def check_request_header(header: Header) -> None:
     rid = header.request_id
     if header.flags & FLAG_REDISPATCHED:
         raise ProtocolError(Code.MALFORMED, "requests may not carry the REDISPATCHED flag", rid)
+    if header.flags & FLAG_FRAME and (not header.flags & FLAG_SHM or header.flags & FLAG_BOUNDS):
+        raise ProtocolError(Code.MALFORMED, "a frame request needs FLAG_SHM and carries no bounds (its grid gives "
+                                            "them)", rid)
     if not header.style:
         raise ProtocolError(Code.STYLE, "request names no style", rid)
     if not 1 <= header.count <= MAX_TILES_PER_REQUEST:
@@ -481,9 +588,11 @@ def parse_result(header: Header, frames: Sequence, request: Header) -> tuple[np.
 
 
 def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDescriptor | None,
-                   bounds: np.ndarray | None = None) -> list:
-    """Parts of a request: header, pixels (any buffer) or shm descriptor, statistics, bounds."""
+                   bounds: np.ndarray | None = None, frame: FrameSpec | None = None) -> list:
+    """Parts of a request: header, pixels (any buffer) or shm descriptor, frame part, statistics, bounds."""
     frames = [header.pack(), shm.pack() if shm is not None else pixels]
+    if frame is not None:
+        frames.append(frame.pack())
     if stats is not None:
         frames.append(np.ascontiguousarray(stats, STATS_DTYPE))
     if bounds is not None:

@@ -35,7 +35,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from vrstyle.resources import Resource
-from vrstyle.transport.protocol import Code, ProtocolError, ShmDescriptor
+from vrstyle.transport.protocol import STAMP_BYTES, Code, FrameSpec, ProtocolError, ShmDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,16 @@ def host_id() -> int:
     return int.from_bytes(digest, "little") or 1
 
 
+_STILL_VIEWED: set[SharedMemory] = set()
+
+
+def _view(buffer: memoryview, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    """A uint8 array on shared memory that keeps its mapping alive: ``np.frombuffer`` holds an
+    export of the buffer, so the segment cannot be unmapped under it (``np.ndarray(buffer=)``
+    holds none, and reading it after the segment closed crashed the process)."""
+    return np.frombuffer(buffer, np.uint8, int(np.prod(shape)), offset).reshape(shape)
+
+
 def available() -> bool:
     """Whether this process can use the shared-memory path at all."""
     return host_id() != 0
@@ -75,18 +85,20 @@ class Block(Resource):
     def descriptor(self) -> ShmDescriptor:
         return ShmDescriptor(self.name, 0, self.in_bytes, self.out_offset, self.out_bytes)
 
-    def input(self, shape: tuple[int, ...]) -> np.ndarray:
-        return np.ndarray(shape, np.uint8, self.segment.buf, 0)
+    def input(self, shape: tuple[int, ...], offset: int = 0) -> np.ndarray:
+        return _view(self.segment.buf, shape, offset)
 
     def output(self, shape: tuple[int, ...]) -> np.ndarray:
-        return np.ndarray(shape, np.uint8, self.segment.buf, self.out_offset)
+        return _view(self.segment.buf, shape, self.out_offset)
 
     def _free(self) -> None:
-        """Unmap and unlink: the name goes now, the memory with the last mapping (a worker's)."""
+        """Unmap and unlink: the name goes now, the memory with the last mapping (a worker's, or
+        an array of ours still viewing it)."""
         try:
             self.segment.close()
         except BufferError:  # an array still views it: the mapping goes with the last view
             log.debug("shm segment %s still in use at close", self.name)
+            _STILL_VIEWED.add(self.segment)  # closed at exit, not by a garbage collection that would complain
         try:
             self.segment.unlink()
         except FileNotFoundError:
@@ -128,6 +140,57 @@ class BlockPool(Resource):
         return sum(block is not None for block in self._all.values())
 
 
+class FrameRing:
+    """Client side: ring slots, each a block holding one frame (after its id stamp) and room for
+    all its tiles' results, so a frame is copied into shared memory once and workers cut their
+    tiles from it. A slot is reused only when no request of its frame is outstanding and the
+    caller no longer holds it; one a worker presumed dead may still write into is replaced.
+
+    Args:
+        pool: the blocks' owner (unlinks them).
+        spec: how every frame is tiled.
+        channels: 3 or 4 (RGBA frames are copied as they come).
+        slots: frames the ring holds at once (in flight + held by the caller + one to fill).
+    """
+
+    def __init__(self, pool: BlockPool, spec: FrameSpec, channels: int, slots: int):
+        self.pool, self.spec, self.channels = pool, spec, channels
+        self._sizes = (spec.in_bytes(channels), int(np.prod(spec.out_shape())))
+        self.blocks = [pool.acquire(*self._sizes) for _ in range(slots)]
+        self.busy = [0] * slots
+        """Per slot: outstanding requests plus holds (a frame in flight, a result in use)."""
+
+    def acquire(self, frame_id: int, eyes: np.ndarray) -> int | None:
+        """Copy ``eyes`` into a free slot stamped ``frame_id`` and hold it; None if every slot is busy."""
+        slot = next((i for i, busy in enumerate(self.busy) if not busy), None)
+        if slot is None:
+            return None
+        block = self.blocks[slot]
+        stamp = block.input((STAMP_BYTES,))[:8].view("<i8")
+        stamp[0] = -1  # a worker still on the old frame sees the change
+        np.copyto(self.frame(slot), eyes)
+        stamp[0] = frame_id
+        self.busy[slot] += 1
+        return slot
+
+    def frame(self, slot: int) -> np.ndarray:
+        return self.blocks[slot].input(self.spec.frame_shape(self.channels), STAMP_BYTES)
+
+    def output(self, slot: int) -> np.ndarray:
+        return self.blocks[slot].output(self.spec.out_shape())
+
+    def hold(self, slot: int, count: int = 1) -> None:
+        self.busy[slot] += count
+
+    def release(self, slot: int, count: int = 1) -> None:
+        self.busy[slot] -= count
+
+    def retire(self, slot: int) -> None:
+        """Replace the slot's block: a worker that may still write into it was given up on."""
+        self.pool.retire(self.blocks[slot])
+        self.blocks[slot] = self.pool.acquire(*self._sizes)
+
+
 def _close_all(blocks: dict[str, Block | None]) -> None:
     """What :meth:`BlockPool.close` frees, also run at interpreter exit for pools nobody closed."""
     for name, block in blocks.items():
@@ -162,8 +225,8 @@ class SegmentCache(Resource):
         end = max(descriptor.in_offset + descriptor.in_bytes, descriptor.out_offset + descriptor.out_bytes)
         if end > segment.size:
             raise ProtocolError(Code.SHM, f"shm descriptor reaches byte {end} of a {segment.size}-byte segment")
-        tiles = np.ndarray(in_shape, np.uint8, segment.buf, descriptor.in_offset)
-        out = None if out_shape is None else np.ndarray(out_shape, np.uint8, segment.buf, descriptor.out_offset)
+        tiles = _view(segment.buf, in_shape, descriptor.in_offset)
+        out = None if out_shape is None else _view(segment.buf, out_shape, descriptor.out_offset)
         return tiles, out
 
     def _attach(self, name: str) -> _Attached:

@@ -29,6 +29,8 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 import zmq
 
+import tiles
+
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
@@ -68,6 +70,9 @@ class Job:
     deadline: float | None = None
     shm: P.ShmDescriptor | None = None
     bounds: np.ndarray | None = None
+    frame: P.FrameSpec | None = None
+    stamp: np.ndarray | None = None
+    """A frame job's slot stamp (int64 view): must still hold its frame id when the job is done."""
 
     def whole_bounds(self) -> np.ndarray:
         """The job's bounds, or bounds saying each tile is a whole image (to batch with others)."""
@@ -75,6 +80,33 @@ class Job:
             return self.bounds
         h = self.header
         return np.tile(np.array([0, h.height, 0, h.width], P.BOUNDS_DTYPE), (h.count, 1))
+
+
+def cut_from_slot(job: Job, segments: SegmentCache, cut: bool = True) -> None:
+    """A frame job's tiles cut from its ring slot (``cut`` False: a zero-stride stand-in of their
+    shape, for an engine that reads no pixels), its output the slot's rows for them, its bounds
+    from the grid; the slot must hold the job's frame.
+
+    Raises:
+        ProtocolError: the slot cannot be mapped, or holds another frame (``Code.SHM``).
+    """
+    h, spec = job.header, job.frame
+    out_shape = spec.out_shape() if h.kind == P.Kind.STYLIZE else None
+    raw, out = segments.views(job.shm, (job.shm.in_bytes,), out_shape)
+    job.stamp = raw[:8].view("<i8")
+    if int(job.stamp[0]) != h.frame_id:
+        raise P.ProtocolError(P.Code.SHM, f"ring slot holds frame {int(job.stamp[0])}, not {h.frame_id}",
+                              h.request_id)
+    frame = raw[P.STAMP_BYTES:].reshape(spec.frame_shape(h.channels))
+    indices = np.arange(h.first_tile, h.first_tile + h.count)
+    per_eye = len(spec.grid)
+    if cut:
+        job.tiles = np.concatenate([tiles.cut(frame[eye:eye + 1], spec.grid, indices[indices // per_eye == eye] % per_eye)
+                                    for eye in np.unique(indices // per_eye).tolist()])
+    else:
+        job.tiles = np.broadcast_to(np.zeros((), np.uint8), h.in_shape)
+    job.bounds = spec.grid.bounds(indices % per_eye)
+    job.out = None if out is None else out[h.first_tile:h.first_tile + h.count]
 
 
 class CancelledSet:
@@ -158,7 +190,12 @@ def _run_group(engine: Engine, jobs: list[Job]) -> list[Outcome]:
         stats = first.stats
     else:
         stats = np.concatenate([np.broadcast_to(job.stats, (job.header.count, *job.stats.shape)) for job in jobs])
-    pixels = np.concatenate([job.tiles for job in jobs]) if len(jobs) > 1 else first.tiles
+    if len(jobs) == 1:
+        pixels = first.tiles
+    elif getattr(engine, "reads_pixels", True):
+        pixels = np.concatenate([job.tiles for job in jobs])
+    else:  # their shape is all it looks at: no copy of tiles it never reads
+        pixels = np.broadcast_to(np.zeros((), np.uint8), (sum(job.header.count for job in jobs), *first.tiles.shape[1:]))
     bounds = None
     if any(job.bounds is not None for job in jobs):
         bounds = np.concatenate([job.whole_bounds() for job in jobs])
@@ -335,7 +372,8 @@ class StyleWorker(Resource):
         tiles = None if request.pixels is None else np.frombuffer(request.pixels, np.uint8).reshape(h.in_shape)
         deadline = now + h.budget_us / 1e6 if h.budget_us else None
         # Shared memory is mapped in the compute thread, which owns the segment cache.
-        return Job(h, tiles, request.stats, received=now, deadline=deadline, shm=request.shm, bounds=request.bounds)
+        return Job(h, tiles, request.stats, received=now, deadline=deadline, shm=request.shm, bounds=request.bounds,
+                   frame=request.frame)
 
     def _reject(self, socket: zmq.Socket, exc: P.ProtocolError, header: P.Header | None) -> None:
         self.counters[f"rejected_{exc.code.label}"] += 1
@@ -389,8 +427,11 @@ class StyleWorker(Resource):
                 continue
             if job.shm is not None:
                 try:
-                    out_shape = job.header.out_shape if job.header.kind == P.Kind.STYLIZE else None
-                    job.tiles, job.out = segments.views(job.shm, job.header.in_shape, out_shape)
+                    if job.frame is not None:
+                        cut_from_slot(job, segments, getattr(self.engines[job.header.style], "reads_pixels", True))
+                    else:
+                        out_shape = job.header.out_shape if job.header.kind == P.Kind.STYLIZE else None
+                        job.tiles, job.out = segments.views(job.shm, job.header.in_shape, out_shape)
                 except P.ProtocolError as exc:
                     replies.append(P.error_frames(P.Kind.ERROR, exc.code, f"worker: {exc}", job.header))
                     continue
@@ -402,6 +443,10 @@ class StyleWorker(Resource):
             start = time.monotonic()
             outcomes = process(self.engines[group[0].header.style], group)
             for job, outcome in zip(group, outcomes):
+                if not outcome.code and job.stamp is not None and int(job.stamp[0]) != job.header.frame_id:
+                    outcome = Outcome(code=P.Code.SHM, message=f"worker: ring slot overwritten with frame "
+                                                               f"{int(job.stamp[0])} while frame "
+                                                               f"{job.header.frame_id} was read from it")
                 if outcome.code:
                     self.counters["failed"] += 1
                     replies.append(P.error_frames(P.Kind.ERROR, outcome.code, outcome.message, job.header))
