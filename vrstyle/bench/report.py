@@ -139,7 +139,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     bins = np.histogram_bin_edges(np.concatenate(latencies), bins=30) if any(latencies) else 10
     for run, values in zip(runs, latencies):
         left.hist(values, bins=bins, alpha=0.55, label=run["label"])
-    left.set_xlabel("frame latency, ms (submit to stitched)")
+    end = "stitched" if result["config"].get("stitch", True) else "tiles back"
+    left.set_xlabel(f"frame latency, ms (submit to {end})")
     left.set_ylabel("frames")
     left.set_title("Latency")
     left.legend(fontsize=8)
