@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from vrstyle.transport import codec
 from vrstyle.transport import protocol as P
 
 
@@ -159,18 +160,21 @@ def valid_requests(style: str = "candy", stats_channels: int = 144, host: int = 
                 for i, batch in enumerate(batches)]
     shm = P.ShmDescriptor(segment, 0, SHM_BYTES[0], SHM_BYTES[0], SHM_BYTES[1])
     messages.append(P.request_frames(batches[0].header(11, host, shm=True), None, stats, shm))
+    zstd = dataclasses.replace(batches[1].header(12, host), flags=P.FLAG_ZSTD)
+    messages.append(P.request_frames(zstd, None, None, None, coded=codec.encode(TILES, "zstd")))
     return [[bytes(part) for part in message] for message in messages]
 
 
 def valid_replies() -> list[tuple[P.Header, list[bytes]]]:
-    """(request, reply) pairs: RESULT of STYLIZE with tiles in the message and in shared memory,
+    """(request, reply) pairs: RESULT of STYLIZE with tiles in the message, compressed and in shared memory,
     RESULT of MEASURE, ERROR, LOST; and READY (its "request" unused)."""
-    stylize, _, _, measure, in_shm = (P.Header.unpack(message[0]) for message in valid_requests())
+    stylize, _, _, measure, in_shm, zstd = (P.Header.unpack(message[0]) for message in valid_requests())
     tiles = np.zeros(stylize.out_shape, np.uint8)
     moments = np.random.default_rng(2).normal(size=(3, 144))
     info = {"styles": {"candy": 144, "tiny": 16}, "host": 5, "device": "cuda:0", "credit": 2, "pid": 42}
     pairs = [(stylize, P.result_frames(stylize, tiles, moments, 10, 20)),
              (in_shm, P.result_frames(in_shm, None, moments, 10, 20)),
+             (zstd, P.result_frames(zstd, np.zeros(zstd.out_shape, np.uint8), moments, 10, 20)),
              (measure, P.result_frames(measure, None, moments, 10, 20)),
              (stylize, P.error_frames(P.Kind.ERROR, P.Code.STYLE, "no such style", stylize)),
              (stylize, P.error_frames(P.Kind.LOST, P.Code.WORKER_DIED, "worker died", stylize)),
@@ -300,14 +304,19 @@ def check_request(frames: list[bytes]) -> P.ProtocolError | None:
     header = request.header
     P.check_request_header(header)
     payload = int(np.prod(header.in_shape))
-    if request.shm is None:
+    if request.coded is not None:
+        sizes, blob = request.coded
+        assert int(sizes[1:].sum()) == len(blob) and len(sizes) == header.count + 1 and P.codec_of(header.flags)
+    elif request.shm is None:
         assert len(request.pixels) == payload
     else:
         assert request.shm.in_bytes == payload and P.SHM_NAME.fullmatch(request.shm.name)
     if request.stats is not None:
         assert request.stats.shape == (2, header.stats_channels)
         assert np.isfinite(request.stats).all() and (request.stats[1] >= 0).all()
-    assert P.parse_request(P.request_frames(header, request.pixels, request.stats, request.shm)).header == header
+    again = P.request_frames(header, request.pixels, request.stats, request.shm, request.bounds, request.frame,
+                             request.coded)
+    assert P.parse_request(again).header == header
     return None
 
 

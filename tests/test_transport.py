@@ -24,6 +24,7 @@ from test_protocol import SHM_BYTES, check_request, mutated, valid_requests
 from vrstyle import settings as vrstyle_settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
+from vrstyle.transport import codec
 from vrstyle.transport import protocol as P
 from vrstyle.transport import LocalBackend, TileBatch, TransportClient
 from vrstyle.transport.broker import Broker
@@ -775,3 +776,49 @@ def test_a_ring_slot_is_reused_only_when_nothing_holds_it():
         assert ring.blocks[first].name != name and ring.acquire(4, eyes) == first
         assert ring.frame(first).shape == (1, 16, 16, 3)
         assert int(ring.blocks[first].input((8,)).view("<i8")[0]) == 4
+
+
+@pytest.mark.parametrize("compress", ["zstd", "jpeg"])
+def test_compressed_tiles_through_the_broker(cluster, tiny_engine, compress):
+    """Tiles sent as pixels, compressed each way: zstd gives the in-process tiles bit for bit;
+    JPEG moves far fewer bytes and returns the tiles of its decoded input."""
+    y, x = np.mgrid[:GRID.height, :GRID.width]
+    smooth = np.stack([128 + 100 * np.sin(x / 9 + c) * np.cos(y / 13 - c) for c in range(3)], -1)
+    pieces = tiles.cut(np.stack([smooth, smooth[:, ::-1]]).astype(np.uint8), GRID)  # a photo-like frame
+    stats = stats_for(tiny_engine, pieces)
+    with cluster.client(payload="zerocopy", compress=compress, quality=90) as client:
+        sent = batches(pieces, stats)
+        replies = collect(client, len([client.submit(batch) for batch in sent]))
+        raw_bytes = pieces.nbytes
+        assert all(reply.status == "ok" for reply in replies.values())
+        got = np.concatenate([replies[rid].tiles for rid in sorted(replies)])
+        if compress == "zstd":
+            expected = np.concatenate([tiny_engine.stylize_and_measure(b.tiles, b.stats, b.crop, b.margin)[0]
+                                       for b in sent])
+            np.testing.assert_array_equal(got, expected)
+        else:
+            assert client.counters["pixel_bytes_sent"] < raw_bytes / 3
+            jpeg_in = np.concatenate([codec.decode(*codec.encode(b.tiles, "jpeg", 90), "jpeg", b.tiles.shape)
+                                      for b in sent])
+            expected = tiny_engine.stylize_and_measure(jpeg_in, stats, GRID.halo, GRID.margin)[0]
+            error = np.abs(got.astype(int) - expected).mean()
+            assert error < 4, error  # only the result's own JPEG pass apart
+
+
+def test_compressed_tiles_that_do_not_decode_get_an_error_reply(cluster):
+    header = replace(P.Header.unpack(good_request(3)[0]), flags=P.FLAG_JPEG)
+    sizes, blob = codec.encode(frame_tiles(9)[:2], "jpeg")
+    socket = raw_socket(cluster.client_endpoint)
+    try:
+        for parts, code, words in [
+            ([sizes, blob[:-10]], P.Code.PAYLOAD, "do not describe"),  # the broker checks the sizes
+            ([sizes, b"\xff" * len(blob)], P.Code.PAYLOAD, "does not decode"),  # the worker decodes
+        ]:
+            socket.send_multipart([header.pack(), *parts])
+            reply = socket.recv_multipart()
+            got = P.Header.unpack(reply[0])
+            assert (got.kind, got.code) == (P.Kind.ERROR, code) and words in reply[1].decode(), reply[1]
+        socket.send_multipart(good_request(4))
+        assert P.Header.unpack(socket.recv_multipart()[0]).kind == P.Kind.RESULT
+    finally:
+        socket.close()

@@ -30,6 +30,8 @@ class BenchConfig:
         threads: torch threads per CPU worker and in this process (None: cores / workers).
         data_path: ``null`` or ``identity`` workers (:mod:`vrstyle.transport.datapath`) instead
             of the style's network, with a memcpy of the frame as the baseline; None: the network.
+        payload, codec, quality: how tiles travel (:class:`~vrstyle.transport.client.TransportClient`):
+            ``payload="zerocopy"`` with a ``codec`` measures a network link's compression on one host.
         stitch: stitch every result on the CPU, as a desktop display would, and count it in the
             latency; off, results end at the tiles (a headset's GPU compositor takes them).
         foveation: ``fixed`` measures every worker count twice, without and with the periphery
@@ -59,6 +61,9 @@ class BenchConfig:
     request_tiles: int = settings.REQUEST_TILES
     depth: int = settings.PIPELINE_DEPTH
     data_path: str | None = None
+    payload: str = "auto"
+    codec: str = "auto"
+    quality: int = 90
     stitch: bool = True
     foveation: str = "off"
     rings: tuple[float, ...] = tiles.RINGS

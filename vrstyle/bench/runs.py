@@ -367,9 +367,14 @@ def _local_runs(config: BenchConfig, style: str, grid: TileGrid, frames: list[np
     cpu = all(d == "cpu" for d in devices)
     log.info("starting %s on %s", plural(workers, "worker"), ", ".join(devices))
     with LocalCluster([config.data_path or config.style], workers, devices=devices,
-                      threads=threads if cpu else None, worker_args=extra) as cluster, cluster.client() as client:
+                      threads=threads if cpu else None, worker_args=extra) as cluster, \
+            cluster.client(**_client_options(config)) as client:
         return [measure_pipeline(client, grid, style, config, frames, _label(plural(workers, "worker"), rings),
                                  workers, progress, rings) for rings in _foveations(config)]
+
+
+def _client_options(config: BenchConfig) -> dict[str, Any]:
+    return {"payload": config.payload, "compress": config.codec, "quality": config.quality}
 
 
 def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:
@@ -378,7 +383,7 @@ def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:
     from vrstyle.transport.security import peer_keys
 
     keys = peer_keys(config.curve, config.key_name) if config.curve else None
-    client = TransportClient(config.broker, keys=keys)
+    client = TransportClient(config.broker, keys=keys, **_client_options(config))
     try:
         workers = client.status()["workers"]
         style = next((name for name in (model, config.style) if any(name in w["styles"] for w in workers)), None)

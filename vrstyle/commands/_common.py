@@ -39,6 +39,27 @@ def add_curve_arguments(parser: argparse.ArgumentParser, default_name: str | Non
                             help=f"which key pair in DIR is ours (default {default_name})")
 
 
+def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
+    """How tiles travel to workers on other hosts (same-host workers share memory instead)."""
+    from vrstyle.transport import codec
+
+    parser.add_argument("--codec", choices=codec.CODECS, default="auto",
+                        help="compress tiles sent as pixels: auto (JPEG to workers on another host, nothing on this "
+                             "one), none, jpeg, or zstd (lossless) (default auto)")
+    parser.add_argument("--quality", type=argument_type(_quality), default=codec.QUALITY,
+                        help=f"JPEG quality, 1..100 (default {codec.QUALITY})")
+
+
+def _quality(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise VrstyleError(f"--quality takes a whole number 1..100, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise VrstyleError(f"--quality takes 1..100, got {value}")
+    return value
+
+
 def parse_rings(text: str) -> tuple[float, ...]:
     """Foveation ring radii "0.35,0.7" -> (0.35, 0.7): one or two, increasing, non-negative.
 
@@ -105,7 +126,8 @@ def open_broker(args: argparse.Namespace, styles: Sequence[str] = ()) -> tuple[T
     from vrstyle.transport.client import TransportClient
     from vrstyle.transport.security import peer_keys
 
-    client = TransportClient(args.broker, keys=peer_keys(args.curve, args.key_name) if args.curve else None)
+    client = TransportClient(args.broker, keys=peer_keys(args.curve, args.key_name) if args.curve else None,
+                             compress=args.codec, quality=args.quality)
     try:
         workers = client.status()["workers"]
         served = sorted({style for worker in workers for style in worker["styles"]})

@@ -18,9 +18,10 @@ from vrstyle import settings
 from vrstyle.commands._checks import eye_size, output_folder
 from vrstyle.bench.config import FOVEATION
 from vrstyle.commands._common import (
-    add_curve_arguments, add_rings_argument, argument_type, positive_float, positive_int,
+    add_codec_arguments, add_curve_arguments, add_rings_argument, argument_type, positive_float, positive_int,
 )
 from vrstyle.errors import VrstyleError
+from vrstyle.transport.client import PAYLOADS
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", choices=("null", "identity"),
                         help="measure the data path alone: workers answer without a network (null: a ready-made "
                              "tile; identity: each tile copied back, every byte moving), beside a memcpy of the frame")
+    parser.add_argument("--payload", choices=PAYLOADS, default="auto",
+                        help="how tiles reach the workers: auto (shared memory on this host, else messages), shm, "
+                             "zerocopy or copy (messages, as over a network) (default auto)")
     parser.add_argument("--stitch", choices=("cpu", "none"),
                         help="cpu: stitch every result on the CPU as a desktop display does, in the latency; none: "
                              "results end at the tiles, as a headset's GPU compositor takes them (default: cpu, "
@@ -94,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", metavar="ENDPOINT",
                         help="use the workers of the broker at ENDPOINT instead of starting any")
     add_curve_arguments(parser, default_name="client")
+    add_codec_arguments(parser)
     parser.add_argument("--out", type=output_folder, default=Path("bench-results"), metavar="DIR",
                         help="where NAME.json, NAME.md and NAME.png go (default bench-results)")
     parser.add_argument("--name", default=settings.BENCH_NAME, help=f"file name stem (default {settings.BENCH_NAME})")
@@ -118,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                          warmup=args.warmup, rate=args.rate, deadline_ms=args.deadline, source=args.source,
                          broker=args.broker, curve=args.curve, key_name=args.key_name, threads=args.threads,
                          request_tiles=args.request_tiles, depth=args.depth, data_path=args.data_path,
+                         payload=args.payload, codec=args.codec, quality=args.quality,
                          stitch=(args.stitch or ("none" if args.data_path else "cpu")) == "cpu", foveation=args.foveation, rings=args.rings)
     result = run_benchmark(config, progress=None, command=command_line())
     print(table(result))

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from vrstyle import settings
 from vrstyle.commands._checks import output_folder
-from vrstyle.commands._common import add_curve_arguments, add_rings_argument, open_broker, plural, positive_int
+from vrstyle.commands._common import (
+    add_codec_arguments, add_curve_arguments, add_rings_argument, open_broker, plural, positive_int,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="broker of running style workers, e.g. tcp://gpu-box:5555 (default: start "
                              "--workers local workers, which needs torch here)")
     add_curve_arguments(parser, default_name="client")
+    add_codec_arguments(parser)
     parser.add_argument("--workers", type=positive_int,
                         help="local workers to start without --broker (default: one on each GPU, else one on the CPU)")
     parser.add_argument("--style", default=settings.DEFAULT_STYLE,

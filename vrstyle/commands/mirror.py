@@ -15,7 +15,7 @@ from pathlib import Path
 from vrstyle import settings
 from vrstyle.commands._checks import eye_size, npz_output, output_image
 from vrstyle.commands._common import (
-    add_curve_arguments, add_rings_argument, open_broker, plural, positive_float, positive_int,
+    add_codec_arguments, add_curve_arguments, add_rings_argument, open_broker, plural, positive_float, positive_int,
 )
 from vrstyle.errors import VrstyleError
 
@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", metavar="ENDPOINT",
                         help="use the workers of the broker at ENDPOINT (e.g. tcp://host:5555) instead of starting any")
     add_curve_arguments(parser, default_name="client")
+    add_codec_arguments(parser)
     parser.add_argument("--deadline", type=positive_float, metavar="MS",
                         help="fill tiles not back this long after capture from the previous frame (never stall); "
                              "default: wait for every tile")

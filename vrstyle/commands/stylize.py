@@ -10,7 +10,9 @@ from pathlib import Path
 
 from vrstyle import settings
 from vrstyle.commands._checks import input_file, output_image
-from vrstyle.commands._common import add_curve_arguments, open_broker, plural, positive_float, positive_int
+from vrstyle.commands._common import (
+    add_codec_arguments, add_curve_arguments, open_broker, plural, positive_float, positive_int,
+)
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stylise on the workers of the broker at ENDPOINT (e.g. tcp://127.0.0.1:5555) "
                              "instead of in this process; the result is identical")
     add_curve_arguments(parser, default_name="client")
+    add_codec_arguments(parser)
     parser.add_argument("--worker-wait", type=positive_float, default=settings.WORKER_WAIT_S, metavar="S",
                         help="with --broker: how long to wait, saying so, for a worker when none serves the style "
                              f"any more (default {settings.WORKER_WAIT_S:g})")

@@ -9,7 +9,9 @@ message), ``"zerocopy"`` (libzmq sends straight from the numpy buffer) or ``"shm
 and results in shared memory, only descriptors on the socket; same host only). ``"auto"``
 uses shared memory for a style when every worker serving it shares this host, else
 zero-copy, and re-checks with each heartbeat; a shared-memory request that no local worker
-can take comes back as ``Code.NO_LOCAL_WORKER`` and is resent by copy, transparently.
+can take comes back as ``Code.NO_LOCAL_WORKER`` and is resent by copy, transparently. Tiles
+sent as pixels are compressed per link (``compress=``, :mod:`vrstyle.transport.codec`): ``auto``
+uses JPEG where a worker of the style is on another host, ``zstd`` is lossless.
 Streams go faster still through a :meth:`TransportClient.frame_ring`: each frame is copied
 once into a ring slot and :meth:`TransportClient.submit_frame` names tiles by index.
 
@@ -31,6 +33,7 @@ import zmq
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.resources import Resource
+from vrstyle.transport import codec
 from vrstyle.transport import protocol as P
 from vrstyle.transport import shm
 from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, check_handshake
@@ -64,10 +67,16 @@ class TransportClient(Resource):
     """
 
     def __init__(self, endpoint: str = settings.BROKER_CLIENTS, *, keys: CurveKeys | None = None,
-                 payload: str = "auto", heartbeat_s: float = P.HEARTBEAT_INTERVAL_S,
-                 liveness: int = P.HEARTBEAT_LIVENESS, context: zmq.Context | None = None):
+                 payload: str = "auto", compress: str = "auto", quality: int = codec.QUALITY,
+                 heartbeat_s: float = P.HEARTBEAT_INTERVAL_S, liveness: int = P.HEARTBEAT_LIVENESS,
+                 context: zmq.Context | None = None):
         if payload not in PAYLOADS:
             raise VrstyleError(f"unknown payload mode {payload!r}; choose one of {', '.join(PAYLOADS)}")
+        if compress not in codec.CODECS:
+            raise VrstyleError(f"unknown codec {compress!r}; choose one of {', '.join(codec.CODECS)}")
+        if not 1 <= quality <= 100:
+            raise VrstyleError(f"JPEG quality must be 1..100, got {quality}")
+        self.compress, self.quality = compress, quality
         if payload == "shm" and not shm.available():
             raise VrstyleError("shared memory is not available on this host (no /dev/shm)")
         self.endpoint, self.payload = endpoint, payload
@@ -75,7 +84,7 @@ class TransportClient(Resource):
         self.context = context or zmq.Context.instance()
         self.host = shm.host_id()
         self.counters: dict[str, int] = {"sent": 0, "unsent": 0, "stray_replies": 0, "resent_by_copy": 0,
-                                         "cancels_sent": 0}
+                                         "cancels_sent": 0, "pixel_bytes_sent": 0, "pixel_bytes_received": 0}
         self._pending: dict[int, _Pending] = {}
         self._ready: list[P.Reply] = []
         self._next_id = 1
@@ -221,6 +230,17 @@ class TransportClient(Resource):
         local = bool(serving) and all(w["host"] == self.host for w in serving)
         return "shm" if local else "zerocopy"
 
+    def _codec(self, style: str) -> str:
+        """How tiles of ``style`` sent as pixels are compressed: as asked, or with ``auto`` JPEG
+        when a worker serving it is on another host (a network link), else not at all (also
+        while the broker's first status has not arrived; it is asked every heartbeat)."""
+        if self.compress != "auto":
+            return self.compress
+        if self._status is None:
+            return "none"
+        remote = any(w["host"] != self.host for w in self._status["workers"] if style in w["styles"])
+        return "jpeg" if remote else "none"
+
     def _send(self, pending: _Pending, use_shm: bool) -> None:
         batch, header = pending.batch, pending.header
         budget = 0
@@ -234,8 +254,16 @@ class TransportClient(Resource):
                 pending.block = self._blocks.acquire(batch.tiles.nbytes, out_bytes)
                 pending.block.input(batch.tiles.shape)[...] = batch.tiles
             frames = P.request_frames(header, None, batch.stats, pending.block.descriptor(), batch.bounds)
+        elif (compress := self._codec(batch.style)) != "none":
+            tiles = batch.tiles[..., :3] if compress == "jpeg" else batch.tiles
+            coded = codec.encode(tiles, compress, self.quality)
+            header = pending.header = replace(header, flags=header.flags | P.CODEC_FLAGS[compress],
+                                              channels=tiles.shape[-1])
+            frames = P.request_frames(header, None, batch.stats, None, batch.bounds, coded=coded)
+            self.counters["pixel_bytes_sent"] += len(coded[1])
         else:
             frames = P.request_frames(header, np.ascontiguousarray(batch.tiles), batch.stats, None, batch.bounds)
+            self.counters["pixel_bytes_sent"] += batch.tiles.nbytes
         if self._send_frames(frames, copy=self.payload == "copy"):
             self.counters["sent"] += 1
 
@@ -305,6 +333,7 @@ class TransportClient(Resource):
             self._finish(rid, reply, retire=True)
             return
         if pending.header.kind == P.Kind.STYLIZE:
+            self.counters["pixel_bytes_received"] += sum(len(part) for part in frames[1:-1])
             tiles = self._deliver(pending, tiles)
         reply = P.Reply(rid, P.Status.OK, pending.batch.frame_id, pending.batch.first_tile, pending.header.count,
                         tiles, moments.copy(), queue_s=header.queue_us / 1e6, infer_s=header.infer_us / 1e6,

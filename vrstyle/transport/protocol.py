@@ -9,10 +9,12 @@ unpickled.
 ============  ==========================  =============================================
 kind          direction                   parts after the header
 ============  ==========================  =============================================
-STYLIZE       client -> broker -> worker  pixels | shm descriptor, [frame part if FLAG_FRAME],
+STYLIZE       client -> broker -> worker  pixels | sizes, encodings (FLAG_JPEG/FLAG_ZSTD) |
+                                          shm descriptor, [frame part if FLAG_FRAME],
                                           [stats if FLAG_STATS], [bounds if FLAG_BOUNDS]
 MEASURE       client -> broker -> worker  pixels | shm descriptor, [stats], [bounds]
-RESULT        worker -> broker -> client  [pixels, STYLIZE without FLAG_SHM], moments
+RESULT        worker -> broker -> client  [pixels | sizes, encodings: STYLIZE without FLAG_SHM],
+                                          moments
 ERROR, LOST   broker/worker -> client     message (UTF-8)
 READY         worker -> broker            worker info (JSON: styles, host, device, credit)
 HEARTBEAT     both ways                   -
@@ -132,7 +134,13 @@ FLAG_FRAME = 16
 """With FLAG_SHM: the segment's input is a whole frame (a ring slot, stamped with its frame id),
 not tiles; a frame part (:class:`FrameSpec`) says how it is tiled, and the worker cuts tiles
 ``first_tile ..`` from it and writes their results into the slot's output, at their indices."""
-ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED | FLAG_BOUNDS | FLAG_FRAME
+FLAG_JPEG = 32
+"""The pixels (and the result's) are compressed tile by tile (:mod:`vrstyle.transport.codec`): two
+parts, int32 ``[quality, size_0, ...]`` and the encodings; JPEG tiles are RGB."""
+FLAG_ZSTD = 64
+"""As FLAG_JPEG, losslessly with zstd."""
+CODEC_FLAGS = {"jpeg": FLAG_JPEG, "zstd": FLAG_ZSTD}
+ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED | FLAG_BOUNDS | FLAG_FRAME | FLAG_JPEG | FLAG_ZSTD
 
 # Data types.
 DTYPE_UINT8 = 1
@@ -142,6 +150,8 @@ STATS_DTYPE = np.dtype("<f4")
 MOMENTS_DTYPE = np.dtype("<f8")
 """Moments are float64, so merging a frame's batches adds no rounding of its own."""
 BOUNDS_DTYPE = np.dtype("<i4")
+SIZES_DTYPE = np.dtype("<i4")
+"""Compressed tiles' part: quality, then each tile's byte size."""
 
 # Liveness (zguide "Paranoid Pirate"): both sides send a heartbeat every interval and count a
 # peer dead after LIVENESS silent intervals.
@@ -436,6 +446,13 @@ class Request:
     stats: np.ndarray | None
     bounds: np.ndarray | None = None
     frame: FrameSpec | None = None
+    coded: tuple[np.ndarray, memoryview] | None = None
+    """Compressed pixels: (``[quality, size_0, ...]``, the encodings)."""
+
+
+def codec_of(flags: int) -> str | None:
+    """The codec a message's flags name, or None."""
+    return next((name for name, flag in CODEC_FLAGS.items() if flags & flag), None)
 
 
 def parse_request(frames: Sequence) -> Request:
@@ -457,14 +474,17 @@ def parse_request(frames: Sequence) -> Request:
     if header.kind not in REQUESTS:
         raise ProtocolError(Code.KIND, f"expected a STYLIZE or MEASURE request, got {header.kind.name}", rid)
     check_request_header(header)
+    codec = codec_of(header.flags)
     expected_parts = 2 + bool(header.flags & FLAG_STATS) + bool(header.flags & FLAG_BOUNDS) \
-        + bool(header.flags & FLAG_FRAME)
+        + bool(header.flags & FLAG_FRAME) + (codec is not None)
     if len(frames) != expected_parts:
         raise ProtocolError(Code.MALFORMED, f"{header.kind.name} request has {len(frames)} parts, expected "
                                             f"{expected_parts}", rid)
     payload = int(np.prod(header.in_shape))
-    shm = pixels = frame = None
-    if header.flags & FLAG_FRAME:
+    shm = pixels = frame = coded = None
+    if codec is not None:
+        coded = _coded_parts(frames[1], frames[2], header.count, rid)
+    elif header.flags & FLAG_FRAME:
         shm = ShmDescriptor.unpack(_buffer(frames[1]), rid)
         frame = FrameSpec.unpack(_buffer(frames[2]), rid)
         _check_frame_request(header, shm, frame)
@@ -489,7 +509,17 @@ def parse_request(frames: Sequence) -> Request:
     if header.flags & FLAG_BOUNDS:
         bounds = parse_array(frames[-1], BOUNDS_DTYPE, (header.count, 4), "bounds", rid)
         check_bounds(bounds, header.height, header.width, rid)
-    return Request(header, pixels, shm, stats, bounds, frame)
+    return Request(header, pixels, shm, stats, bounds, frame, coded)
+
+
+def _coded_parts(sizes_part, blob_part, count: int, request_id: int) -> tuple[np.ndarray, memoryview]:
+    """The two parts of compressed tiles, their sizes checked against the encodings."""
+    sizes = parse_array(sizes_part, SIZES_DTYPE, (count + 1,), "tile sizes", request_id)
+    blob = _buffer(blob_part)
+    if not 1 <= sizes[0] <= 100 or (sizes[1:] < 1).any() or int(sizes[1:].astype(np.int64).sum()) != len(blob):
+        raise ProtocolError(Code.PAYLOAD, f"compressed tiles: quality {sizes[0]} and sizes {sizes[1:5].tolist()}... "
+                                          f"do not describe the {len(blob)}-byte payload", request_id)
+    return sizes, blob
 
 
 def _check_frame_request(header: Header, shm: ShmDescriptor, frame: FrameSpec) -> None:
@@ -524,6 +554,11 @@ def check_request_header(header: Header) -> None:
     rid = header.request_id
     if header.flags & FLAG_REDISPATCHED:
         raise ProtocolError(Code.MALFORMED, "requests may not carry the REDISPATCHED flag", rid)
+    codecs = [name for name, flag in CODEC_FLAGS.items() if header.flags & flag]
+    if len(codecs) > 1 or (codecs and header.flags & FLAG_SHM):
+        raise ProtocolError(Code.MALFORMED, "a request names one codec at most, and none with shared memory", rid)
+    if codecs == ["jpeg"] and header.channels != 3:
+        raise ProtocolError(Code.PAYLOAD, "JPEG tiles are RGB (3 channels)", rid)
     if header.flags & FLAG_FRAME and (not header.flags & FLAG_SHM or header.flags & FLAG_BOUNDS):
         raise ProtocolError(Code.MALFORMED, "a frame request needs FLAG_SHM and carries no bounds (its grid gives "
                                             "them)", rid)
@@ -579,18 +614,32 @@ def parse_result(header: Header, frames: Sequence, request: Header) -> tuple[np.
     """
     rid = header.request_id
     with_tiles = request.kind == Kind.STYLIZE and not header.flags & request.flags & FLAG_SHM
-    expected = 2 + with_tiles
+    codec = codec_of(header.flags & request.flags) if with_tiles else None
+    expected = 2 + with_tiles + (codec is not None)
     if len(frames) != expected:
         raise ProtocolError(Code.MALFORMED, f"{len(frames)} parts, expected {expected}", rid)
     moments = parse_array(frames[-1], MOMENTS_DTYPE, (3, header.stats_channels), "moments", rid)
+    if codec is not None:
+        from vrstyle.transport import codec as codecs
+
+        sizes, blob = _coded_parts(frames[1], frames[2], request.count, rid)
+        try:
+            return codecs.decode(sizes, blob, codec, request.out_shape), moments
+        except codecs.CodecError as exc:
+            raise ProtocolError(Code.PAYLOAD, f"result tiles: {exc}", rid) from None
     tiles = parse_array(frames[1], np.dtype(np.uint8), request.out_shape, "tiles", rid) if with_tiles else None
     return tiles, moments
 
 
 def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDescriptor | None,
-                   bounds: np.ndarray | None = None, frame: FrameSpec | None = None) -> list:
-    """Parts of a request: header, pixels (any buffer) or shm descriptor, frame part, statistics, bounds."""
-    frames = [header.pack(), shm.pack() if shm is not None else pixels]
+                   bounds: np.ndarray | None = None, frame: FrameSpec | None = None,
+                   coded: tuple[np.ndarray, bytes] | None = None) -> list:
+    """Parts of a request: header, pixels (any buffer), compressed pixels (two parts) or shm
+    descriptor, frame part, statistics, bounds."""
+    if coded is not None:
+        frames = [header.pack(), np.ascontiguousarray(coded[0], SIZES_DTYPE), coded[1]]
+    else:
+        frames = [header.pack(), shm.pack() if shm is not None else pixels]
     if frame is not None:
         frames.append(frame.pack())
     if stats is not None:
@@ -601,13 +650,20 @@ def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDes
 
 
 def result_frames(request: Header, tiles: np.ndarray | None, moments: np.ndarray, queue_us: int,
-                  infer_us: int) -> list:
-    """Parts of a RESULT reply to ``request``: cropped RGB tiles (unless written to shm) and moments."""
+                  infer_us: int, quality: int = 90) -> list:
+    """Parts of a RESULT reply to ``request``: cropped RGB tiles (unless written to shm; compressed
+    as the request was, JPEG at ``quality``) and moments."""
     count, out_h, out_w, _ = request.out_shape if request.kind == Kind.STYLIZE else (request.count, 0, 0, 3)
-    header = replace(request, kind=Kind.RESULT, flags=request.flags & FLAG_SHM, height=out_h, width=out_w, channels=3,
+    codec = codec_of(request.flags) if tiles is not None else None
+    flags = request.flags & FLAG_SHM | (CODEC_FLAGS[codec] if codec else 0)
+    header = replace(request, kind=Kind.RESULT, flags=flags, height=out_h, width=out_w, channels=3,
                      stats_channels=moments.shape[-1], queue_us=_clamp_u32(queue_us), infer_us=_clamp_u32(infer_us))
     frames = [header.pack()]
-    if tiles is not None:
+    if codec is not None:
+        from vrstyle.transport import codec as codecs
+
+        frames.extend(codecs.encode(tiles, codec, int(quality)))
+    elif tiles is not None:
         frames.append(tiles)
     frames.append(np.ascontiguousarray(moments, MOMENTS_DTYPE))
     return frames

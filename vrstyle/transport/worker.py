@@ -35,6 +35,7 @@ from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
 from vrstyle.resources import Resource
+from vrstyle.transport import codec
 from vrstyle.transport import protocol as P
 from vrstyle.transport.security import HANDSHAKE_FAILURES, CurveKeys, check_handshake
 from vrstyle.transport.shm import SegmentCache, host_id
@@ -71,6 +72,8 @@ class Job:
     shm: P.ShmDescriptor | None = None
     bounds: np.ndarray | None = None
     frame: P.FrameSpec | None = None
+    coded: tuple[np.ndarray, memoryview] | None = None
+    """Compressed pixels as received, decoded in the compute thread (:mod:`vrstyle.transport.codec`)."""
     stamp: np.ndarray | None = None
     """A frame job's slot stamp (int64 view): must still hold its frame id when the job is done."""
 
@@ -373,7 +376,7 @@ class StyleWorker(Resource):
         deadline = now + h.budget_us / 1e6 if h.budget_us else None
         # Shared memory is mapped in the compute thread, which owns the segment cache.
         return Job(h, tiles, request.stats, received=now, deadline=deadline, shm=request.shm, bounds=request.bounds,
-                   frame=request.frame)
+                   frame=request.frame, coded=request.coded)
 
     def _reject(self, socket: zmq.Socket, exc: P.ProtocolError, header: P.Header | None) -> None:
         self.counters[f"rejected_{exc.code.label}"] += 1
@@ -425,6 +428,12 @@ class StyleWorker(Resource):
                 replies.append(P.error_frames(P.Kind.LOST, P.Code.EXPIRED, "deadline passed before inference",
                                               job.header))
                 continue
+            if job.coded is not None:
+                try:
+                    job.tiles = codec.decode(*job.coded, P.codec_of(job.header.flags), job.header.in_shape)
+                except codec.CodecError as exc:
+                    replies.append(P.error_frames(P.Kind.ERROR, P.Code.PAYLOAD, f"worker: {exc}", job.header))
+                    continue
             if job.shm is not None:
                 try:
                     if job.frame is not None:
@@ -453,7 +462,8 @@ class StyleWorker(Resource):
                     continue
                 self.counters["tiles"] += job.header.count
                 queue_us = (start - job.received) * 1e6
+                quality = int(job.coded[0][0]) if job.coded is not None else codec.QUALITY
                 replies.append(P.result_frames(job.header, outcome.tiles, outcome.moments, queue_us,
-                                               outcome.infer_s * 1e6))
+                                               outcome.infer_s * 1e6, quality))
         return replies
 
