@@ -42,6 +42,8 @@ from vrstyle.transport.shm import SegmentCache, host_id
 
 log = logging.getLogger(__name__)
 
+CUT_SHAPES_KEPT = 8
+"""Shapes of reused cut buffers a worker keeps (a stream uses one or two)."""
 CANCELS_KEPT = 4096
 """Cancelled request ids a worker remembers (a CANCEL may come after its request finished)."""
 
@@ -85,10 +87,11 @@ class Job:
         return np.tile(np.array([0, h.height, 0, h.width], P.BOUNDS_DTYPE), (h.count, 1))
 
 
-def cut_from_slot(job: Job, segments: SegmentCache, cut: bool = True) -> None:
-    """A frame job's tiles cut from its ring slot (``cut`` False: a zero-stride stand-in of their
-    shape, for an engine that reads no pixels), its output the slot's rows for them, its bounds
-    from the grid; the slot must hold the job's frame.
+def cut_from_slot(job: Job, segments: SegmentCache, into: np.ndarray | None) -> None:
+    """A frame job's tiles cut from its ring slot into ``into`` (a reused array of the tiles'
+    shape: a fresh one costs its page faults; None: a zero-stride stand-in, for an engine that
+    reads no pixels), its output the slot's rows for them, its bounds from the grid; the slot
+    must hold the job's frame.
 
     Raises:
         ProtocolError: the slot cannot be mapped, or holds another frame (``Code.SHM``).
@@ -103,11 +106,15 @@ def cut_from_slot(job: Job, segments: SegmentCache, cut: bool = True) -> None:
     frame = raw[P.STAMP_BYTES:].reshape(spec.frame_shape(h.channels))
     indices = np.arange(h.first_tile, h.first_tile + h.count)
     per_eye = len(spec.grid)
-    if cut:
-        job.tiles = np.concatenate([tiles.cut(frame[eye:eye + 1], spec.grid, indices[indices // per_eye == eye] % per_eye)
-                                    for eye in np.unique(indices // per_eye).tolist()])
-    else:
+    if into is None:
         job.tiles = np.broadcast_to(np.zeros((), np.uint8), h.in_shape)
+    else:
+        start = 0
+        for eye in np.unique(indices // per_eye).tolist():
+            chosen = indices[indices // per_eye == eye] % per_eye
+            tiles.cut(frame[eye:eye + 1], spec.grid, chosen, out=into[start:start + len(chosen)])
+            start += len(chosen)
+        job.tiles = into
     job.bounds = spec.grid.bounds(indices % per_eye)
     job.out = None if out is None else out[h.first_tile:h.first_tile + h.count]
 
@@ -252,6 +259,7 @@ class StyleWorker(Resource):
         self.counters: Counter[str] = Counter()
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._cancelled = CancelledSet()
+        self._cut_buffers: dict[tuple[int, ...], list[np.ndarray]] = {}
         results_endpoint = f"inproc://vrstyle-worker-{id(self):x}"
         with self.building():
             self._results = self.own(self.context.socket(zmq.PAIR))
@@ -411,11 +419,24 @@ class StyleWorker(Resource):
             tiles += job.header.count
         return jobs
 
+    def _cut_buffer(self, shape: tuple[int, ...], used: Counter[tuple[int, ...]]) -> np.ndarray:
+        """An array of ``shape`` for tiles cut from a ring slot, reused batch after batch (the
+        ``used[shape]``-th of that shape in this batch). Compute thread only."""
+        buffers = self._cut_buffers.setdefault(shape, [])
+        if len(self._cut_buffers) > CUT_SHAPES_KEPT:  # a client changed its grid: forget old shapes
+            self._cut_buffers = {shape: buffers}
+        index = used[shape]
+        used[shape] += 1
+        if index == len(buffers):
+            buffers.append(np.empty(shape, np.uint8))
+        return buffers[index]
+
     def _serve(self, jobs: list[Job], segments: SegmentCache) -> list[list]:
         """Replies for a batch of jobs: expired ones LOST, the rest processed per engine."""
         replies: list[list] = []
         now = time.monotonic()
         live: list[Job] = []
+        buffers_used: Counter[tuple[int, ...]] = Counter()
         for job in jobs:
             if self._cancelled.take(job.header.request_id):
                 self.counters["cancelled"] += 1
@@ -437,7 +458,9 @@ class StyleWorker(Resource):
             if job.shm is not None:
                 try:
                     if job.frame is not None:
-                        cut_from_slot(job, segments, getattr(self.engines[job.header.style], "reads_pixels", True))
+                        reads = getattr(self.engines[job.header.style], "reads_pixels", True)
+                        cut_from_slot(job, segments, self._cut_buffer(job.header.in_shape, buffers_used) if reads
+                                      else None)
                     else:
                         out_shape = job.header.out_shape if job.header.kind == P.Kind.STYLIZE else None
                         job.tiles, job.out = segments.views(job.shm, job.header.in_shape, out_shape)
