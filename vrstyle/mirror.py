@@ -79,6 +79,8 @@ class Rates:
     displayed_frames: int = 0
     stylized_fps: float = 0.0
     latency_ms: float = 0.0
+    inference_ms: float = 0.0
+    """Inference of each frame's last request to come back (with whole eyes, the frame's own)."""
     stylized_frames: int = 0
     late_tiles: int = 0
     """Tiles that missed their frame's deadline (filled from the previous frame or the raw input)."""
@@ -86,6 +88,10 @@ class Rates:
     """Tiles lost with a worker or refused (filled the same way)."""
     last_display: float = field(default_factory=time.perf_counter)
     last_result: float | None = None
+
+    def latency_ratio(self) -> str:
+        """", 2.1x inference": the latency against a frame's inference, once both are known."""
+        return f", {self.latency_ms / self.inference_ms:.1f}x inference" if self.inference_ms else ""
 
     def displayed(self, now: float) -> None:
         self.display_fps = _smooth(self.display_fps, 1.0 / max(now - self.last_display, 1e-6))
@@ -96,6 +102,8 @@ class Rates:
         if self.last_result is not None:
             self.stylized_fps = _smooth(self.stylized_fps, 1.0 / max(now - self.last_result, 1e-6))
         self.latency_ms = _smooth(self.latency_ms, 1000.0 * (now - captured))
+        if result.timings.last.inference:
+            self.inference_ms = _smooth(self.inference_ms, 1000.0 * result.timings.last.inference)
         self.last_result = now
         self.stylized_frames += 1
         late = sum(fallback.reason == "late" for fallback in result.fallback.values())
@@ -245,7 +253,7 @@ class DesktopMirror(Resource):
                  f"style: {self.style if self.options.stylized else 'raw'}",
                  f"display: {rates.display_fps:.1f} fps",
                  f"stylised: {rates.stylized_fps:.1f} fps ({rates.stylized_frames} frames)",
-                 f"latency: {rates.latency_ms:.0f} ms capture to screen",
+                 f"latency: {rates.latency_ms:.0f} ms capture to screen{rates.latency_ratio()}",
                  f"late tiles: {rates.late_tiles}" + (f" (deadline {1000 * deadline:.0f} ms)" if deadline else "")
                  + f", lost or failed: {rates.failed_tiles}",
                  f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px"]

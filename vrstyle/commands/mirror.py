@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             mirror.close()
         print(f"vrstyle mirror: showed {plural(rates.stylized_frames, 'stylised frame')}: "
               f"{rates.display_fps:.1f} fps display, {rates.stylized_fps:.2f} fps stylised, "
-              f"{rates.latency_ms:.0f} ms latency, {rates.late_tiles} late and {plural(rates.failed_tiles, 'lost tile')}",
+              f"{rates.latency_ms:.0f} ms latency{rates.latency_ratio()}, {rates.late_tiles} late and "
+              f"{plural(rates.failed_tiles, 'lost tile')}",
               file=sys.stderr)
     finally:
         if source is not None:
