@@ -15,6 +15,7 @@ register_architecture("cartoon")(CartoonNet)
 register_architecture("student")(StudentNet)
 
 __all__ = [
-    "ARCHITECTURES", "CartoonNet", "FrameNorm", "ModelSpec", "NormContext", "STYLES", "StudentNet", "StyleEngine", "TransformerNet",
+    "ARCHITECTURES", "CartoonNet", "FrameNorm", "ModelSpec", "NormContext", "STYLES", "StudentNet", "StyleEngine",
+    "TransformerNet",
     "available_models", "create_model", "frame_norm", "load_model", "register_architecture", "resolve_model",
 ]

@@ -216,8 +216,8 @@ class Broker(Resource):
             self.counters["cancelled"] += len(queued)
             self.counters["cancelled_tiles"] += sum(ticket.header.count for ticket in queued)
             for ticket in queued:
-                self._to_client(client, P.error_frames(P.Kind.LOST, P.Code.CANCELLED,
-                                                       "broker: cancelled by the client before dispatch", ticket.header))
+                message = "broker: cancelled by the client before dispatch"
+                self._to_client(client, P.error_frames(P.Kind.LOST, P.Code.CANCELLED, message, ticket.header))
         for worker in list(self.workers.values()):
             for ticket in [t for t in worker.outstanding.values() if withdrawn(t)]:
                 self.counters["cancels_forwarded"] += 1

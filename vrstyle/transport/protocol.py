@@ -31,13 +31,15 @@ without FLAG_STATS, with the joint statistics of the batch), crop ``crop`` px of
 and measure the moments of the tile cores (``margin`` px in) for the stream's next frame.
 With FLAG_BOUNDS, the tiles' bounds (int32, ``(count, 4)``: where the image lies in each
 tile, :meth:`tiles.TileGrid.bounds`) make tiles at the image's border reflect there at every
-layer, as the whole image does. With FLAG_FRAME (same host only) the shared memory is a slot of the client's frame ring: the
-whole frame once, stamped with its frame id, and room for all its tiles' results; each request
-names its tiles by index and the worker cuts them itself, so a frame is copied once and its
-requests carry a few bytes each. A MEASURE request with statistics and ``measure_to = c + 1``
+layer, as the whole image does. A MEASURE request with statistics and ``measure_to = c + 1``
 normalises with them and measures each tile's moments up to the layer that holds statistics
 column ``c`` (the layer-by-layer passes of exact statistics); columns beyond come back with
 count 0.
+With FLAG_FRAME (same host only) the shared memory is a slot of the client's frame ring: the
+whole frame once, stamped with its frame id, and room for all its tiles' results; each request
+names its tiles by index and the worker cuts them itself, so a frame is copied once and its
+requests carry a few bytes each. With FLAG_JPEG or FLAG_ZSTD (links to other hosts) the pixels,
+both ways, are compressed tile by tile (:mod:`vrstyle.transport.codec`).
 Latest frame wins: a client that no longer wants a frame sends CANCEL; the broker answers its
 queued requests of that frame LOST (``Code.CANCELLED``) at once and passes a CANCEL per request
 to the workers holding the rest, which answer LOST (cancelled) for those they have not started.
@@ -321,7 +323,8 @@ class FrameSpec:
         elif not (core_h and core_w and rows == -(-height // core_h) and cols == -(-width // core_w)):
             problem = f"{rows}x{cols} cores of {core_h}x{core_w} px do not tile a {height}x{width} frame"
         elif grid.margin >= min(height, width) or 2 * overlap > min(core_h, core_w):
-            problem = f"halo {halo} and overlap {overlap} px do not fit {core_h}x{core_w} cores of a {height}x{width} frame"
+            problem = (f"halo {halo} and overlap {overlap} px do not fit {core_h}x{core_w} cores of a "
+                       f"{height}x{width} frame")
         if problem:
             raise ProtocolError(Code.PAYLOAD, f"frame part: {problem}", request_id)
         return cls(eyes, grid)

@@ -6,9 +6,9 @@ keeps the heartbeat going in both directions (zguide "Paranoid Pirate": a broker
 ``liveness`` intervals means reconnect with back-off) and forwards replies. The compute
 thread takes requests from a queue, waits up to ``batch_window_s`` for more to arrive,
 runs them through :func:`process` (requests with given statistics and the same tile shape
-share one forward pass) and hands the replies back over an inproc socket. A request the broker
-cancelled (its frame superseded) before the compute thread took it is answered LOST, not run. Heartbeats
-therefore keep flowing while a long batch runs.
+share one forward pass) and hands the replies back over an inproc socket. Heartbeats therefore
+keep flowing while a long batch runs. A request the broker cancelled (its frame superseded)
+before the compute thread took it is answered LOST, not run.
 
 Engines are duck-typed (:class:`~vrstyle.models.engine.StyleEngine`: ``stats_channels``,
 ``stylize_and_measure``, ``measure``), so this module imports no torch: the ``vrstyle worker``
@@ -30,7 +30,6 @@ import numpy as np
 import zmq
 
 import tiles
-
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.normstats import combine_moments
@@ -205,7 +204,8 @@ def _run_group(engine: Engine, jobs: list[Job]) -> list[Outcome]:
     elif getattr(engine, "reads_pixels", True):
         pixels = np.concatenate([job.tiles for job in jobs])
     else:  # their shape is all it looks at: no copy of tiles it never reads
-        pixels = np.broadcast_to(np.zeros((), np.uint8), (sum(job.header.count for job in jobs), *first.tiles.shape[1:]))
+        count = sum(job.header.count for job in jobs)
+        pixels = np.broadcast_to(np.zeros((), np.uint8), (count, *first.tiles.shape[1:]))
     bounds = None
     if any(job.bounds is not None for job in jobs):
         bounds = np.concatenate([job.whole_bounds() for job in jobs])
