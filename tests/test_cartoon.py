@@ -127,3 +127,27 @@ def test_prune_refuses_a_student_that_is_not_a_cartoon_network(cartoon_teacher, 
                             timeout=300)
     assert result.returncode != 0 and "init 'prune' cuts a cartoon student" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_network_without_normalisation_streams_through_real_workers(tmp_path):
+    """A style with no statistics (the cartoon generator) joins a broker, streams frame after
+    frame through the pipeline (no statistics are sent) and stylises a tiled image through it."""
+    from safetensors.torch import save_file
+
+    from vrstyle.pipeline import FramePipeline
+    from vrstyle.stylize import stylize_image
+    from vrstyle.transport.cluster import LocalCluster
+    import tiles
+
+    torch.manual_seed(0)
+    path = tmp_path / "toon.safetensors"
+    save_file(CartoonNet(width=4, blocks=1).state_dict(), str(path),
+              metadata={"name": "toon", "arch": "cartoon", "config": '{"width": 4, "blocks": 1}'})
+    eyes = np.random.default_rng(0).integers(0, 256, (2, 64, 96, 3), np.uint8)
+    with LocalCluster([str(path)], workers=1, heartbeat_s=0.5, threads=1) as cluster, cluster.client() as client:
+        pipe = FramePipeline.plan(client, 64, 96, "toon", tile=32, halo=8, overlap=4, deadline_s=None)
+        first, second = pipe.process(eyes), pipe.process(eyes)
+        assert first.complete and second.complete and pipe.stats is None
+        np.testing.assert_array_equal(first.tiles, second.tiles)
+        image = stylize_image(client, eyes[0], tiles.plan_grid(64, 96, tile=32, halo=8, overlap=4), style="toon")
+        assert image.shape == (64, 96, 3)

@@ -110,7 +110,9 @@ def test_shared_memory_descriptors_are_checked():
 def test_worker_info_is_validated():
     good = {"styles": {"candy": 1600}, "host": 5, "device": "cuda:0", "credit": 2, "pid": 42}
     assert P.parse_worker_info(P.encode_json(good)) == good
-    for change, message in [({"styles": {}}, "1..256 styles"), ({"styles": {"candy": 0}}, "channel count"),
+    no_norms = {**good, "styles": {"cartoon": 0}}  # a network without normalisation layers
+    assert P.parse_worker_info(P.encode_json(no_norms)) == no_norms
+    for change, message in [({"styles": {}}, "1..256 styles"), ({"styles": {"candy": -1}}, "channel count"),
                             ({"styles": {"a\x00": 3}}, "bad style name"), ({"credit": 0}, "'credit'"),
                             ({"host": -1}, "'host'"), ({"device": 7}, "'device'")]:
         with pytest.raises(P.ProtocolError, match=message):

@@ -558,7 +558,7 @@ class FramePipeline(Resource):
             previous_ok = self._previous_ok if self._previous_ok is not None else np.zeros(len(frame.received), bool)
             self._previous, self._previous_ok = result_tiles, frame.received | previous_ok
             self._previous_scales = scales
-            if frame.moments:
+            if frame.moments and next(iter(frame.moments.values())).shape[-1]:  # a network without norms has none
                 # Merged in tile order, so the result does not depend on arrival order.
                 measured = moments_to_stats(combine_moments(frame.moments[k] for k in sorted(frame.moments)))
                 known = self._stats if self._stats is not None and self._stats.shape == measured.shape else None

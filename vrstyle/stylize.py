@@ -189,7 +189,9 @@ def stylize_image(engine: "StyleEngine | Backend", image: np.ndarray, grid: Tile
         shared_stats = False
     if shared_stats and stats is None:
         stats = measure_stats(backend, image, grid, stats_tiles, style, worker_wait_s)
-        if exact and stats_tiles < len(grid):
+        if not stats.shape[-1]:  # a network without normalisation layers: no statistics to share
+            stats = None
+        elif exact and stats_tiles < len(grid):
             stats = exact_stats(backend, image, grid, stats, batch, style, inflight, progress, worker_wait_s)
     elif not shared_stats:
         stats = None

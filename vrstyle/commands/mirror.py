@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline", type=positive_float, metavar="MS",
                         help="fill tiles not back this long after capture from the previous frame (never stall); "
                              "default: wait for every tile")
+    parser.add_argument("--pipeline-depth", type=positive_int, metavar="N",
+                        help="frames in flight at once (default: one per worker, so a frame never queues behind "
+                             "another for the same worker)")
     parser.add_argument("--tile", type=positive_int,
                         help=f"largest tile core, px (default {settings.TILE}; one worker: each eye whole)")
     parser.add_argument("--halo", type=int, help=f"tile halo, px (default {settings.HALO}; whole eyes: 0)")
@@ -110,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
         window.glfw.set_window_title(window.window, "vrstyle mirror - starting style workers")
         window.swap()
         backend, cluster, styles = open_backend(args, styles)
+        depth = args.pipeline_depth or _serving(backend, styles[0])
         pipeline = FramePipeline.plan(backend, height, width, styles[0], tile=tile, halo=halo, overlap=overlap,
                                       ramp=args.ramp, deadline_s=None if args.deadline is None else args.deadline / 1000,
-                                      rings=args.rings if args.foveation == "fixed" else None)
+                                      rings=args.rings if args.foveation == "fixed" else None, depth=depth)
         if source is None:
             from vrstyle.sources import SceneSource
 
@@ -148,6 +152,12 @@ def _grid_options(args: argparse.Namespace, whole_eye: tuple[int, int] | None) -
         return whole_eye, 0, 0
     return (args.tile or settings.TILE, settings.HALO if args.halo is None else args.halo,
             settings.OVERLAP if args.overlap is None else args.overlap)
+
+
+def _serving(backend, style: str) -> int:
+    """Workers serving ``style`` (at least 1): frames in flight by default. More would queue behind
+    a busy worker and add a whole inference to the latency; fewer leave workers idle."""
+    return max(1, sum(style in worker["styles"] for worker in backend.status()["workers"]))
 
 
 def local_styles(names: list[str] | None) -> list[str]:

@@ -715,7 +715,7 @@ def parse_worker_info(frame) -> dict[str, Any]:
     for name, channels in styles.items():
         if not (STYLE_NAME.fullmatch(name) and len(name.encode()) <= MAX_STYLE_BYTES):
             raise ProtocolError(Code.STYLE, f"bad style name {name[:40]!r} in worker info")
-        if not (isinstance(channels, int) and 1 <= channels <= MAX_STATS_CHANNELS):
+        if not (isinstance(channels, int) and 0 <= channels <= MAX_STATS_CHANNELS):  # 0: no normalisation layers
             raise ProtocolError(Code.STATS, f"style {name!r}: bad statistics channel count {channels!r}")
     for key, kind, low, high in (("host", int, 0, 2**64 - 1), ("credit", int, 1, 1024), ("pid", int, 0, 2**31)):
         value = info.get(key)
