@@ -12,6 +12,9 @@ holding them (not started).
 
 The broker touches headers only: payload parts are forwarded as received (zero-copy), with
 the header rewritten to carry a broker-wide request id and the remaining deadline budget.
+
+Length: just over 400 lines, as one state machine (clients, workers, the queue, liveness,
+re-dispatch and cancellation all change the same tickets), the way zguide writes its brokers.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Same calls and :class:`~vrstyle.transport.protocol.Reply` objects as
 :class:`~vrstyle.transport.client.TransportClient`, and the same batching code as the workers
-(:func:`~vrstyle.transport.worker.process`), so a pipeline gives identical frames in process
+(:func:`~vrstyle.transport.jobs.process`), so a pipeline gives identical frames in process
 and through a broker. Used by ``vrstyle stylize`` without ``--broker``, by the benchmark's
 no-transport baseline and by tests.
 """
@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from vrstyle.resources import Resource
 from vrstyle.transport import protocol as P
 from vrstyle.transport.shm import host_id
-from vrstyle.transport.worker import Engine, Job, process
+from vrstyle.transport.jobs import Engine, Job, process
 
 
 class LocalBackend(Resource):
