@@ -5,13 +5,14 @@
 Tiles as a headset client sends them (a real stereo pair from the shared data, scaled to a
 Quest 3 eye, cut into 512 px tiles with their halos) and as workers return them (stylised
 photos: the shipped candy student on Kodak photos, cut the same way), each compressed tile by
-tile as :mod:`vrstyle.transport.codec` does. One thread; time per Quest 3 stereo frame.
+tile as :mod:`vrstyle.transport.codec` does (a thread per core); time per Quest 3 stereo frame.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -94,11 +95,12 @@ def main() -> int:
             rows.append({"direction": direction, "raw_mb_per_frame": raw, **measure(pieces, name, quality, megapixels)})
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     Path(args.out).with_suffix(".json").write_text(json.dumps(
-        {"command": command, "machine": f"{platform.machine()}, one thread", "scene": args.scene, "rows": rows},
+        {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} coding threads", "scene": args.scene,
+         "rows": rows},
         indent=2) + "\n")
     lines = ["# Tile compression for network links", "", f"Command: `{command}`", "",
              f"Per Quest 3 stereo frame (2 x {EYE[1]}x{EYE[0]}; tile pixels scaled to it), each tile compressed "
-             f"on its own, one thread ({platform.machine()}). To workers: the `{args.scene}` stereo pair cut into "
+             f"on its own, on a thread per core ({os.cpu_count()} here, {platform.machine()}). To workers: the `{args.scene}` stereo pair cut into "
              f"512 px tiles with 56 px halos (halos included: they travel too). From workers: the candy student's "
              f"output on {args.photos} Kodak photos, scaled to the Quest 3 grid's result tiles (cores and overlap "
              f"bands). Raw: the same tiles uncompressed.", "",
