@@ -6,15 +6,18 @@ pixels both views see:
 
 * **left/right warp error**: the right eye's image warped into the left eye, mean absolute
   difference from the left eye's image (grey levels);
-* **temporal warp error**: frame t warped into frame t + 1/90 s (the head moves; the scene's
-  objects are held still between the two, so head motion alone is measured).
+* **temporal warp error**: each frame warped into the next, 1/90 s later, over sequences of
+  ``--length`` frames (the head moves; the scene's objects are held still, so head motion
+  alone is measured).
 
 Raw renders, and each style's teacher and student on whole eyes (both eyes normalised with
 their joint statistics, as the pipeline does), side by side; then each with **stereo
 reprojection**: the left eye stylised, the right eye made of the left's stylised pixels
 reprojected with depth wherever the left eye sees the same surface, its own stylisation only
 in the rest (disocclusions and the strip the left eye does not see), with the share of the
-right eye's pixels that still needed stylising. The acceptance of the comfort
+right eye's pixels that still needed stylising; and with **temporal reprojection** too: the
+left eye's previous output reprojected into the new frame where it sees the same surface and
+blended with the fresh stylisation (fresh weight ``BLEND``). The acceptance of the comfort
 issue is stylised error <= 1.5x raw. The figure shows left | right | red-cyan anaglyph.
 
     python benchmarks/comfort.py --styles candy,mosaic --out benchmarks/results/comfort
@@ -38,26 +41,29 @@ from vrstyle.progress import progress_bar
 from vrstyle.reproject import View, correspondence, sample, warp_error
 
 FRAME_S = 1 / 90
+BLEND = 0.2
+"""Weight of the fresh stylisation where the previous frame reprojects (temporal reprojection)."""
 
 
-def render(eye_shape: tuple[int, int], times: list[float]) -> list[dict]:
-    """Per time: stereo eyes (2, H, W, 3), and both eyes' views at t and t + FRAME_S (scene held at t)."""
+def render(eye_shape: tuple[int, int], times: list[float], length: int) -> list[list[dict]]:
+    """Per start time, ``length`` frames 1/90 s apart as the head moves (the scene held at that
+    time): each frame's stereo eyes (2, H, W, 3) and both eyes' views with depth."""
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     os.environ.setdefault("EGL_PLATFORM", "surfaceless")
     from vrstyle.gl.context import HeadlessContext
     from vrstyle.gl.scene import DemoScene
 
-    frames = []
+    sequences = []
     with HeadlessContext() as _, DemoScene(*eye_shape, keep_depth=True) as scene:
         for t in times:
-            pair = {}
-            for key, head_time in (("now", t), ("next", t + FRAME_S)):
-                views, projections = scene.eye_views(head_time)
+            frames = []
+            for k in range(length):
+                views, projections = scene.eye_views(t + k * FRAME_S)
                 scene.render(views, projections, t)
                 depth = scene.read_depth()
-                pair[key] = {"eyes": scene.read(), "views": [View(views[e], projections[e], depth[e]) for e in (0, 1)]}
-            frames.append(pair)
-    return frames
+                frames.append({"eyes": scene.read(), "views": [View(views[e], projections[e], depth[e]) for e in (0, 1)]})
+            sequences.append(frames)
+    return sequences
 
 
 def stylise(engine: StyleEngine, eyes: np.ndarray) -> np.ndarray:
@@ -66,26 +72,41 @@ def stylise(engine: StyleEngine, eyes: np.ndarray) -> np.ndarray:
     return engine.stylize(eyes, stats, crop=0)
 
 
-def reproject_right(eyes: np.ndarray, views: list[View]) -> tuple[np.ndarray, float]:
-    """The right eye made from the left eye's pixels where it sees the same surface; (eyes, the
-    share of the right eye's pixels left to its own image)."""
-    pixels, visible = correspondence(views[1], views[0])
-    right = eyes[1].copy()
-    right[visible] = np.clip(np.rint(sample(eyes[0], pixels)[visible]), 0, 255).astype(np.uint8)
-    return np.stack([eyes[0], right]), float(1 - visible.mean())
+def carried(image: np.ndarray, fresh: np.ndarray, target: View, source: View, weight: float) -> tuple[np.ndarray, float]:
+    """``fresh`` with ``source``'s ``image`` reprojected into it where ``source`` sees the same
+    surface, blended ``1 - weight`` : ``weight`` (0: taken as is); and the share of pixels that kept ``fresh``."""
+    pixels, visible = correspondence(target, source)
+    out = fresh.astype(np.float32)
+    out[visible] = weight * out[visible] + (1 - weight) * sample(image, pixels)[visible]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), float(1 - visible.mean())
 
 
-def errors(frames: list[dict], images: list[dict]) -> dict[str, float]:
-    """Mean left/right and temporal warp errors over the frames (and the shares of pixels seen by both)."""
+def reprojected(sequence: list[dict], fresh: list[np.ndarray], temporal: bool) -> tuple[list[np.ndarray], float]:
+    """Stereo reprojection (the right eye from the left where it sees the same surface) and,
+    with ``temporal``, the left eye carried over from the previous frame, blended with the fresh
+    one; returns the frames and the mean share of right-eye pixels stylised afresh."""
+    out, own = [], []
+    for k, (frame, eyes) in enumerate(zip(sequence, fresh)):
+        left = eyes[0]
+        if temporal and k:
+            left, _ = carried(out[-1][0], left, frame["views"][0], sequence[k - 1]["views"][0], BLEND)
+        right, share = carried(left, eyes[1], frame["views"][1], frame["views"][0], 0.0)
+        out.append(np.stack([left, right]))
+        own.append(share)
+    return out, float(np.mean(own))
+
+
+def errors(sequences: list[list[dict]], images: list[list[np.ndarray]]) -> dict[str, float]:
+    """Mean left/right warp error over all frames and temporal warp error over consecutive ones."""
     stereo, temporal, seen = [], [], []
-    for frame, image in zip(frames, images):
-        left, right = frame["now"]["views"]
-        error, share = warp_error(image["now"][0], image["now"][1], left, right)
-        stereo.append(error)
-        seen.append(share)
-        for eye in (0, 1):
-            temporal.append(warp_error(image["next"][eye], image["now"][eye], frame["next"]["views"][eye],
-                                       frame["now"]["views"][eye])[0])
+    for sequence, frames in zip(sequences, images):
+        for k, (frame, eyes) in enumerate(zip(sequence, frames)):
+            error, share = warp_error(eyes[0], eyes[1], *frame["views"])
+            stereo.append(error)
+            seen.append(share)
+            if k:
+                temporal += [warp_error(eyes[e], frames[k - 1][e], frame["views"][e], sequence[k - 1]["views"][e])[0]
+                             for e in (0, 1)]
     return {"left_right": float(np.mean(stereo)), "temporal": float(np.mean(temporal)), "seen_both": float(np.mean(seen))}
 
 
@@ -97,35 +118,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--styles", default="candy,mosaic")
     parser.add_argument("--eye-size", default="640x720", help="WIDTHxHEIGHT")
-    parser.add_argument("--times", default="1,4,7", help="scene times, s")
+    parser.add_argument("--times", default="1,4,7", help="scene times, s: one sequence each")
+    parser.add_argument("--length", type=int, default=6, help="frames per sequence, 1/90 s apart")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/comfort")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     width, height = (int(v) for v in args.eye_size.split("x"))
-    frames = render((height, width), [float(t) for t in args.times.split(",")])
-    rows = {"raw": errors(frames, [{k: f[k]["eyes"] for k in ("now", "next")} for f in frames])}
-    shown = {"raw": frames[0]["now"]["eyes"]}
+    sequences = render((height, width), [float(t) for t in args.times.split(",")], args.length)
+    rows = {"raw": errors(sequences, [[frame["eyes"] for frame in sequence] for sequence in sequences])}
+    shown = {"raw": sequences[0][-1]["eyes"]}
     models = [f"{style}/{kind}" for style in args.styles.split(",") for kind in ("teacher", "binary")]
-    with progress_bar(total=len(models) * len(frames) * 2, desc="stylise", unit="stereo frame") as bar:
+    with progress_bar(total=len(models) * len(sequences) * args.length, desc="stylise", unit="stereo frame") as bar:
         for name in models:
             engine = StyleEngine(resolve_model(name).load())
-            images = []
-            for frame in frames:
-                images.append({key: stylise(engine, frame[key]["eyes"]) for key in ("now", "next")})
-                bar.update(2)
-            rows[name] = errors(frames, images)
-            shown[name] = images[0]["now"]
-            reprojected, own = [], []
-            for frame, image in zip(frames, images):
-                pair = {}
-                for key in ("now", "next"):
-                    pair[key], share = reproject_right(image[key], frame[key]["views"])
-                    own.append(share)
-                reprojected.append(pair)
-            rows[f"{name}, stereo reprojection"] = {**errors(frames, reprojected), "right_eye_stylised": float(np.mean(own))}
-            shown[f"{name}, stereo reprojection"] = reprojected[0]["now"]
+            fresh = []
+            for sequence in sequences:
+                fresh.append([stylise(engine, frame["eyes"]) for frame in sequence])
+                bar.update(len(sequence))
+            rows[name] = errors(sequences, fresh)
+            shown[name] = fresh[0][-1]
+            for label, temporal in (("stereo reprojection", False), ("stereo + temporal reprojection", True)):
+                results = [reprojected(sequence, images, temporal) for sequence, images in zip(sequences, fresh)]
+                rows[f"{name}, {label}"] = {**errors(sequences, [frames for frames, _ in results]),
+                                            "right_eye_stylised": float(np.mean([share for _, share in results]))}
+                shown[f"{name}, {label}"] = results[0][0][-1]
     raw = rows["raw"]
     for row in rows.values():
         row["left_right_vs_raw"] = row["left_right"] / raw["left_right"]
@@ -133,7 +151,8 @@ def main() -> int:
     command = "python " + shlex.join(sys.argv)
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"command": command, "eye_size": [width, height],
-                                                   "times": args.times, "threads": args.threads,
+                                                   "times": args.times, "length": args.length,
+                                                   "blend": BLEND, "threads": args.threads,
                                                    "load_average": list(os.getloadavg()), "rows": rows}, indent=1) + "\n")
     lines = ["| images | left/right warp error | x raw | temporal warp error | x raw | right eye pixels stylised |",
              "|---|---|---|---|---|---|"]
@@ -142,8 +161,9 @@ def main() -> int:
     out.with_suffix(".md").write_text(
         f"# Comfort on the demo scene: left/right and temporal warp error\n\nCommand: `{command}`\n\n"
         f"Mean absolute difference (grey levels) on the pixels both views see ({100 * raw['seen_both']:.0f}% of "
-        f"the left eye for left/right), {width}x{height} eyes, scene times {args.times} s, head moving "
-        f"{1000 * FRAME_S:.1f} ms between temporal pairs. Whole eyes, joint statistics of both eyes. "
+        f"the left eye for left/right), {width}x{height} eyes, sequences of {args.length} frames "
+        f"{1000 * FRAME_S:.1f} ms apart from scene times {args.times} s (head moving, objects held). Whole eyes, "
+        f"joint statistics of both eyes; temporal reprojection blends {BLEND:g} of the fresh frame. "
         f"Target of the comfort issue: <= 1.5x raw. Figure: `{out.with_suffix('.png').name}`.\n\n"
         + "\n".join(lines) + "\n")
     figure(shown, out.with_suffix(".png"))
