@@ -181,6 +181,8 @@ class _Frame:
     scales: np.ndarray | None
     slot: int | None = None
     """Its frame-ring slot (None: tiles sent as pixels)."""
+    source: np.ndarray | None = None
+    """On the ring: the slot's frame, for raw fallbacks (a view that outlives a replaced slot)."""
     requests: dict[int, tuple[_Level, slice]] = field(default_factory=dict)
     received: np.ndarray | None = None
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)
@@ -357,7 +359,7 @@ class FramePipeline(Resource):
         deadline_s = self.deadline_s if deadline_s is ... else deadline_s
         deadline = None if deadline_s is None else start + deadline_s
         frame = _Frame(frame_id, self._style, start, deadline, self._stats, levels, out_tiles, scales, slot,
-                       received=np.zeros(count, bool))
+                       None if slot is None else ring.frame(slot), received=np.zeros(count, bool))
         self._frames[frame_id] = frame
         if slot is not None:
             self._send_ring_frame(frame, ring, deadline)
@@ -481,9 +483,9 @@ class FramePipeline(Resource):
         level = next(level for level in frame.levels if index in level.indices)
         if level.inputs is not None:
             piece = level.inputs[np.searchsorted(level.indices, index)]
-        else:  # on the ring: cut from the slot, which holds the frame while it is in flight
+        else:  # on the ring: cut from the slot's frame
             eye, tile = divmod(index, len(self.grid))
-            piece = tiles.cut(self._ring.frame(frame.slot)[eye:eye + 1], self.grid, [tile])[0]
+            piece = tiles.cut(frame.source[eye:eye + 1], self.grid, [tile])[0]
         return tiles.crop_halo(piece, level.grid)[..., :3]
 
     def _free(self) -> None:
