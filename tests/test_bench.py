@@ -98,6 +98,20 @@ def test_the_data_path_alone_beside_a_memcpy(tmp_path, data_path):
     assert row["tiles"] == row["stylised"] == 3 * result["grid"]["tiles_per_frame"]
     assert 0 < row["vs_memcpy"] == pytest.approx(row["frames_per_s"] / memcpy["frames_per_s"])
     assert "data path: 1 worker at" in done.stdout
+    assert row["wire_mb_per_frame"] == {"pixel_bytes_sent": 0, "pixel_bytes_received": 0}  # the frame ring
+
+
+def test_compressed_messages_are_counted_per_frame(tmp_path):
+    """Pixels forced into messages go on the wire; JPEG sends fewer bytes than raw tiles."""
+    sent = {}
+    for codec in ("none", "jpeg"):
+        done = bench(*TINY, "--data-path", "identity", "--payload", "zerocopy", "--codec", codec, "--out",
+                     str(tmp_path), "--name", codec)
+        assert done.returncode == 0, done.stderr
+        [row] = json.loads((tmp_path / f"{codec}.json").read_text())["sweep"]
+        sent[codec] = row["wire_mb_per_frame"]["pixel_bytes_sent"]
+        assert row["wire_mb_per_frame"]["pixel_bytes_received"] > 0 and "pixels as messages" in done.stdout
+    assert 0 < sent["jpeg"] < sent["none"]
 
 
 def test_identity_workers_return_the_tiles_they_were_sent():

@@ -71,6 +71,10 @@ def load_frames(config: BenchConfig, count: int) -> tuple[str, list[np.ndarray]]
     return source.name, frames
 
 
+WIRE_COUNTERS = ("pixel_bytes_sent", "pixel_bytes_received")
+"""Pixel bytes a transport client sent and received as messages (not through shared memory)."""
+
+
 @dataclass
 class Run:
     """One configuration measured: per-frame records and the wall time of the timed frames."""
@@ -159,9 +163,14 @@ def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, f
     with progress_bar(total=config.warmup + config.frames, progress=progress, desc=label, unit="frame") as bar:
         if config.warmup:
             stream(pipeline, frames, config.warmup, config.rate, bar, stitch=config.stitch)
+        before = dict(getattr(backend, "counters", {}))
         records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process,
                                   config.stitch)
-    return Run(label, workers, records, elapsed, dict(pipeline.counters), foveated=rings is not None)
+    counters = dict(pipeline.counters)
+    for name in WIRE_COUNTERS:  # what the timed frames put on the wire (a client counts it)
+        if name in before:
+            counters[name] = backend.counters[name] - before[name]
+    return Run(label, workers, records, elapsed, counters, foveated=rings is not None)
 
 
 def measure_whole_frames(engine, frames: list[np.ndarray], config: BenchConfig, progress: bool | None) -> Run:
@@ -220,6 +229,8 @@ def summarize_run(run: Run, config: BenchConfig) -> dict[str, Any]:
         "fallback": fallback, "fallback_tiles": sum(fallback.values()),
         "deadline_misses": (sum(bool(r["fallback"]) for r in run.records) if config.deadline_ms is not None else None),
         "counters": run.counters, "records": run.records,
+        "wire_mb_per_frame": ({name: run.counters[name] / frames / 1e6 for name in WIRE_COUNTERS}
+                              if frames and all(name in run.counters for name in WIRE_COUNTERS) else None),
     }
 
 
