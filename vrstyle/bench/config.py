@@ -11,6 +11,8 @@ from vrstyle.errors import VrstyleError
 
 FOVEATION = ("off", "fixed")
 """Foveation a benchmark can measure (gaze needs a headset)."""
+WIRE_COUNTERS = ("pixel_bytes_sent", "pixel_bytes_received")
+"""Pixel bytes a transport client sent and received as messages (not through shared memory)."""
 STAGES = ("split", "send", "queue", "inference", "transfer", "collect", "stitch")
 """A frame's latency, stage by stage along its critical path (see :meth:`~vrstyle.pipeline.Timings.critical_path`)."""
 
@@ -67,6 +69,10 @@ class BenchConfig:
     stitch: bool = True
     foveation: str = "off"
     rings: tuple[float, ...] = tiles.RINGS
+
+    def client_options(self) -> dict:
+        """How a transport client of this run sends tiles."""
+        return {"payload": self.payload, "compress": self.codec, "quality": self.quality}
 
 
 def worker_devices(devices: list[str], count: int) -> list[str]:

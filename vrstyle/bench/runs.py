@@ -19,7 +19,7 @@ from tqdm import tqdm
 import tiles
 from tiles import TileGrid
 from vrstyle import settings
-from vrstyle.bench.config import STAGES, BenchConfig, check, worker_devices
+from vrstyle.bench.config import STAGES, WIRE_COUNTERS, BenchConfig, check, worker_devices
 from vrstyle.bench.report import environment
 from vrstyle.commands._common import plural
 from vrstyle.errors import VrstyleError
@@ -69,10 +69,6 @@ def load_frames(config: BenchConfig, count: int) -> tuple[str, list[np.ndarray]]
             stereo = source.frame(index * getattr(source, "seconds", 0.0))
             frames.append(np.stack([cover(view, config.eye_shape) for view in stereo[:config.eyes]]))
     return source.name, frames
-
-
-WIRE_COUNTERS = ("pixel_bytes_sent", "pixel_bytes_received")
-"""Pixel bytes a transport client sent and received as messages (not through shared memory)."""
 
 
 @dataclass
@@ -166,11 +162,8 @@ def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, f
         before = dict(getattr(backend, "counters", {}))
         records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process,
                                   config.stitch)
-    counters = dict(pipeline.counters)
-    for name in WIRE_COUNTERS:  # what the timed frames put on the wire (a client counts it)
-        if name in before:
-            counters[name] = backend.counters[name] - before[name]
-    return Run(label, workers, records, elapsed, counters, foveated=rings is not None)
+    wire = {name: backend.counters[name] - before[name] for name in WIRE_COUNTERS if name in before}  # timed only
+    return Run(label, workers, records, elapsed, {**pipeline.counters, **wire}, foveated=rings is not None)
 
 
 def measure_whole_frames(engine, frames: list[np.ndarray], config: BenchConfig, progress: bool | None) -> Run:
@@ -379,13 +372,9 @@ def _local_runs(config: BenchConfig, style: str, grid: TileGrid, frames: list[np
     log.info("starting %s on %s", plural(workers, "worker"), ", ".join(devices))
     with LocalCluster([config.data_path or config.style], workers, devices=devices,
                       threads=threads if cpu else None, worker_args=extra) as cluster, \
-            cluster.client(**_client_options(config)) as client:
+            cluster.client(**config.client_options()) as client:
         return [measure_pipeline(client, grid, style, config, frames, _label(plural(workers, "worker"), rings),
                                  workers, progress, rings) for rings in _foveations(config)]
-
-
-def _client_options(config: BenchConfig) -> dict[str, Any]:
-    return {"payload": config.payload, "compress": config.codec, "quality": config.quality}
 
 
 def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:
@@ -394,7 +383,7 @@ def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:
     from vrstyle.transport.security import peer_keys
 
     keys = peer_keys(config.curve, config.key_name) if config.curve else None
-    client = TransportClient(config.broker, keys=keys, **_client_options(config))
+    client = TransportClient(config.broker, keys=keys, **config.client_options())
     try:
         workers = client.status()["workers"]
         style = next((name for name in (model, config.style) if any(name in w["styles"] for w in workers)), None)
