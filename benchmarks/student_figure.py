@@ -37,6 +37,27 @@ def centre(image: np.ndarray, size: int) -> np.ndarray:
     return image[max(top, 0):max(top, 0) + size, max(left, 0):max(left, 0) + size]
 
 
+def labelled_strip(labels: list[str], images: list[Image.Image]) -> Image.Image:
+    """Images of one height side by side, each under its label."""
+    strip = Image.new("RGB", (sum(image.width for image in images), LABEL_HEIGHT + images[0].height), "white")
+    draw, x = ImageDraw.Draw(strip), 0
+    for label, image in zip(labels, images):
+        strip.paste(image, (x, LABEL_HEIGHT))
+        draw.text((x + 4, 3), label, fill="black")
+        x += image.width
+    return strip
+
+
+def stacked(strips: list[Image.Image]) -> Image.Image:
+    """Strips one under the other, left-aligned on white."""
+    figure = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
+    y = 0
+    for strip in strips:
+        figure.paste(strip, (0, y))
+        y += strip.height
+    return figure
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("style")
@@ -54,20 +75,8 @@ def main() -> int:
         photo = eval_photo(data_dir() / "photos" / name)
         t, s = teacher.stylize(photo[None], None)[0], student.stylize(photo[None], None)[0]
         labels = ("photo " + Path(name).name, f"{args.style}/teacher", f"student: {psnr(s, t):.1f} dB")
-        tiles = [centre(image, args.crop) for image in (photo, t, s)]
-        strip = Image.new("RGB", (sum(x.shape[1] for x in tiles), LABEL_HEIGHT + tiles[0].shape[0]), "white")
-        draw, x0 = ImageDraw.Draw(strip), 0
-        for label, tile in zip(labels, tiles):
-            strip.paste(Image.fromarray(tile), (x0, LABEL_HEIGHT))
-            draw.text((x0 + 4, 3), label, fill="black")
-            x0 += tile.shape[1]
-        rows.append(strip)
-    figure = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
-    y = 0
-    for row in rows:
-        figure.paste(row, (0, y))
-        y += row.height
-    figure.save(args.out)
+        rows.append(labelled_strip(labels, [Image.fromarray(centre(image, args.crop)) for image in (photo, t, s)]))
+    stacked(rows).save(args.out)
     print(f"wrote {args.out}")
     return 0
 

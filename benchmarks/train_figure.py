@@ -13,17 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from student_figure import labelled_strip, stacked  # beside this script
 from vrstyle.models import load_model
 from vrstyle.models.engine import StyleEngine
 from vrstyle.train.data import data_dir
 from vrstyle.train.evaluate import eval_photo
 
 PHOTOS = ("kodak24/kodim23.png", "kodak24/kodim15.png", "bsds500/test/100039.jpg")
-LABEL_HEIGHT = 18
 
 
 def main() -> int:
@@ -47,21 +46,10 @@ def main() -> int:
                      (f"trained: {Path(args.model).stem}", Image.fromarray(trained.stylize(photo[None], None)[0]))])
     strips = []
     for row in rows:
-        scaled = [(label, image.resize((round(image.width * args.height / image.height), args.height), Image.LANCZOS))
-                  for label, image in row]
-        strip = Image.new("RGB", (sum(image.width for _, image in scaled), LABEL_HEIGHT + args.height), "white")
-        draw, x = ImageDraw.Draw(strip), 0
-        for label, image in scaled:
-            strip.paste(image, (x, LABEL_HEIGHT))
-            draw.text((x + 4, 3), label, fill="black")
-            x += image.width
-        strips.append(strip)
-    figure = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
-    y = 0
-    for strip in strips:
-        figure.paste(strip, (0, y))
-        y += strip.height
-    figure.save(args.out)
+        labels = [label for label, _ in row]
+        strips.append(labelled_strip(labels, [image.resize((round(image.width * args.height / image.height),
+                                                            args.height), Image.LANCZOS) for _, image in row]))
+    stacked(strips).save(args.out)
     print(f"wrote {args.out}")
     return 0
 
