@@ -154,18 +154,21 @@ class TransportClient(Resource):
         if not isinstance(tiles, np.ndarray) or tiles.dtype != np.uint8 or tiles.ndim != 4:
             got = f"{getattr(tiles, 'shape', '?')} {getattr(tiles, 'dtype', type(tiles))}"
             raise P.ProtocolError(P.Code.DTYPE, f"tiles must be a (count, height, width, 3|4) uint8 array, got {got}")
-        rid = self._next_id
         use_shm = self._mode(batch.style) == "shm"
-        header = batch.header(rid, self.host, shm=use_shm)
+        pending = self._register(batch, batch.header(self._next_id, self.host, shm=use_shm))
+        self._send(pending, use_shm)
+        return pending.header.request_id
+
+    def _register(self, batch: P.TileBatch | P.FrameBatch, header: P.Header) -> _Pending:
+        """A checked request, outstanding under ``header.request_id`` (the next id) from now."""
         P.check_request_header(header)
         header.pack()  # raises for a style name too long for the header
         self._next_id += 1
         pending = _Pending(batch, header, time.monotonic(), None)
         if not self._pending:
             self._heard = pending.sent  # the silence clock starts with the first outstanding request
-        self._pending[rid] = pending
-        self._send(pending, use_shm)
-        return rid
+        self._pending[header.request_id] = pending
+        return pending
 
     def frame_ring(self, style: str, spec: P.FrameSpec, channels: int, slots: int) -> shm.FrameRing | None:
         """A ring of frame slots for :meth:`submit_frame`, or None where the fast path cannot
@@ -178,21 +181,13 @@ class TransportClient(Resource):
     def submit_frame(self, batch: P.FrameBatch, ring: shm.FrameRing, slot: int) -> int:
         """Send tiles of the frame in ``ring``'s ``slot`` by index; the worker writes their results
         into the slot's output, and the :class:`Reply` carries no tiles. Returns the request id."""
-        rid = self._next_id
-        header = batch.header(rid, self.host)
-        P.check_request_header(header)
-        header.pack()  # raises for a style name too long for the header
-        self._next_id += 1
-        pending = _Pending(batch, header, time.monotonic(), None)
-        if not self._pending:
-            self._heard = pending.sent
-        self._pending[rid] = pending
+        header = self._register(batch, batch.header(self._next_id, self.host)).header
         budget = 0 if batch.deadline_s is None else max(int(batch.deadline_s * 1e6), 1)
         frames = P.request_frames(replace(header, budget_us=budget), None, batch.stats,
                                   ring.blocks[slot].descriptor(), frame=batch.spec)
         if self._send_frames(frames):
             self.counters["sent"] += 1
-        return rid
+        return header.request_id
 
     def cancel(self, frame_id: int) -> None:
         """Withdraw this client's requests for ``frame_id`` (superseded or past its deadline):
