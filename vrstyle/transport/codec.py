@@ -22,6 +22,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import simplejpeg
+import zstandard
 
 CODECS = ("auto", "none", "jpeg", "zstd")
 """What a client may ask for: ``auto`` is JPEG to workers on other hosts and nothing else."""
@@ -53,15 +55,11 @@ def encode(tiles: np.ndarray, codec: str, quality: int = QUALITY) -> tuple[np.nd
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be 1..100, got {quality}")
     if codec == "jpeg":
-        import simplejpeg
-
         space = "RGB" if tiles.shape[-1] == 3 else "RGBX"
 
         def one(tile: np.ndarray) -> bytes:
             return simplejpeg.encode_jpeg(np.ascontiguousarray(tile), quality=quality, colorspace=space)
     elif codec == "zstd":
-        import zstandard
-
         def one(tile: np.ndarray) -> bytes:
             return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(tile).data)
     else:
@@ -97,14 +95,10 @@ def decode(sizes: np.ndarray, blob: bytes | memoryview, codec: str, shape: tuple
         piece = view[start:end]
         try:
             if codec == "jpeg":
-                import simplejpeg
-
                 if simplejpeg.decode_jpeg_header(piece)[:2] != (height, width):
                     raise CodecError(f"tile {index} is not {height}x{width}")
                 simplejpeg.decode_jpeg(piece, colorspace="RGB", buffer=tiles[index])
             else:
-                import zstandard
-
                 data = zstandard.ZstdDecompressor().decompress(piece, max_output_size=tiles[index].nbytes)
                 if len(data) != tiles[index].nbytes:
                     raise CodecError(f"tile {index} decodes to {len(data)} bytes, not {tiles[index].nbytes}")
