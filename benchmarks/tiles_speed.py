@@ -3,7 +3,7 @@
     python benchmarks/tiles_speed.py --out benchmarks/results/tiles-speed
 
 Quest 3 stereo eyes by default (2 x 2064x2208 RGBA uint8), 512 px tiles with the default
-halo and overlap. Beside ``tiles.cut`` and ``tiles.Stitcher`` it times, in the same run, the
+halo and overlap. Beside ``tiles.cut``, ``tiles.cut_windows`` and ``tiles.Stitcher`` it times, in the same run, the
 algorithms they replaced, kept here as references: cutting by fancy indexing (every pixel
 through an index array) and stitching by weighted accumulation of every pixel in float32.
 numpy copies run on one thread, so these are single-thread numbers.
@@ -71,12 +71,15 @@ def main() -> int:
     frames = np.random.default_rng(0).integers(0, 256, (2, height, width, 4), dtype=np.uint8)
     outs = tiles.crop_halo(tiles.cut(frames, grid), grid).copy()
     assert np.array_equal(tiles.cut(frames, grid), cut_by_indexing(frames, grid))
+    assert np.array_equal(tiles.cut_windows(frames, grid)[:], tiles.cut(frames, grid))
     assert np.array_equal(stitch(outs, grid, 2), stitch_every_pixel(outs, grid, 2))
     into = np.empty_like(frames)
-    reused = tiles.cut(frames, grid)
+    reused, padded = tiles.cut(frames, grid), tiles.pad_frame(frames, grid)
     runs = {"memcpy of the frame": lambda: np.copyto(into, frames),
             "tiles.cut": lambda: tiles.cut(frames, grid),
             "tiles.cut into a reused array": lambda: tiles.cut(frames, grid, out=reused),
+            "tiles.cut_windows (every tile a window of one padded copy)": lambda: tiles.cut_windows(frames, grid),
+            "tiles.cut_windows into a reused array": lambda: tiles.cut_windows(frames, grid, out=padded),
             "cut by fancy indexing (before)": lambda: cut_by_indexing(frames, grid),
             "tiles.Stitcher": lambda: stitch(outs, grid, 2),
             "stitch every pixel in float32 (before)": lambda: stitch_every_pixel(outs, grid, 2)}

@@ -105,6 +105,42 @@ def test_numpy_and_torch_cut_the_same_pixels(g, layout):
     np.testing.assert_array_equal(from_numpy, from_torch)
 
 
+@settings(max_examples=100, deadline=None)
+@given(grids, st.sampled_from([(3, np.uint8), (4, np.uint8), (1, np.float32)]), st.integers(1, 2))
+def test_windows_are_the_cut_tiles(g, layout, batch):
+    """Every tile and every run of tiles from the padded frame's windows is what cut copies out,
+    and the block-copy padding (index arrays where a margin is wider than the image) is torch's."""
+    grid = plan(g)
+    channels, dtype = layout
+    images = (np.random.default_rng(2).random((batch, grid.height, grid.width, channels)) * 255).astype(dtype)
+    windows, pieces = tiles.cut_windows(images, grid), tiles.cut(images, grid)
+    by_torch = tiles.pad_frame(torch.from_numpy(images).permute(0, 3, 1, 2), grid).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(windows.padded, by_torch)
+    assert windows.shape == pieces.shape and len(windows) == len(pieces)
+    for k in range(len(pieces)):
+        np.testing.assert_array_equal(windows[k], pieces[k])
+    for first in range(len(pieces)):
+        np.testing.assert_array_equal(windows[first:first + 2], pieces[first:first + 2])
+    np.testing.assert_array_equal(windows[::2], pieces[::2])
+
+
+def test_windows_are_views_read_only_and_padded_in_place():
+    """A run within a grid row shares the padded frame's memory; a reused array is padded into;
+    a wrong one or a torch tensor is refused."""
+    grid = plan_grid(90, 130, tile=48, halo=8, overlap=4)
+    first, second = (np.random.default_rng(seed).integers(0, 256, (2, 90, 130, 4), dtype=np.uint8) for seed in (0, 1))
+    windows = tiles.cut_windows(first, grid)
+    row = windows[0:grid.cols]
+    assert np.shares_memory(row, windows.padded) and not row.flags.writeable
+    again = tiles.cut_windows(second, grid, out=windows.padded)
+    assert again.padded is windows.padded
+    np.testing.assert_array_equal(again[:], tiles.cut(second, grid))
+    with pytest.raises(GridError, match="cannot pad"):
+        tiles.pad_frame(second, grid, out=windows.padded[1:])
+    with pytest.raises(GridError, match="numpy"):
+        tiles.cut_windows(torch.zeros(4, 90, 130), grid)
+
+
 @pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.1.0",
                     reason="np.pad drops values when it reflects more than once before numpy 2.1 (numpy#25926)")
 @settings(max_examples=100, deadline=None)

@@ -2,8 +2,9 @@
 
 A standalone library (numpy, optionally torch; nothing of vrstyle, GL or ZeroMQ): plan a
 grid over an image, :func:`cut` haloed tiles from one image or a batch (a stereo pair is a
-batch of two), run anything on them, :func:`crop_halo`, and :func:`stitch` them back as a
-weighted sum over the weight sum.
+batch of two; :func:`cut_windows` gives them as views of one padded copy instead), run
+anything on them, :func:`crop_halo`, and :func:`stitch` them back as a weighted sum over the
+weight sum.
 
 >>> import numpy as np
 >>> image = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
@@ -12,14 +13,14 @@ weighted sum over the weight sum.
 True
 """
 
-from tiles.cut import crop_frame, crop_halo, cut, pad_frame, reflect_indices
+from tiles.cut import TileWindows, crop_frame, crop_halo, cut, cut_windows, pad_frame, reflect_indices
 from tiles.feather import RAMPS, axis_weights, ramp, tile_weights
 from tiles.foveate import RINGS, SCALES, downscale, expand_tiles, level_grid, tile_scales, upscale_tile
 from tiles.grid import GridError, Tile, TileGrid, bounds_outside, plan_grid, plan_grid_for_workers
 from tiles.stitch import Stitcher, stitch
 
 __all__ = [
-    "GridError", "RAMPS", "RINGS", "SCALES", "Stitcher", "Tile", "TileGrid", "axis_weights", "bounds_outside",
-    "crop_frame", "crop_halo", "cut", "downscale", "expand_tiles", "level_grid", "pad_frame", "plan_grid",
+    "GridError", "RAMPS", "RINGS", "SCALES", "Stitcher", "Tile", "TileGrid", "TileWindows", "axis_weights", "bounds_outside",
+    "crop_frame", "crop_halo", "cut", "cut_windows", "downscale", "expand_tiles", "level_grid", "pad_frame", "plan_grid",
     "plan_grid_for_workers", "ramp", "reflect_indices", "stitch", "tile_scales", "tile_weights", "upscale_tile",
 ]
