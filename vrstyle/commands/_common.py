@@ -9,11 +9,12 @@ import threading
 from typing import TYPE_CHECKING, Sequence
 
 import tiles
-from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.transport import protocol as P
 
 if TYPE_CHECKING:
+    import torch
+
     from vrstyle.transport.client import TransportClient
 
 
@@ -81,6 +82,29 @@ def add_rings_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rings", type=argument_type(parse_rings), default=tiles.RINGS, metavar="R1[,R2]",
                         help="foveation: tiles within R1 of the eye's centre (in half eye sizes) at full resolution, "
                              "within R2 at 1/2, beyond at 1/4 (default " + ",".join(map(str, tiles.RINGS)) + ")")
+
+
+def add_torch_arguments(parser: argparse.ArgumentParser, default_device: str | None = None) -> None:
+    """``--device`` and ``--threads`` of a command that trains or optimises in its own process
+    (``default_device`` None: CUDA when there is one)."""
+    default = "cuda when there is one" if default_device is None else default_device
+    parser.add_argument("--device", default=default_device, help=f"cpu, cuda or cuda:N (default: {default})")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+
+
+def torch_device(args: argparse.Namespace) -> "torch.device":
+    """Applies ``--threads`` and returns the checked ``--device`` (see :func:`add_torch_arguments`).
+
+    Raises:
+        VrstyleError: a device that does not exist or cannot be used here.
+    """
+    import torch
+
+    from vrstyle.models.engine import pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return pick_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def argument_type(parse):

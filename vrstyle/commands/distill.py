@@ -11,7 +11,7 @@ import json
 
 from vrstyle import settings
 from vrstyle.commands._checks import model_output, output_folder
-from vrstyle.commands._common import positive_int
+from vrstyle.commands._common import add_torch_arguments, positive_int, torch_device
 from vrstyle.errors import VrstyleError
 
 
@@ -52,8 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vgg-weight", type=float, default=0.0, help="weight of the VGG19 perceptual term")
     parser.add_argument("--colour", default="none", help="target colour correction: none or luminance")
     parser.add_argument("--seed", type=int, default=0, help="random seed: photo order, crops, initial weights")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    add_torch_arguments(parser, "cpu")
     parser.add_argument("--run", dest="run_dir", type=output_folder, required=True, help="run folder: checkpoint and loss log (resumes if present)")
     parser.add_argument("--output", type=model_output, help="write the student here as a bit-packed .safetensors model file")
     parser.add_argument("--name", help="model name stored in the file (default <teacher>/<student>)")
@@ -62,14 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
-    from vrstyle.models.engine import pick_device
     from vrstyle.models import resolve_model
     from vrstyle.train.distill import DistillConfig, distill, export, teacher_name
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         config = json.loads(args.config)
     except json.JSONDecodeError as exc:
@@ -80,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         config["layers"] = parse_layers(args.layers)
     if args.planes is not None:
         config["planes"] = args.planes
-    pick_device(args.device)
+    torch_device(args)
     style = resolve_model(teacher_name(args.teacher)).style  # an unknown teacher fails here, before any work
     cfg = DistillConfig(teacher=args.teacher, arch=args.student, config=config, init=args.init,
                         calibration_images=args.calibration_images, steps=args.steps, batch=args.batch,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from vrstyle import settings
 from vrstyle.commands._checks import output_folder

@@ -11,7 +11,7 @@ import logging
 
 from vrstyle import settings
 from vrstyle.commands._checks import input_file, output_image
-from vrstyle.commands._common import positive_float, positive_int
+from vrstyle.commands._common import add_torch_arguments, positive_float, positive_int, torch_device
 from vrstyle.errors import VrstyleError
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dream", metavar="LAYER[:CHANNEL]", help="deep dream: also maximise this VGG19 layer "
                         "(or one channel of it), one the content and style losses do not use, e.g. relu4_4:37")
     parser.add_argument("--dream-weight", type=float, default=1.0, help="weight of the deep-dream term")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    add_torch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from vrstyle.images import read_rgb, write_rgb
-    from vrstyle.models.engine import pick_device
     from vrstyle.paint import Dream, PaintConfig, paint, vgg_for
     from vrstyle.train.data import data_dir
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch_device(args)
     config = PaintConfig(content_layers=_layers(args.content_layers), style_layers=_layers(args.style_layers),
                          content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
                          steps=args.steps, optimiser=args.optimiser, lr=args.lr, init=args.init, seed=args.seed,

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from vrstyle.commands._checks import input_file, model_output, output_folder
-from vrstyle.commands._common import positive_float, positive_int
+from vrstyle.commands._common import add_torch_arguments, positive_float, positive_int, torch_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,19 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style-weight", type=float, default=10.0, help="weight of the style loss")
     parser.add_argument("--tv-weight", type=float, default=1e-3, help="weight of total variation")
     parser.add_argument("--seed", type=int, default=0, help="random seed: crops and initial weights")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    add_torch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from vrstyle.models.engine import pick_device
     from vrstyle.train.perceptual import TrainConfig, export_style, train_style
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch_device(args)
     cfg = TrainConfig(style_image=str(args.style_image), init=args.init, steps=args.steps, batch=args.batch,
                       crop=args.crop, style_size=args.style_size, lr=args.lr, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, seed=args.seed, device=str(device))
