@@ -1,7 +1,9 @@
 """GPU stitching (vrstyle.gl.Compositor) against the CPU stitch (tiles.stitch), side by side.
 
 Stitches a stereo frame of random stylised tiles at a headset's eye size both ways and
-reports the median time of each stage. Run headless (EGL); on a machine without a GPU,
+reports the median time of each stage; also the headset client's other per-frame GL work,
+its eye textures read into a frame ring slot, the way it does it against the way it did
+(each eye read into new bytes, flipped upright into a new array, the two stacked, copied). Run headless (EGL); on a machine without a GPU,
 Mesa's llvmpipe renders on the CPU, so the ratio there says little about a GPU.
 
     python benchmarks/compositor.py --eye-size quest3 --repeats 10
@@ -20,6 +22,29 @@ import tiles
 from vrstyle import settings
 
 
+def eyes_to_ring_before(eye_textures: list[int], slot: np.ndarray) -> None:
+    """The headset client's read before it read into reused arrays: four copies of the frame."""
+    from OpenGL import GL
+
+    height, width = slot.shape[1:3]
+    eyes = []
+    for texture in eye_textures:
+        GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+        data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
+        eyes.append(np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(height, width, 3)[::-1]))
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    np.copyto(slot, np.stack(eyes))
+
+
+def eyes_to_ring(eye_textures: list[int], reused: np.ndarray, slot: np.ndarray) -> None:
+    """As the headset client reads now: into a reused array, flipped upright by the one copy into the slot."""
+    from vrstyle.xr.textures import read_texture
+
+    for texture, into in zip(eye_textures, reused):
+        read_texture(texture, into)
+    np.copyto(slot, reused[:, ::-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eye-size", default="quest3", help="eye WIDTHxHEIGHT or a headset preset (default: quest3)")
@@ -32,13 +57,23 @@ def main() -> None:
 
     from vrstyle.gl.compositor import Compositor
     from vrstyle.gl.context import HeadlessContext, describe_current
+    from vrstyle.gl.textures import create_texture
+    from vrstyle.xr.textures import write_texture
     from OpenGL import GL  # after vrstyle.gl, which points PyOpenGL at EGL
 
     context = HeadlessContext()
     grid = tiles.plan_grid(height, width, args.tile, settings.HALO, args.overlap, settings.ALIGN)
     stack = np.random.default_rng(0).integers(0, 256, (2 * len(grid),) + grid.out_shape + (3,), np.uint8)
     compositor = Compositor(grid, args.ramp)
-    times: dict[str, list[float]] = {"cpu stitch": [], "gl upload": [], "gl composite": [], "gl read back": []}
+    eye_textures = [create_texture(width, height, GL.GL_SRGB8_ALPHA8) for _ in range(2)]
+    eyes = np.random.default_rng(1).integers(0, 256, (2, height, width, 3), np.uint8)
+    for texture, eye in zip(eye_textures, eyes):
+        write_texture(texture, eye)
+    reused, slot = np.empty_like(eyes), np.empty_like(eyes)
+    readers = {"eyes to a ring slot, before": lambda: eyes_to_ring_before(eye_textures, slot),
+               "eyes to a ring slot": lambda: eyes_to_ring(eye_textures, reused, slot)}
+    times: dict[str, list[float]] = {"cpu stitch": [], "gl upload": [], "gl composite": [], "gl read back": [],
+                                     **{name: [] for name in readers}}
     for _ in tqdm(range(args.repeats + 1), desc="stitch", unit="frame"):
         start = time.perf_counter()
         cpu = tiles.stitch(stack, grid, args.ramp)
@@ -54,6 +89,12 @@ def main() -> None:
         times["gl upload"].append(uploaded - start)
         times["gl composite"].append(composited - uploaded)
         times["gl read back"].append(time.perf_counter() - composited)
+        for name, read in readers.items():
+            start = time.perf_counter()
+            read()
+            times[name].append(time.perf_counter() - start)
+            assert np.array_equal(slot, eyes)
+            slot[...] = 0
     assert np.abs(gl.astype(int) - cpu).max() <= 1
     medians = {name: statistics.median(values[1:]) for name, values in times.items()}  # the first run warms up
     print(f"{describe_current()}")
@@ -66,6 +107,7 @@ def main() -> None:
     print(f"| gl upload + composite (what a display path pays) | {1000 * gpu:.1f} |")
     print(f"\nCPU stitch / GL upload + composite: {medians['cpu stitch'] / gpu:.2f}x")
     compositor.close()
+    GL.glDeleteTextures(eye_textures)
     context.close()
 
 

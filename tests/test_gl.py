@@ -231,6 +231,29 @@ def test_srgb_and_array_targets_hold_the_stitched_bytes(gl_context):
     GL.glDeleteTextures([*srgb, array])
 
 
+def test_eye_textures_read_upright_into_a_reused_array(gl_context):
+    """An sRGB eye texture reads back its bytes exactly and a linear one within a grey level,
+    upright, as a view of the array read into; an array that does not fit is one clear error."""
+    from OpenGL import GL
+
+    from vrstyle.gl.context import GLError
+    from vrstyle.gl.textures import create_texture
+    from vrstyle.xr.textures import read_texture, write_texture
+
+    image = np.random.default_rng(5).integers(0, 256, (30, 44, 3), np.uint8)
+    into = np.empty_like(image)
+    for internal, tolerance in ((GL.GL_SRGB8_ALPHA8, 0), (GL.GL_RGBA16F, 1)):
+        texture = create_texture(44, 30, internal)
+        write_texture(texture, image)
+        upright = read_texture(texture, into)
+        assert np.shares_memory(upright, into)
+        assert np.abs(upright.astype(int) - image).max() <= tolerance
+        np.testing.assert_array_equal(read_texture(texture), upright)
+        with pytest.raises(GLError, match="cannot read a 44x30 texture"):
+            read_texture(texture, into[1:])
+        GL.glDeleteTextures([texture])
+
+
 def test_compositor_leaves_the_callers_gl_state_alone(gl_context):
     from OpenGL import GL
 

@@ -92,6 +92,7 @@ class Stylizer(Resource):
         self.shown: Shown | None = None
         self.submitted: int | None = None
         self.counts = StylizerCounts()
+        self._reads: deque[np.ndarray] = deque()  # eye arrays read into, oldest first
 
     def apply(self, frame_state, textures: Sequence[int], views: Sequence, started: float | None = None,
               gaze: np.ndarray | None = None) -> list:
@@ -109,8 +110,23 @@ class Stylizer(Resource):
         Returns:
             The views of the frame now in the textures (the given ones while the pipeline fills).
         """
-        eyes = np.stack([read_texture(texture) for texture in textures])
-        return self.process(frame_state, eyes, views, textures, started, gaze)
+        return self.process(frame_state, self._read_eyes(textures), views, textures, started, gaze)
+
+    def _read_eyes(self, textures: Sequence[int]) -> np.ndarray:
+        """The textures' (2, H, W, 3) upright images: a view of an array read into ``depth + 2``
+        frames ago (the frames pending and the one shown keep theirs), read bottom-up."""
+        width, height, _ = texture_info(textures[0])
+        shape = (len(textures), height, width, 3)
+        if self._reads and self._reads[0].shape != shape:  # new swapchains
+            self._reads.clear()
+        if len(self._reads) < self.depth + 2:
+            self._reads.append(np.empty(shape, np.uint8))
+        else:
+            self._reads.rotate(-1)
+        into = self._reads[-1]
+        for eye, texture in zip(into, textures):
+            read_texture(texture, eye)
+        return into[:, ::-1]
 
     def process(self, frame_state, eyes: np.ndarray, views: Sequence, targets: Sequence[int],
                 started: float | None = None, gaze: np.ndarray | None = None) -> list:

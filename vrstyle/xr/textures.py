@@ -56,19 +56,34 @@ def texture_info(texture: int) -> tuple[int, int, bool]:
     return width, height, internal in SRGB_INTERNAL_FORMATS
 
 
-def read_texture(texture: int) -> np.ndarray:
-    """An eye texture as an upright (H, W, 3) uint8 sRGB image."""
+def read_texture(texture: int, into: np.ndarray | None = None) -> np.ndarray:
+    """An eye texture as an upright (H, W, 3) uint8 sRGB image: an upside-down view of ``into``.
+
+    GL reads rows bottom-up; they stay so in ``into`` and the view turns them upright, so the
+    one copy a frame needs anyway (into the pipeline's frame ring) flips them for free.
+
+    Args:
+        texture: a GL_TEXTURE_2D name, any colour format.
+        into: a C-contiguous (H, W, 3) uint8 array of the texture's size to read into, e.g.
+            one reused every frame (None: a new one).
+
+    Raises:
+        GLError: ``into`` does not fit the texture.
+    """
     width, height, srgb = texture_info(texture)
+    if into is None:
+        into = np.empty((height, width, 3), np.uint8)
+    elif into.shape != (height, width, 3) or into.dtype != np.uint8 or not into.flags.c_contiguous:
+        raise GLError(f"cannot read a {width}x{height} texture into a {into.shape} {into.dtype} array")
     GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
     GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
     if srgb:  # glGetTexImage returns sRGB texels as stored
-        data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
-        image = np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_RGB, GL.GL_UNSIGNED_BYTE, into)
     else:
         data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_RGB, GL.GL_FLOAT)
-        image = linear_to_srgb(np.frombuffer(data, np.float32).reshape(height, width, 3))
+        into[...] = linear_to_srgb(np.frombuffer(data, np.float32).reshape(height, width, 3))
     GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-    return np.ascontiguousarray(image[::-1])
+    return into[::-1]
 
 
 def write_texture(texture: int, image: np.ndarray) -> None:
