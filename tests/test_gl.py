@@ -5,6 +5,8 @@ All run on a real headless OpenGL context (EGL surfaceless; Mesa llvmpipe in CI)
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -254,6 +256,55 @@ def test_eye_textures_read_upright_into_a_reused_array(gl_context):
         GL.glDeleteTextures([texture])
 
 
+def _stereo_views(height: int, width: int, time: float = 1.5) -> list:
+    """Both eyes' views with depth of the demo scene at ``time``."""
+    from vrstyle.gl.scene import DemoScene
+    from vrstyle.reproject import View
+
+    with DemoScene(height, width, samples=0, keep_depth=True) as scene:
+        views, projections = scene.eye_views(time)
+        scene.render(views, projections, time)
+        depth = scene.read_depth()
+    return [View(views[eye], projections[eye], depth[eye]) for eye in (0, 1)]
+
+
+def test_gpu_stereo_reprojection_is_the_reference_correspondence(gl_context):
+    """The shader puts the left eye's pixels into the right eye exactly where (and as)
+    vrstyle.reproject's float64 reference does, keeps the right's own pixels elsewhere, and
+    counts what it drew; a depth map of the wrong size is one clear error."""
+    from OpenGL import GL
+
+    from vrstyle.gl.context import GLError
+    from vrstyle.gl.reproject import StereoReprojection
+    from vrstyle.gl.textures import Framebuffer, create_texture, read_pixels, upload_image
+    from vrstyle.reproject import correspondence, sample
+
+    height, width = 72, 96
+    left_view, right_view = _stereo_views(height, width)
+    left = np.random.default_rng(6).integers(10, 256, (height, width, 3), np.uint8)
+    right = np.zeros((height, width, 3), np.uint8)  # what the left never shows, even blended
+    pixels, visible = correspondence(right_view, left_view)
+    assert 0.5 < visible.mean() < 1
+    source, target = create_texture(width, height), create_texture(width, height)
+    upload_image(source, left)
+    upload_image(target, right)
+    with StereoReprojection(width, height) as reprojection, Framebuffer() as framebuffer:
+        drawn = reprojection.draw(source, target, left_view, right_view)
+        framebuffer.attach(target, GL.GL_READ_FRAMEBUFFER)
+        result = read_pixels(width, height)
+        with pytest.raises(GLError, match="depth map is"):
+            reprojection.draw(source, target, left_view, dataclasses.replace(right_view, depth=right_view.depth[1:]))
+    GL.glDeleteTextures([source, target])
+    reprojected = (result != 0).any(-1)
+    on_an_edge = np.zeros_like(visible)  # exact ties with the reference's bounds: either side is right
+    for axis, size in ((0, width), (1, height)):
+        on_an_edge |= (np.abs(pixels[..., axis] - 0.5) < 1e-3) | (np.abs(pixels[..., axis] - (size - 0.5)) < 1e-3)
+    np.testing.assert_array_equal(reprojected[~on_an_edge], visible[~on_an_edge])
+    assert drawn == reprojected.sum()
+    both = reprojected & visible
+    assert np.abs(result[both] - sample(left, pixels)[both]).max() <= 1
+
+
 def test_compositor_leaves_the_callers_gl_state_alone(gl_context):
     from OpenGL import GL
 
@@ -362,6 +413,7 @@ def _owners() -> dict:
     from vrstyle.gl.compositor import Compositor
     from vrstyle.gl.display import EyeDisplay, TextPanel
     from vrstyle.gl.geometry import box
+    from vrstyle.gl.reproject import StereoReprojection
     from vrstyle.gl.scene import DemoScene, Mesh
     from vrstyle.gl.shaders import Program
     from vrstyle.gl.textures import Framebuffer, PixelStream
@@ -375,11 +427,11 @@ def _owners() -> dict:
     return {"Compositor": lambda: Compositor(GRID), "EyeDisplay": EyeDisplay, "TextPanel": panel,
             "DemoScene": lambda: DemoScene(32, 48, samples=2), "SceneSource": lambda: SceneSource((32, 48)),
             "Mesh": lambda: Mesh(*box()), "Program": lambda: Program("resolve"), "Framebuffer": Framebuffer,
-            "PixelStream": PixelStream}
+            "PixelStream": PixelStream, "StereoReprojection": lambda: StereoReprojection(32, 48)}
 
 
 OWNERS = ["Compositor", "EyeDisplay", "TextPanel", "DemoScene", "SceneSource", "Mesh", "Program", "Framebuffer",
-          "PixelStream"]
+          "PixelStream", "StereoReprojection"]
 CONTEXTS = {"HeadlessContext": "test_headless_context_closes_once",
             "WindowContext": "needs a display: tests/mirror_lifecycle_app.py, under Xvfb"}
 

@@ -32,6 +32,7 @@ PROGRAMS = {
     "overlay": ("overlay.vert", "overlay.frag"),
     "scene": ("scene.vert", "scene.frag"),
     "sky": ("fullscreen.vert", "sky.frag"),
+    "reproject": ("fullscreen.vert", "reproject.frag"),
 }
 """Every program vrstyle links, by name: the stages' files in the shader folder."""
 

@@ -1,0 +1,42 @@
+#version 330 core
+// Stereo reprojection: each pixel of the target eye shows the source eye's stylised image where
+// the source eye sees the same surface; elsewhere (a disocclusion, or outside the source eye's
+// view) the fragment is discarded and the target keeps its own stylised pixel.
+// The rule is vrstyle.reproject.correspondence's: unproject the target's depth, project into the
+// source, and accept when the source's depth there agrees within a relative tolerance. Depths
+// are window depths (0 near, 1 far) in GL orientation; the source image holds sRGB-coded bytes.
+
+uniform sampler2D source_image;
+uniform sampler2D source_depth;
+uniform sampler2D target_depth;
+uniform mat4 target_to_world;   // inverse(projection * view) of the target eye
+uniform mat4 world_to_source;   // projection * view of the source eye
+uniform mat4 source_view;       // world-to-eye of the source eye
+uniform vec2 source_projection; // (P[2][2], P[2][3]) of the source's projection, row-major
+uniform vec2 eye_size;          // both eyes' images: the bottom-left of their textures
+uniform float tolerance;
+uniform int srgb_target;
+
+in vec2 uv;
+out vec4 colour;
+
+vec3 srgb_to_linear(vec3 c) {
+    return mix(c / 12.92, pow((c + 0.055) / 1.055, vec3(2.4)), step(vec3(0.04045), c));
+}
+
+void main() {
+    ivec2 pixel = ivec2(gl_FragCoord.xy);
+    float depth = texelFetch(target_depth, pixel, 0).r;
+    vec4 world = target_to_world * vec4(gl_FragCoord.xy / eye_size * 2.0 - 1.0, depth * 2.0 - 1.0, 1.0);
+    world /= world.w;
+    vec4 clip = world_to_source * world;
+    float distance = -(source_view * world).z;
+    if (clip.w <= 0.0 || distance <= 0.0) discard;
+    vec2 at = (clip.xy / clip.w * 0.5 + 0.5) * eye_size;  // source pixels, GL orientation
+    if (any(lessThan(at, vec2(0.5))) || any(greaterThan(at, eye_size - 0.5))) discard;
+    float there = texelFetch(source_depth, ivec2(floor(at)), 0).r;
+    float seen = source_projection.y / ((there * 2.0 - 1.0) + source_projection.x);
+    if (abs(seen - distance) > tolerance * max(distance, 1e-6)) discard;
+    vec3 rgb = texture(source_image, at / vec2(textureSize(source_image, 0))).rgb;
+    colour = vec4(srgb_target != 0 ? srgb_to_linear(rgb) : rgb, 1.0);
+}

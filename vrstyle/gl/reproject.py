@@ -1,0 +1,103 @@
+"""Stereo reprojection on the GPU: one eye takes the other's stylised strokes wherever it sees
+the same surface, so both eyes see the same strokes.
+
+A renderer knows each eye's depth and pose. :class:`StereoReprojection` draws the source eye's
+stylised image into the target eye's (already stitched) image, pixel by pixel where the depths
+say both eyes see the same surface (``shaders/reproject.frag``, the rule of
+:func:`vrstyle.reproject.correspondence`); disocclusions and what the source eye does not see
+keep the target's own stylisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from OpenGL import GL
+
+from vrstyle.gl.context import GLError
+from vrstyle.gl.shaders import Program
+from vrstyle.gl.textures import Framebuffer, Target, owned_texture, preserved_state, texture_size
+from vrstyle.reproject import DEPTH_TOLERANCE, View
+from vrstyle.resources import Resource
+
+
+class StereoReprojection(Resource):
+    """Draws one eye's image into the other's where both see the same surface.
+
+    Create it with a GL context current, use it and close it in that context.
+
+    Args:
+        width, height: the eyes' image size.
+        tolerance: relative distance within which the two eyes' depths are the same surface.
+
+    Raises:
+        GLError: the shader does not build on this GL.
+    """
+
+    def __init__(self, width: int, height: int, tolerance: float = DEPTH_TOLERANCE):
+        self.width, self.height, self.tolerance = width, height, tolerance
+        with self.building():
+            self.program = self.own(Program("reproject"))
+            self.depths = [owned_texture(self, width, height, GL.GL_R32F, filtering=GL.GL_NEAREST) for _ in range(2)]
+            self.framebuffer = self.own(Framebuffer())
+            self.vao = GL.glGenVertexArrays(1)
+            self.on_close(GL.glDeleteVertexArrays, 1, [self.vao])
+            self.query = int(GL.glGenQueries(1)[0])
+            self.on_close(GL.glDeleteQueries, 1, [self.query])
+
+    def draw(self, source: int, target: Target, source_view: View, target_view: View) -> int:
+        """Overwrite ``target``'s pixels whose surface ``source`` sees with ``source``'s image there.
+
+        Args:
+            source: a GL_TEXTURE_2D holding the source eye's stylised image as sRGB-coded bytes
+                (e.g. a :class:`~vrstyle.gl.compositor.Compositor` eye texture), at its bottom left.
+            target: the other eye's texture (or array layer), its stylised image at its bottom left.
+            source_view, target_view: each eye's matrices and top-down window depth (H, W).
+
+        Returns:
+            How many of the target's pixels now show the source's strokes.
+
+        Raises:
+            GLError: a depth map not of the eyes' size or not finite in 0..1, or a texture
+                smaller than the eyes.
+        """
+        for view in (source_view, target_view):
+            depth = np.asarray(view.depth)
+            if depth.shape != (self.height, self.width):
+                raise GLError(f"depth map is {depth.shape[::-1] if depth.ndim == 2 else depth.shape}, "
+                              f"not the eyes' {self.width}x{self.height}")
+            if not np.isfinite(depth).all() or depth.min() < 0 or depth.max() > 1:
+                raise GLError("depth map must hold window depths in 0..1 (0 near, 1 far)")
+        for texture in (source, target):
+            width, height = texture_size(texture)
+            if width < self.width or height < self.height:
+                raise GLError(f"texture {texture} is {width}x{height}, smaller than the eyes ({self.width}x{self.height})")
+        for texture, view in zip(self.depths, (source_view, target_view)):
+            GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+            GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
+            GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, self.width, self.height, GL.GL_RED, GL.GL_FLOAT,
+                               np.ascontiguousarray(view.depth[::-1], dtype=np.float32))
+        projection = source_view.projection
+        with preserved_state():
+            self.framebuffer.attach(target)
+            srgb = self.framebuffer.is_srgb()
+            (GL.glEnable if srgb else GL.glDisable)(GL.GL_FRAMEBUFFER_SRGB)
+            for cap in (GL.GL_BLEND, GL.GL_DEPTH_TEST, GL.GL_CULL_FACE, GL.GL_SCISSOR_TEST):
+                GL.glDisable(cap)
+            GL.glViewport(0, 0, self.width, self.height)
+            self.program.use().set(
+                source_image=0, source_depth=1, target_depth=2, eye_size=(self.width, self.height),
+                target_to_world=np.linalg.inv(target_view.projection @ target_view.view),
+                world_to_source=projection @ source_view.view, source_view=source_view.view,
+                source_projection=(projection[2, 2], projection[2, 3]), tolerance=self.tolerance,
+                srgb_target=int(srgb))
+            for unit, texture in enumerate((source, *self.depths)):
+                GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
+                GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+            GL.glBindVertexArray(self.vao)
+            GL.glBeginQuery(GL.GL_SAMPLES_PASSED, self.query)
+            GL.glDrawArrays(GL.GL_TRIANGLES, 0, 3)
+            GL.glEndQuery(GL.GL_SAMPLES_PASSED)
+            for unit in (2, 1, 0):
+                GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
+                GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        return int(GL.glGetQueryObjectuiv(self.query, GL.GL_QUERY_RESULT))
