@@ -55,7 +55,8 @@ def test_no_gl_driver_is_one_line(xvfb):
 def test_bad_arguments_are_one_line(tmp_path):
     for args, message in ((["--eye-size", "big"], "WIDTHxHEIGHT"), (["--frames", "0"], "at least 1"),
                           (["--source", str(tmp_path / "none.png")], "does not exist"),
-                          (["--screenshot", str(tmp_path / "no" / "shot.png")], "does not exist")):
+                          (["--screenshot", str(tmp_path / "no" / "shot.png")], "does not exist"),
+                          (["--consistency", "stereo", "--source", str(tmp_path)], "only the demo scene")):
         done = mirror(*args, display=None, timeout=60)
         assert done.returncode == 2 and message in done.stderr and done.stderr.strip().count("\n") == 0, args
 
@@ -128,6 +129,34 @@ def test_a_foveated_mirror_shows_the_periphery_upscaled_as_the_cpu_stitch_does(x
     eyes = np.stack([window[:, :320], window[:, 320:]])
     cpu = tiles.stitch(frame["tiles"], grid, str(frame["ramp"]), scales=frame["scales"])
     assert np.abs(eyes - cpu).max() <= 2
+
+
+@pytest.mark.slow
+def test_stereo_consistency_shows_the_left_eyes_strokes_in_the_right_eye(xvfb, tiny_model, tmp_path):
+    """With --consistency stereo the right eye takes the left eye's stylised pixels where it sees
+    the same surface, so the eyes agree far better than stylised independently; everywhere else
+    (disocclusions, the edge the left eye does not see) it keeps its own stylisation, never raw."""
+    import tiles
+    from vrstyle.reproject import View, correspondence, warp_error
+
+    dump = tmp_path / "frame.npz"
+    done = mirror("--style", tiny_model, "--threads", "1", "--eye-size", "128x96", "--tile", "64", "--halo", "8",
+                  "--overlap", "4", "--consistency", "stereo", "--frames", "2", "--dump", str(dump), display=xvfb)
+    assert done.returncode == 0, done.stderr
+    assert "of the right eye reprojected from the left" in done.stderr
+    frame = np.load(dump)
+    grid = tiles.TileGrid(*map(int, frame["grid"]))
+    left_view, right_view = (View(frame["views"][e], frame["projections"][e], frame["depth"][e]) for e in (0, 1))
+    shown = frame["stylized"].astype(int)
+    own = tiles.stitch(frame["tiles"], grid, str(frame["ramp"])).astype(int)  # each eye stylised on its own
+    assert np.abs(shown[0] - own[0]).max() <= 1
+    _, seen = correspondence(right_view, left_view)
+    assert 0.5 < seen.mean() < 1
+    assert np.abs(shown[1] - own[1])[~seen].max() <= 1  # not reprojected: its own strokes
+    assert np.abs(own[1] - frame["raw"][1].astype(int))[~seen].mean() > 5  # which are not the raw render
+    consistent, _ = warp_error(shown[0], shown[1], left_view, right_view)
+    independent, _ = warp_error(own[0], own[1], left_view, right_view)
+    assert consistent < independent / 2, (consistent, independent)
 
 
 @pytest.mark.slow

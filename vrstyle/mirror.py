@@ -6,7 +6,9 @@ The one module joining a frame source, the pipeline and vrstyle.gl's compositor 
 The loop draws at the display's rate and never waits for stylisation: it keeps the pipeline's
 frames in flight (submitting the newest source frame whenever one completes), collects a
 frame once all its tiles are back or its deadline has passed, and stitches it with the GPU
-compositor; the newest stylised frame stays on screen until the next.
+compositor; the newest stylised frame stays on screen until the next. With stereo consistency
+the right eye then takes the left eye's strokes wherever it sees the same surface
+(:class:`~vrstyle.gl.reproject.StereoReprojection`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from vrstyle.gl.compositor import Compositor
 from vrstyle.gl.context import WindowContext
 from vrstyle.gl.display import EyeDisplay, TextPanel, ViewMode, screenshot
+from vrstyle.gl.reproject import StereoReprojection
 from vrstyle.gl.textures import owned_texture, upload_image
 from vrstyle.images import write_rgb
 from vrstyle.pipeline import FramePipeline, FrameResult
@@ -60,6 +63,9 @@ class MirrorOptions:
     """Where to save the window's last frame on quitting."""
     dump: Path | None = None
     """Where to save the shown frame's raw eyes, stylised eyes and statistics (.npz) on quitting."""
+    stereo: bool = False
+    """Stereo consistency: the right eye shows the left eye's strokes wherever it sees the same
+    surface (needs a source with depth: the demo scene)."""
 
 
 @dataclass
@@ -67,8 +73,11 @@ class ShownFrame:
     """A stylised frame on screen and what it came from."""
 
     raw: np.ndarray
-    result: FrameResult
+    result: FrameResult | None
+    """None until the pipeline gives it."""
     captured: float
+    views: list | None = None
+    """Both eyes' views with depth, where the source gives them."""
 
 
 @dataclass
@@ -81,6 +90,8 @@ class Rates:
     latency_ms: float = 0.0
     inference_ms: float = 0.0
     """Inference of each frame's last request to come back (with whole eyes, the frame's own)."""
+    reprojected: float | None = None
+    """Share of the right eye's pixels showing the left eye's strokes (stereo consistency)."""
     stylized_frames: int = 0
     late_tiles: int = 0
     """Tiles that missed their frame's deadline (filled from the previous frame or the raw input)."""
@@ -131,7 +142,8 @@ class DesktopMirror(Resource):
             self.display, self.panel = self.own(EyeDisplay()), self.own(TextPanel())
             self.raw_textures = [owned_texture(self, width, height) for _ in range(2)]
             self.compositor = self.own(Compositor(pipeline.grid, pipeline.ramp))
-        self.in_flight: dict[int, tuple[np.ndarray, float]] = {}  # frame id -> (raw frame, capture time)
+            self.reprojection = self.own(StereoReprojection(width, height)) if options.stereo else None
+        self.in_flight: dict[int, ShownFrame] = {}  # frame id -> its raw eyes, capture time and views
         self.shown: ShownFrame | None = None
         self.rates = Rates()
         self.started = time.perf_counter()
@@ -207,21 +219,25 @@ class DesktopMirror(Resource):
             pipeline.style = self.style
         if self.options.stylized and len(self.in_flight) < pipeline.depth:
             raw = self.source.frame(now - self.started)
-            self.in_flight[pipeline.submit(raw)] = (raw, now)
+            self.in_flight[pipeline.submit(raw)] = ShownFrame(raw, None, now, getattr(self.source, "views", None))
         if not self.in_flight:
             return False
         oldest = min(self.in_flight)
-        raw_then, captured = self.in_flight[oldest]
-        overdue = pipeline.deadline_s is not None and now - captured > pipeline.deadline_s
+        overdue = pipeline.deadline_s is not None and now - self.in_flight[oldest].captured > pipeline.deadline_s
         if not (overdue or pipeline.ready(oldest)):
             return False
-        del self.in_flight[oldest]
-        self._show(ShownFrame(raw_then, pipeline.result(oldest, timeout=0.0), captured))
+        shown = self.in_flight.pop(oldest)
+        shown.result = pipeline.result(oldest, timeout=0.0)
+        self._show(shown)
         return True
 
     def _show(self, shown: ShownFrame) -> None:
         self.compositor.upload(shown.result.tiles, scales=shown.result.scales)
-        self.compositor.composite()
+        left, right = self.compositor.composite()
+        if self.reprojection is not None and shown.views is not None:
+            height, width = self.source.eye_shape
+            drawn = self.reprojection.draw(left, right, *shown.views)
+            self.rates.reprojected = drawn / (height * width)
         self.shown = shown
         self.rates.stylized(time.perf_counter(), shown.captured, shown.result)
 
@@ -257,6 +273,8 @@ class DesktopMirror(Resource):
                  f"late tiles: {rates.late_tiles}" + (f" (deadline {1000 * deadline:.0f} ms)" if deadline else "")
                  + f", lost or failed: {rates.failed_tiles}",
                  f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px"]
+        if rates.reprojected is not None:
+            lines.append(f"stereo: {100 * rates.reprojected:.0f}% of the right eye from the left eye's strokes")
         if self.shown is not None:
             stages = self.shown.result.timings.requests
             lines.append(f"stages: queue {1000 * stages.queue:.0f} ms, inference {1000 * stages.inference:.0f} ms, "
@@ -276,8 +294,16 @@ class DesktopMirror(Resource):
                 fallback=np.array(sorted(result.fallback), dtype=np.int64), style=self.style, ramp=self.pipeline.ramp,
                 scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales,
                 grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
-                               grid.overlap]))
+                               grid.overlap]), **_views_record(self.shown.views))
             log.info("frame dump: %s", self.options.dump)
+
+
+def _views_record(views: list | None) -> dict[str, np.ndarray]:
+    """Both eyes' depth (2, H, W), views and projections (2, 4, 4) for a frame dump, where known."""
+    if views is None:
+        return {}
+    return {"depth": np.stack([v.depth for v in views]), "views": np.stack([v.view for v in views]),
+            "projections": np.stack([v.projection for v in views])}
 
 
 def _smooth(previous: float, value: float) -> float:

@@ -185,18 +185,28 @@ class SceneSource(Resource):
     Args:
         eye_shape: (height, width) of each eye.
         ipd: interpupillary distance, metres.
+        keep_depth: also keep each frame's depth and poses in :attr:`views` (for reprojection).
     """
 
     name = "demo scene"
 
-    def __init__(self, eye_shape: tuple[int, int], ipd: float = settings.IPD_M):
+    def __init__(self, eye_shape: tuple[int, int], ipd: float = settings.IPD_M, keep_depth: bool = False):
         from vrstyle.gl.scene import DemoScene
 
         self.eye_shape = eye_shape
-        self.scene = self.own(DemoScene(*eye_shape, ipd=ipd))
+        self.scene = self.own(DemoScene(*eye_shape, ipd=ipd, keep_depth=keep_depth))
+        self.views: list | None = None
+        """Both eyes' :class:`~vrstyle.reproject.View` of the last frame (with ``keep_depth``)."""
 
     def frame(self, time: float) -> np.ndarray:
-        return self.scene.render_stereo(time)
+        views, projections = self.scene.eye_views(time)
+        self.scene.render(views, projections, time)
+        if self.scene.depth_fbos:
+            from vrstyle.reproject import View
+
+            depth = self.scene.read_depth()
+            self.views = [View(views[eye], projections[eye], depth[eye]) for eye in range(2)]
+        return self.scene.read()
 
     def step(self, delta: int) -> None:
         pass

@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--foveation", choices=("off", "fixed"), default="off",
                         help="fixed: tiles away from each eye's middle at 1/2 and 1/4 resolution (default off)")
     add_rings_argument(parser)
+    parser.add_argument("--consistency", choices=("off", "stereo"), default="off",
+                        help="stereo: the right eye shows the left eye's strokes wherever it sees the same surface "
+                             "(reprojected with the demo scene's depth; default off)")
     parser.add_argument("--raw", action="store_true", help="start showing the raw source (Space toggles)")
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
     parser.add_argument("--stats", action="store_true", help="start with the figures (frame rates, latency) shown (I toggles)")
@@ -91,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     for path in args.source or ():
         if not Path(path).exists():
             raise VrstyleError(f"source {path} does not exist")
+    if args.consistency != "off" and args.source:
+        raise VrstyleError(f"--consistency {args.consistency} needs each eye's depth: only the demo scene "
+                           "(no --source) has it")
     styles = None if args.broker else local_styles(args.style)
     # No display or GL: fail before anything is timed or started. Sized once the eyes are known.
     window = WindowContext(2 * settings.EYE_SIZE[1], settings.EYE_SIZE[0], "vrstyle mirror", vsync=not args.no_vsync)
@@ -120,10 +126,10 @@ def run(args: argparse.Namespace) -> int:
         if source is None:
             from vrstyle.sources import SceneSource
 
-            source = SceneSource((height, width), ipd=args.ipd)
+            source = SceneSource((height, width), ipd=args.ipd, keep_depth=args.consistency == "stereo")
         options = MirrorOptions(styles=styles, stylized=not args.raw, show_grid=args.grid, show_figures=args.stats,
                                 mode=ViewMode[VIEWS[args.view]], frames=args.frames, screenshot=args.screenshot,
-                                dump=args.dump)
+                                dump=args.dump, stereo=args.consistency == "stereo")
         mirror = DesktopMirror(window, source, pipeline, options)
         try:
             rates = mirror.run()
@@ -132,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"vrstyle mirror: showed {plural(rates.stylized_frames, 'stylised frame')}: "
               f"{rates.display_fps:.1f} fps display, {rates.stylized_fps:.2f} fps stylised, "
               f"{rates.latency_ms:.0f} ms latency{rates.latency_ratio()}, {rates.late_tiles} late and "
-              f"{plural(rates.failed_tiles, 'lost tile')}",
+              f"{plural(rates.failed_tiles, 'lost tile')}"
+              + ("" if rates.reprojected is None else f", {100 * rates.reprojected:.0f}% of the right eye "
+                                                      "reprojected from the left"),
               file=sys.stderr)
     finally:
         if source is not None:
