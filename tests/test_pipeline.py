@@ -246,3 +246,30 @@ def test_an_image_over_the_budget_is_tiled_as_many_a_pass_as_fit():
     assert (plan.batch, plan.stats_tiles) == (2, 2)
     assert plan_image(3000, 4000, memory_bytes=1.0).batch == 1  # never less than one tile
     assert plan_image(600, 800, memory_bytes=1e12, tile=256).grid.cols == 4  # a given tile is kept
+
+
+def test_skipped_tiles_are_not_stylised_and_filled_like_fallbacks(tiny_engine):
+    """Tiles the caller skips are never requested; the result lists them apart from fallbacks and
+    fills them from the previous frame's tile, else the raw input; the rest are the tiles of a run
+    without skipping."""
+    frame = eyes(3)
+    warm = FramePipeline(tiny_engine, GRID, "tiny", deadline_s=None)
+    warm.process(frame)
+    whole = FramePipeline(tiny_engine, GRID, "tiny", stats=warm.stats).process(frame)
+    pipe = FramePipeline(tiny_engine, GRID, "tiny", stats=warm.stats)
+    skip = np.zeros(2 * len(GRID), bool)
+    skip[[len(GRID), len(GRID) + 1, 2 * len(GRID) - 1]] = True
+    first = pipe.result(pipe.submit(frame, skip=skip))
+    np.testing.assert_array_equal(first.skipped, np.flatnonzero(skip))
+    assert not first.fallback and pipe.counters["skipped_tiles"] == 3
+    np.testing.assert_array_equal(first.tiles[~skip], whole.tiles[~skip])
+    raw = tiles.crop_halo(tiles.cut(frame, GRID), GRID)
+    np.testing.assert_array_equal(first.tiles[skip], raw[skip])
+    previous = pipe.process(frame).tiles.copy()  # every tile stylised: the next skipped ones come from here
+    again = pipe.result(pipe.submit(frame, skip=skip))
+    np.testing.assert_array_equal(again.tiles[skip], previous[skip])
+    assert not (again.tiles[skip] == raw[skip]).all()
+    everything = pipe.result(pipe.submit(frame, skip=np.ones_like(skip)))
+    assert everything.complete and len(everything.skipped) == len(skip)
+    with pytest.raises(GridError, match="skip must be"):
+        pipe.submit(frame, skip=skip[1:])

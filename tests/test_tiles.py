@@ -153,6 +153,28 @@ def test_reflect_indices_match_numpy_pad(length, start, count):
     np.testing.assert_array_equal(tiles.reflect_indices(length, start, count), expected)
 
 
+@settings(max_examples=60, deadline=None)
+@given(grids, st.integers(0, 2**32 - 1))
+def test_tiles_left_out_where_a_mask_covers_them_still_reach_every_other_pixel(g, seed):
+    """A covered tile's output lies wholly in the mask; stitching only the others reaches every
+    pixel outside it at full value (here 200), none black."""
+    grid = plan(g)
+    rng = np.random.default_rng(seed)
+    mask = np.ones((grid.height, grid.width), bool)
+    for _ in range(rng.integers(0, 4)):  # a few holes
+        y, x = rng.integers(0, grid.height), rng.integers(0, grid.width)
+        mask[y:y + rng.integers(1, 9), x:x + rng.integers(1, 9)] = False
+    covered = tiles.covered_tiles(grid, mask)
+    assert covered.all() == mask.all()
+    outs = np.full((len(grid),) + grid.out_shape + (1,), 200, np.uint8)
+    stitcher = Stitcher(grid, 1, 1, dtype=np.uint8)
+    for index in np.flatnonzero(~covered):
+        stitcher.add(int(index), outs[index])
+    assert (stitcher.result()[0, ..., 0][~mask] == 200).all()
+    with pytest.raises(GridError, match="mask is"):
+        tiles.covered_tiles(grid, mask[1:])
+
+
 @pytest.mark.parametrize("ramp", tiles.RAMPS)
 def test_feather_weights_are_a_partition_of_unity(ramp):
     grid = plan_grid(200, 300, tile=64, halo=8, overlap=12)

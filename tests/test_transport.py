@@ -698,6 +698,26 @@ def test_frames_through_the_ring_are_the_in_process_frames(cluster, tiny_engine)
         assert client.counters["sent"] == 3 * per_frame + -(-2 * len(GRID) // vrstyle_settings.REQUEST_TILES)
 
 
+def test_skipped_tiles_stay_out_of_ring_requests(cluster, tiny_engine):
+    """A frame on the ring with tiles skipped: only the runs of the others are requested, and
+    they are the tiles the in-process pipeline gives with the same statistics."""
+    frame = np.random.default_rng(9).integers(0, 256, (2, GRID.height, GRID.width, 3), np.uint8)
+    stats = FramePipeline(tiny_engine, GRID, STYLE, deadline_s=None)
+    stats.process(frame)
+    skip = np.zeros(2 * len(GRID), bool)
+    skip[len(GRID) + 1:] = True  # all of the right eye but its first tile
+    with cluster.client() as client:
+        remote = FramePipeline(client, GRID, STYLE, deadline_s=None, stats=stats.stats)
+        got = remote.result(remote.submit(frame, skip=skip))
+        assert remote.counters["ring_frames"] == 1 and got.complete
+        wanted = int((~skip).sum())
+        assert client.counters["sent"] == -(-wanted // max(vrstyle_settings.REQUEST_TILES,
+                                                             -(-wanted // vrstyle_settings.RING_REQUESTS)))
+    expected = FramePipeline(tiny_engine, GRID, STYLE, deadline_s=None, stats=stats.stats).process(frame)
+    np.testing.assert_array_equal(got.tiles[~skip], expected.tiles[~skip])
+    np.testing.assert_array_equal(got.skipped, np.flatnonzero(skip))
+
+
 def ring_request_tiles(grid: tiles.TileGrid) -> int:
     """Tiles per request of a stereo frame on the ring (the pipeline's rule)."""
     return max(vrstyle_settings.REQUEST_TILES, -(-2 * len(grid) // vrstyle_settings.RING_REQUESTS))

@@ -17,10 +17,11 @@ from tiles.cut import TileWindows, crop_frame, crop_halo, cut, cut_windows, pad_
 from tiles.feather import RAMPS, axis_weights, ramp, tile_weights
 from tiles.foveate import RINGS, SCALES, downscale, expand_tiles, level_grid, tile_scales, upscale_tile
 from tiles.grid import GridError, Tile, TileGrid, bounds_outside, plan_grid, plan_grid_for_workers
-from tiles.stitch import Stitcher, stitch
+from tiles.stitch import Stitcher, covered_tiles, stitch
 
 __all__ = [
-    "GridError", "RAMPS", "RINGS", "SCALES", "Stitcher", "Tile", "TileGrid", "TileWindows", "axis_weights", "bounds_outside",
-    "crop_frame", "crop_halo", "cut", "cut_windows", "downscale", "expand_tiles", "level_grid", "pad_frame", "plan_grid",
-    "plan_grid_for_workers", "ramp", "reflect_indices", "stitch", "tile_scales", "tile_weights", "upscale_tile",
+    "GridError", "RAMPS", "RINGS", "SCALES", "Stitcher", "Tile", "TileGrid", "TileWindows", "axis_weights",
+    "bounds_outside", "covered_tiles", "crop_frame", "crop_halo", "cut", "cut_windows", "downscale", "expand_tiles",
+    "level_grid", "pad_frame", "plan_grid", "plan_grid_for_workers", "ramp", "reflect_indices", "stitch",
+    "tile_scales", "tile_weights", "upscale_tile",
 ]

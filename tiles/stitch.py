@@ -188,6 +188,33 @@ def _stitch_torch(tiles, grid: TileGrid, batch: int, ramp: str):
     return torch.where(weight > WEIGHT_EPS, total / weight.clamp_min(WEIGHT_EPS), 0.0)
 
 
+def covered_tiles(grid: TileGrid, mask: np.ndarray) -> np.ndarray:
+    """Which tiles' outputs (core and overlap, inside the image) lie wholly where ``mask`` is set.
+
+    A consumer that fills the masked pixels another way (e.g. reprojected from the other eye)
+    can leave these tiles out: every pixel outside the mask lies in the core of a tile that
+    is not covered, so the stitch still reaches it at full weight.
+
+    Args:
+        grid: the tile grid of one image.
+        mask: (height, width) bool.
+
+    Returns:
+        (len(grid),) bool.
+
+    Raises:
+        GridError: ``mask`` is not (height, width).
+
+    >>> from tiles.grid import plan_grid
+    >>> g = plan_grid(4, 8, tile=4, halo=0, overlap=0)
+    >>> covered_tiles(g, np.broadcast_to(np.arange(8) < 4, (4, 8))).tolist()  # the left half
+    [True, False]
+    """
+    if np.shape(mask) != (grid.height, grid.width):
+        raise GridError(f"mask is {np.shape(mask)}, not the grid's ({grid.height}, {grid.width})")
+    return np.array([bool(mask[_overlap_region(grid, index, 0, grid.height)[0]].all()) for index in range(len(grid))])
+
+
 def _overlap_region(grid: TileGrid, index: int, top: int, bottom: int):
     """(destination slices in the band, source slices in the tile) of the visible part of a tile."""
     tile = grid.tile(index)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+import tiles
 from vrstyle.gl.compositor import Compositor
 from vrstyle.gl.context import WindowContext
 from vrstyle.gl.display import EyeDisplay, TextPanel, ViewMode, screenshot
@@ -27,6 +28,7 @@ from vrstyle.gl.reproject import StereoReprojection
 from vrstyle.gl.textures import owned_texture, upload_image
 from vrstyle.images import write_rgb
 from vrstyle.pipeline import FramePipeline, FrameResult
+from vrstyle.reproject import correspondence
 from vrstyle.resources import Resource
 from vrstyle.sources import FrameSource
 
@@ -92,6 +94,8 @@ class Rates:
     """Inference of each frame's last request to come back (with whole eyes, the frame's own)."""
     reprojected: float | None = None
     """Share of the right eye's pixels showing the left eye's strokes (stereo consistency)."""
+    skipped: float | None = None
+    """Share of a stereo frame's tiles not stylised, the left eye's strokes covering them."""
     stylized_frames: int = 0
     late_tiles: int = 0
     """Tiles that missed their frame's deadline (filled from the previous frame or the raw input)."""
@@ -219,7 +223,9 @@ class DesktopMirror(Resource):
             pipeline.style = self.style
         if self.options.stylized and len(self.in_flight) < pipeline.depth:
             raw = self.source.frame(now - self.started)
-            self.in_flight[pipeline.submit(raw)] = ShownFrame(raw, None, now, getattr(self.source, "views", None))
+            views = getattr(self.source, "views", None)
+            skip = self._covered(views) if self.reprojection is not None and views is not None else None
+            self.in_flight[pipeline.submit(raw, skip=skip)] = ShownFrame(raw, None, now, views)
         if not self.in_flight:
             return False
         oldest = min(self.in_flight)
@@ -231,6 +237,18 @@ class DesktopMirror(Resource):
         self._show(shown)
         return True
 
+    def _covered(self, views: list) -> np.ndarray:
+        """The stereo frame's tiles to leave out: the right eye's whose every pixel (and its
+        neighbours, a margin for the GPU's rounding) the left eye's strokes will cover."""
+        _, seen = correspondence(views[1], views[0])
+        inner = seen.copy()
+        inner[1:] &= seen[:-1]
+        inner[:-1] &= seen[1:]
+        inner[:, 1:] &= seen[:, :-1]
+        inner[:, :-1] &= seen[:, 1:]
+        grid = self.pipeline.grid
+        return np.concatenate([np.zeros(len(grid), bool), tiles.covered_tiles(grid, inner)])
+
     def _show(self, shown: ShownFrame) -> None:
         self.compositor.upload(shown.result.tiles, scales=shown.result.scales)
         left, right = self.compositor.composite()
@@ -238,6 +256,8 @@ class DesktopMirror(Resource):
             height, width = self.source.eye_shape
             drawn = self.reprojection.draw(left, right, *shown.views)
             self.rates.reprojected = drawn / (height * width)
+            skipped = 0 if shown.result.skipped is None else len(shown.result.skipped)
+            self.rates.skipped = skipped / len(shown.result.tiles)
         self.shown = shown
         self.rates.stylized(time.perf_counter(), shown.captured, shown.result)
 
@@ -274,7 +294,8 @@ class DesktopMirror(Resource):
                  + f", lost or failed: {rates.failed_tiles}",
                  f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px"]
         if rates.reprojected is not None:
-            lines.append(f"stereo: {100 * rates.reprojected:.0f}% of the right eye from the left eye's strokes")
+            lines.append(f"stereo: {100 * rates.reprojected:.0f}% of the right eye from the left eye's strokes, "
+                         f"{100 * rates.skipped:.0f}% of the tiles not stylised")
         if self.shown is not None:
             stages = self.shown.result.timings.requests
             lines.append(f"stages: queue {1000 * stages.queue:.0f} ms, inference {1000 * stages.inference:.0f} ms, "
@@ -294,7 +315,9 @@ class DesktopMirror(Resource):
                 fallback=np.array(sorted(result.fallback), dtype=np.int64), style=self.style, ramp=self.pipeline.ramp,
                 scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales,
                 grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
-                               grid.overlap]), **_views_record(self.shown.views))
+                               grid.overlap]),
+                skipped=np.zeros(0, np.int64) if result.skipped is None else result.skipped,
+                **_views_record(self.shown.views))
             log.info("frame dump: %s", self.options.dump)
 
 

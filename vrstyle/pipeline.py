@@ -16,8 +16,9 @@ statistics (batches may then differ slightly, for that one frame).
 
 This module imports no torch (the headset client uses it); engines are passed in built.
 
-Length: under 500 lines: :class:`FramePipeline` is one state machine (frames in flight,
-deadlines, fallback tiles, statistics, foveation scales), and its result types belong beside it.
+Length: about 600 lines: :class:`FramePipeline` is one state machine (frames in flight,
+deadlines, fallback tiles, statistics, foveation scales, skipped tiles), and its result types
+belong beside it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections import defaultdict
 from dataclasses import astuple, dataclass, field
 from types import EllipsisType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import numpy as np
 
@@ -122,6 +123,8 @@ class FrameResult:
             shared-memory frame ring they are the ring slot the workers wrote into: valid until
             the next result is taken and another frame submitted (copy them to keep them).
         fallback: tile index -> :class:`Fallback`, for every tile not freshly stylised.
+        skipped: indices of the tiles the caller asked not to stylise (``submit(skip=)``),
+            filled as fallbacks are (the previous frame's tile, else the raw input); None: none.
         stats: the (2, C) statistics the tiles were normalised with (None: the stream's first
             frame, each batch normalised with its own joint statistics).
         timings: where the frame's time went (:class:`Timings`).
@@ -137,6 +140,7 @@ class FrameResult:
     timings: Timings
     ramp: str = settings.RAMP
     scales: np.ndarray | None = None
+    skipped: np.ndarray | None = None
     _stitched: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -185,6 +189,8 @@ class _Frame:
     """On the ring: the slot's frame, for raw fallbacks (a view that outlives a replaced slot)."""
     requests: dict[int, tuple[_Level, slice]] = field(default_factory=dict)
     received: np.ndarray | None = None
+    """Tiles back or skipped: nothing to wait for."""
+    skipped: np.ndarray | None = None
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)
     moments: dict[int, np.ndarray] = field(default_factory=dict)
     replies: list[Reply] = field(default_factory=list)
@@ -311,7 +317,8 @@ class FramePipeline(Resource):
         self.depth = max(self.depth, frames)
 
     def submit(self, eyes: np.ndarray, frame_id: int | None = None,
-               deadline_s: float | None | EllipsisType = ..., centres: np.ndarray | None = None) -> int:
+               deadline_s: float | None | EllipsisType = ..., centres: np.ndarray | None = None,
+               skip: np.ndarray | None = None) -> int:
         """Cut a frame into tiles and send them off; returns at once.
 
         Args:
@@ -323,6 +330,9 @@ class FramePipeline(Resource):
                 ``deadline_s``; a headset sets each frame's from its display period).
             centres: with foveation, (eyes, 2) (y, x) pixels each eye's rings centre on: its
                 optical centre or gaze point (default: the middle of the eye).
+            skip: (eyes * len(grid),) bool: tiles not to stylise, because the caller fills
+                their pixels another way (e.g. reprojected from the other eye); see
+                :attr:`FrameResult.skipped`.
 
         Returns:
             The frame id, for :meth:`result`.
@@ -346,6 +356,10 @@ class FramePipeline(Resource):
         while len(self._frames) >= self.depth:
             self._drop(min(self._frames))
         count = self.eyes * len(self.grid)
+        if skip is not None:
+            skip = np.asarray(skip)
+            if skip.shape != (count,) or skip.dtype != bool:
+                raise GridError(f"skip must be ({count},) bool, one per tile, got {skip.shape} {skip.dtype}")
         scales = None if self.rings is None else self._scales(centres)
         ring = self._frame_ring(eyes) if scales is None else None
         slot = None if ring is None else ring.acquire(frame_id, eyes)
@@ -359,7 +373,9 @@ class FramePipeline(Resource):
         deadline_s = self.deadline_s if deadline_s is ... else deadline_s
         deadline = None if deadline_s is None else start + deadline_s
         frame = _Frame(frame_id, self._style, start, deadline, self._stats, levels, out_tiles, scales, slot,
-                       None if slot is None else ring.frame(slot), received=np.zeros(count, bool))
+                       None if slot is None else ring.frame(slot), received=np.zeros(count, bool) if skip is None
+                       else skip.copy(), skipped=skip)
+        self.counters["skipped_tiles"] += 0 if skip is None else int(skip.sum())
         self._frames[frame_id] = frame
         if slot is not None:
             self._send_ring_frame(frame, ring, deadline)
@@ -370,12 +386,11 @@ class FramePipeline(Resource):
         for level in levels:
             bounds = self._bounds if level.scale == 1 and scales is None else \
                 level.grid.bounds(level.indices % len(self.grid))
-            for first in range(0, len(level.indices), self.request_tiles):
-                part = slice(first, min(first + self.request_tiles, len(level.indices)))
+            for part in _parts(~frame.received[level.indices], self.request_tiles):
                 budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
                 rid = self.backend.submit(TileBatch(self._style, level.inputs[part], frame.stats, crop=level.grid.halo,
                                                     margin=level.grid.margin, frame_id=frame_id,
-                                                    first_tile=int(level.indices[first]), deadline_s=budget,
+                                                    first_tile=int(level.indices[part.start]), deadline_s=budget,
                                                     out=level.out[part], bounds=bounds[part]))
                 frame.requests[rid] = (level, part)
                 self._requests[rid] = frame
@@ -397,12 +412,11 @@ class FramePipeline(Resource):
 
     def _send_ring_frame(self, frame: _Frame, ring: "FrameRing", deadline: float | None) -> None:
         """A few requests naming the slot's tiles by index (one hold on the slot per request)."""
-        level, count = frame.levels[0], len(frame.received)
-        size = max(self.request_tiles, -(-count // settings.RING_REQUESTS))
-        for first in range(0, count, size):
-            part = slice(first, min(first + size, count))
+        level, wanted = frame.levels[0], ~frame.received
+        size = max(self.request_tiles, -(-int(wanted.sum()) // settings.RING_REQUESTS))
+        for part in _parts(wanted, size):
             budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
-            batch = FrameBatch(self._style, ring.spec, ring.channels, first, part.stop - first, frame.frame_id,
+            batch = FrameBatch(self._style, ring.spec, ring.channels, part.start, part.stop - part.start, frame.frame_id,
                                frame.stats, budget)
             rid = self.backend.submit_frame(batch, ring, frame.slot)
             ring.hold(frame.slot)
@@ -542,14 +556,10 @@ class FramePipeline(Resource):
         fallback: dict[int, Fallback] = {}
         for index in np.flatnonzero(~frame.received).tolist():
             reason, message = frame.failures.get(index, ("late", "not back by the deadline"))
-            if self._previous_ok is not None and self._previous_ok[index]:
-                result_tiles[index], scales[index] = self._previous[index], self._previous_scales[index]
-                source = "previous"
-            else:
-                raw = self._raw_tile(frame, index)
-                result_tiles[index, :raw.shape[0], :raw.shape[1]] = raw
-                source = "raw"
-            fallback[index] = Fallback(reason, source, message)
+            fallback[index] = Fallback(reason, self._fill(frame, result_tiles, scales, index), message)
+        skipped = None if frame.skipped is None else np.flatnonzero(frame.skipped)
+        for index in () if skipped is None else skipped.tolist():
+            self._fill(frame, result_tiles, scales, index)
         if fallback:
             self.counters["late"] += sum(f.reason == "late" for f in fallback.values())
         if frame.slot is not None:  # the slot's hold passes from the frame in flight to the last result
@@ -558,7 +568,8 @@ class FramePipeline(Resource):
             self._held_slot = frame.slot
         if frame.style == self._style:  # else the stream was reset for a new style meanwhile
             previous_ok = self._previous_ok if self._previous_ok is not None else np.zeros(len(frame.received), bool)
-            self._previous, self._previous_ok = result_tiles, frame.received | previous_ok
+            fresh = frame.received if frame.skipped is None else frame.received & ~frame.skipped
+            self._previous, self._previous_ok = result_tiles, fresh | previous_ok
             self._previous_scales = scales
             if frame.moments and next(iter(frame.moments.values())).shape[-1]:  # a network without norms has none
                 # Merged in tile order, so the result does not depend on arrival order.
@@ -575,4 +586,25 @@ class FramePipeline(Resource):
             timings.collect = end - frame.start - timings.split - timings.send
         timings.total = end - frame.start
         return FrameResult(frame.frame_id, self.grid, result_tiles, fallback, frame.stats, timings, self.ramp,
-                           None if (scales == 1).all() else scales)
+                           None if (scales == 1).all() else scales, skipped)
+
+    def _fill(self, frame: _Frame, result_tiles: np.ndarray, scales: np.ndarray, index: int) -> str:
+        """Tile ``index`` of a result from the previous frame's, else from the raw input; which."""
+        if self._previous_ok is not None and self._previous_ok[index]:
+            result_tiles[index], scales[index] = self._previous[index], self._previous_scales[index]
+            return "previous"
+        raw = self._raw_tile(frame, index)
+        result_tiles[index, :raw.shape[0], :raw.shape[1]] = raw
+        return "raw"
+
+
+def _parts(wanted: np.ndarray, size: int) -> Iterator[slice]:
+    """Slices of at most ``size`` consecutive positions, all ``wanted``, covering every wanted one in order.
+
+    >>> [(p.start, p.stop) for p in _parts(np.array([1, 1, 1, 0, 1, 1], bool), 2)]
+    [(0, 2), (2, 3), (4, 6)]
+    """
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], wanted.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        for first in range(start, stop, size):
+            yield slice(first, min(first + size, stop))

@@ -74,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=positive_int, metavar="N", help="quit after N stylised frames were shown")
     parser.add_argument("--screenshot", type=output_image, metavar="PATH", help="save the window's last frame here on quitting")
     parser.add_argument("--dump", type=npz_output, metavar="PATH.npz",
-                        help="save the last shown frame's raw eyes, stitched eyes and statistics here on quitting")
+                        help="save the last shown frame's raw eyes, stitched eyes and statistics (and the demo "
+                             "scene's depth and poses) here on quitting")
     parser.add_argument("--no-vsync", action="store_true", help="draw as fast as possible")
 
 
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         if source is None:
             from vrstyle.sources import SceneSource
 
-            source = SceneSource((height, width), ipd=args.ipd, keep_depth=args.consistency == "stereo")
+            source = SceneSource((height, width), ipd=args.ipd,  # depth for reprojection, or the dump
+                                 keep_depth=args.consistency == "stereo" or args.dump is not None)
         options = MirrorOptions(styles=styles, stylized=not args.raw, show_grid=args.grid, show_figures=args.stats,
                                 mode=ViewMode[VIEWS[args.view]], frames=args.frames, screenshot=args.screenshot,
                                 dump=args.dump, stereo=args.consistency == "stereo")
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
               f"{rates.latency_ms:.0f} ms latency{rates.latency_ratio()}, {rates.late_tiles} late and "
               f"{plural(rates.failed_tiles, 'lost tile')}"
               + ("" if rates.reprojected is None else f", {100 * rates.reprojected:.0f}% of the right eye "
-                                                      "reprojected from the left"),
+                 f"reprojected from the left, {100 * rates.skipped:.0f}% of the tiles not stylised"),
               file=sys.stderr)
     finally:
         if source is not None:
