@@ -1,7 +1,8 @@
 #version 330 core
-// Stereo reprojection: each pixel of the target eye shows the source eye's stylised image where
-// the source eye sees the same surface; elsewhere (a disocclusion, or outside the source eye's
-// view) the fragment is discarded and the target keeps its own stylised pixel.
+// Reprojection: each pixel of the target view shows the source view's stylised image (the other
+// eye, or the previous frame) where the source sees the same surface, blended over the target's
+// own at alpha = weight; elsewhere (a disocclusion, or outside the source's view) the fragment is
+// discarded and the target keeps its own stylised pixel.
 // The rule is vrstyle.reproject.correspondence's: unproject the target's depth, project into the
 // source, and accept when the source's depth there agrees within a relative tolerance. Depths
 // are window depths (0 near, 1 far) in GL orientation; the source image holds sRGB-coded bytes.
@@ -16,6 +17,7 @@ uniform vec2 source_projection; // (P[2][2], P[2][3]) of the source's projection
 uniform vec2 eye_size;          // both eyes' images: the bottom-left of their textures
 uniform float tolerance;
 uniform int srgb_target;
+uniform float weight;
 
 in vec2 uv;
 out vec4 colour;
@@ -38,5 +40,5 @@ void main() {
     float seen = source_projection.y / ((there * 2.0 - 1.0) + source_projection.x);
     if (abs(seen - distance) > tolerance * max(distance, 1e-6)) discard;
     vec3 rgb = texture(source_image, at / vec2(textureSize(source_image, 0))).rgb;
-    colour = vec4(srgb_target != 0 ? srgb_to_linear(rgb) : rgb, 1.0);
+    colour = vec4(srgb_target != 0 ? srgb_to_linear(rgb) : rgb, weight);
 }

@@ -268,14 +268,15 @@ def _stereo_views(height: int, width: int, time: float = 1.5) -> list:
     return [View(views[eye], projections[eye], depth[eye]) for eye in (0, 1)]
 
 
-def test_gpu_stereo_reprojection_is_the_reference_correspondence(gl_context):
+def test_gpu_reprojection_is_the_reference_correspondence(gl_context):
     """The shader puts the left eye's pixels into the right eye exactly where (and as)
-    vrstyle.reproject's float64 reference does, keeps the right's own pixels elsewhere, and
-    counts what it drew; a depth map of the wrong size is one clear error."""
+    vrstyle.reproject's float64 reference does, or blends them in at a weight, keeps the
+    right's own pixels elsewhere, and counts what it drew; a depth map of the wrong size or a
+    weight out of range is one clear error."""
     from OpenGL import GL
 
     from vrstyle.gl.context import GLError
-    from vrstyle.gl.reproject import StereoReprojection
+    from vrstyle.gl.reproject import Reprojection
     from vrstyle.gl.textures import Framebuffer, create_texture, read_pixels, upload_image
     from vrstyle.reproject import correspondence, sample
 
@@ -288,12 +289,17 @@ def test_gpu_stereo_reprojection_is_the_reference_correspondence(gl_context):
     source, target = create_texture(width, height), create_texture(width, height)
     upload_image(source, left)
     upload_image(target, right)
-    with StereoReprojection(width, height) as reprojection, Framebuffer() as framebuffer:
+    with Reprojection(width, height) as reprojection, Framebuffer() as framebuffer:
         drawn = reprojection.draw(source, target, left_view, right_view)
         framebuffer.attach(target, GL.GL_READ_FRAMEBUFFER)
         result = read_pixels(width, height)
+        upload_image(target, np.full_like(right, 200))
+        reprojection.draw(source, target, left_view, right_view, weight=0.25)
+        blended = read_pixels(width, height)
         with pytest.raises(GLError, match="depth map is"):
             reprojection.draw(source, target, left_view, dataclasses.replace(right_view, depth=right_view.depth[1:]))
+        with pytest.raises(GLError, match="weight"):
+            reprojection.draw(source, target, left_view, right_view, weight=0.0)
     GL.glDeleteTextures([source, target])
     reprojected = (result != 0).any(-1)
     on_an_edge = np.zeros_like(visible)  # exact ties with the reference's bounds: either side is right
@@ -303,6 +309,9 @@ def test_gpu_stereo_reprojection_is_the_reference_correspondence(gl_context):
     assert drawn == reprojected.sum()
     both = reprojected & visible
     assert np.abs(result[both] - sample(left, pixels)[both]).max() <= 1
+    expected = 0.25 * sample(left, pixels) + 0.75 * 200
+    assert np.abs(blended[both] - expected[both]).max() <= 1.5
+    assert (blended[~reprojected] == 200).all()
 
 
 def test_compositor_leaves_the_callers_gl_state_alone(gl_context):
@@ -413,7 +422,7 @@ def _owners() -> dict:
     from vrstyle.gl.compositor import Compositor
     from vrstyle.gl.display import EyeDisplay, TextPanel
     from vrstyle.gl.geometry import box
-    from vrstyle.gl.reproject import StereoReprojection
+    from vrstyle.gl.reproject import Reprojection
     from vrstyle.gl.scene import DemoScene, Mesh
     from vrstyle.gl.shaders import Program
     from vrstyle.gl.textures import Framebuffer, PixelStream
@@ -427,11 +436,11 @@ def _owners() -> dict:
     return {"Compositor": lambda: Compositor(GRID), "EyeDisplay": EyeDisplay, "TextPanel": panel,
             "DemoScene": lambda: DemoScene(32, 48, samples=2), "SceneSource": lambda: SceneSource((32, 48)),
             "Mesh": lambda: Mesh(*box()), "Program": lambda: Program("resolve"), "Framebuffer": Framebuffer,
-            "PixelStream": PixelStream, "StereoReprojection": lambda: StereoReprojection(32, 48)}
+            "PixelStream": PixelStream, "Reprojection": lambda: Reprojection(32, 48)}
 
 
 OWNERS = ["Compositor", "EyeDisplay", "TextPanel", "DemoScene", "SceneSource", "Mesh", "Program", "Framebuffer",
-          "PixelStream", "StereoReprojection"]
+          "PixelStream", "Reprojection"]
 CONTEXTS = {"HeadlessContext": "test_headless_context_closes_once",
             "WindowContext": "needs a display: tests/mirror_lifecycle_app.py, under Xvfb"}
 

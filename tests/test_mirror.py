@@ -164,6 +164,33 @@ def test_stereo_consistency_shows_the_left_eyes_strokes_in_the_right_eye(xvfb, t
 
 
 @pytest.mark.slow
+def test_temporal_consistency_carries_the_previous_frames_strokes(xvfb, tmp_path):
+    """With --consistency both the left eye is the fresh stylisation with the previous frame's
+    strokes blended in (CARRIED) where the surface is the same, as the float64 reference
+    reprojects them, and the right eye takes the left's."""
+    import tiles
+    from vrstyle.mirror import CARRIED
+    from vrstyle.reproject import View, correspondence, sample
+
+    dump = tmp_path / "frame.npz"
+    done = mirror("--style", "candy", "--threads", "1", "--eye-size", "160x120", "--consistency", "both",
+                  "--frames", "3", "--dump", str(dump), display=xvfb)  # strokes that move: a real style
+    assert done.returncode == 0, done.stderr
+    assert "of the left eye carried over" in done.stderr and "reprojected from the left" in done.stderr
+    frame = np.load(dump)
+    grid = tiles.TileGrid(*map(int, frame["grid"]))
+    now, before = (View(frame[f"{prefix}views"][0], frame[f"{prefix}projections"][0], frame[f"{prefix}depth"][0])
+                   for prefix in ("", "previous_"))
+    own = tiles.stitch(frame["tiles"], grid, str(frame["ramp"]))[0].astype(float)
+    pixels, seen = correspondence(now, before)
+    assert seen.mean() > 0.5
+    carried = np.where(seen[..., None], CARRIED * sample(frame["previous"][0], pixels) + (1 - CARRIED) * own, own)
+    shown = frame["stylized"][0].astype(float)
+    assert np.abs(shown - carried).mean() < 0.5
+    assert np.abs(shown - own)[seen].mean() > 10 * np.abs(shown - carried)[seen].mean()
+
+
+@pytest.mark.slow
 def test_frames_that_miss_their_deadline_show_the_raw_tiles_never_black(xvfb, tiny_model, tmp_path):
     shot, dump = tmp_path / "shot.png", tmp_path / "frame.npz"
     done = mirror("--style", tiny_model, "--threads", "1", "--eye-size", "96x64", "--tile", "48", "--halo", "8",

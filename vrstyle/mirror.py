@@ -8,7 +8,7 @@ frames in flight (submitting the newest source frame whenever one completes), co
 frame once all its tiles are back or its deadline has passed, and stitches it with the GPU
 compositor; the newest stylised frame stays on screen until the next. With stereo consistency
 the right eye then takes the left eye's strokes wherever it sees the same surface
-(:class:`~vrstyle.gl.reproject.StereoReprojection`).
+(:class:`~vrstyle.gl.reproject.Reprojection`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from OpenGL import GL
 
 import tiles
 from vrstyle.gl.compositor import Compositor
 from vrstyle.gl.context import WindowContext
 from vrstyle.gl.display import EyeDisplay, TextPanel, ViewMode, screenshot
-from vrstyle.gl.reproject import StereoReprojection
-from vrstyle.gl.textures import owned_texture, upload_image
+from vrstyle.gl.reproject import Reprojection
+from vrstyle.gl.textures import Framebuffer, owned_texture, preserved_state, read_pixels, upload_image
 from vrstyle.images import write_rgb
 from vrstyle.pipeline import FramePipeline, FrameResult
 from vrstyle.reproject import correspondence
@@ -46,6 +47,9 @@ KEYS_HELP = (
 RATE_SMOOTHING = 0.9
 """Weight of the past in the frame-rate and latency averages shown."""
 IDLE_WAIT_S = 0.005
+CARRIED = 0.8
+"""Temporal consistency: the previous frame's share where it reprojects onto the same surface
+(the fresh stylisation keeps the rest): strokes stay on surfaces and fade over a few frames."""
 """How long the loop waits for events when nothing on screen changed."""
 
 
@@ -65,9 +69,10 @@ class MirrorOptions:
     """Where to save the window's last frame on quitting."""
     dump: Path | None = None
     """Where to save the shown frame's raw eyes, stylised eyes and statistics (.npz) on quitting."""
-    stereo: bool = False
-    """Stereo consistency: the right eye shows the left eye's strokes wherever it sees the same
-    surface (needs a source with depth: the demo scene)."""
+    consistency: str = "off"
+    """Needs a source with depth (the demo scene). ``stereo``: the right eye shows the left eye's
+    strokes wherever it sees the same surface; ``temporal``: each eye carries the previous
+    frame's strokes over (:data:`CARRIED`) where it sees the same surface; ``both``."""
 
 
 @dataclass
@@ -80,6 +85,12 @@ class ShownFrame:
     captured: float
     views: list | None = None
     """Both eyes' views with depth, where the source gives them."""
+    eyes: list[int] | None = None
+    """The two textures it is shown from, once composited."""
+    previous: "ShownFrame | None" = None
+    """The frame shown before it, with its shown eyes read back (kept only for ``--dump``)."""
+    stylized: np.ndarray | None = None
+    """(2, H, W, 3) the eyes as shown, where read back."""
 
 
 @dataclass
@@ -96,6 +107,8 @@ class Rates:
     """Share of the right eye's pixels showing the left eye's strokes (stereo consistency)."""
     skipped: float | None = None
     """Share of a stereo frame's tiles not stylised, the left eye's strokes covering them."""
+    carried: float | None = None
+    """Share of the left eye's pixels carrying the previous frame's strokes (temporal consistency)."""
     stylized_frames: int = 0
     late_tiles: int = 0
     """Tiles that missed their frame's deadline (filled from the previous frame or the raw input)."""
@@ -146,7 +159,11 @@ class DesktopMirror(Resource):
             self.display, self.panel = self.own(EyeDisplay()), self.own(TextPanel())
             self.raw_textures = [owned_texture(self, width, height) for _ in range(2)]
             self.compositor = self.own(Compositor(pipeline.grid, pipeline.ramp))
-            self.reprojection = self.own(StereoReprojection(width, height)) if options.stereo else None
+            self.reprojection = self.own(Reprojection(width, height)) if options.consistency != "off" else None
+            self.reader = self.own(Framebuffer())
+            # Temporal consistency reads the frame shown while compositing the next: two pairs in turn.
+            self.eye_pairs = [[owned_texture(self, width, height) for _ in range(2)] for _ in range(2)] \
+                if options.consistency in ("temporal", "both") else [self.compositor.eye_textures]
         self.in_flight: dict[int, ShownFrame] = {}  # frame id -> its raw eyes, capture time and views
         self.shown: ShownFrame | None = None
         self.rates = Rates()
@@ -221,10 +238,12 @@ class DesktopMirror(Resource):
         pipeline = self.pipeline
         if pipeline.style != self.style:
             pipeline.style = self.style
+            self.shown = None  # nothing of the old style is carried over
         if self.options.stylized and len(self.in_flight) < pipeline.depth:
             raw = self.source.frame(now - self.started)
             views = getattr(self.source, "views", None)
-            skip = self._covered(views) if self.reprojection is not None and views is not None else None
+            stereo = self.options.consistency in ("stereo", "both")
+            skip = self._covered(views) if stereo and views is not None else None
             self.in_flight[pipeline.submit(raw, skip=skip)] = ShownFrame(raw, None, now, views)
         if not self.in_flight:
             return False
@@ -250,10 +269,21 @@ class DesktopMirror(Resource):
         return np.concatenate([np.zeros(len(grid), bool), tiles.covered_tiles(grid, inner)])
 
     def _show(self, shown: ShownFrame) -> None:
+        previous = self.shown if self.shown is not None and self.shown.views is not None else None
+        shown.eyes = self.eye_pairs[0] if previous is None or previous.eyes is self.eye_pairs[-1] else self.eye_pairs[-1]
+        if self.options.dump is not None and previous is not None:
+            shown.previous = ShownFrame(previous.raw, None, previous.captured, previous.views,
+                                        stylized=np.stack([self._read(texture) for texture in previous.eyes]))
         self.compositor.upload(shown.result.tiles, scales=shown.result.scales)
-        left, right = self.compositor.composite()
-        if self.reprojection is not None and shown.views is not None:
-            height, width = self.source.eye_shape
+        left, right = self.compositor.composite(shown.eyes)
+        height, width = self.source.eye_shape
+        consistency = self.options.consistency if shown.views is not None else "off"
+        if consistency in ("temporal", "both") and previous is not None:
+            eyes = (0,) if consistency == "both" else (0, 1)  # with both, the right eye takes the left's
+            drawn = [self.reprojection.draw(previous.eyes[e], shown.eyes[e], previous.views[e], shown.views[e],
+                                            CARRIED) for e in eyes]
+            self.rates.carried = drawn[0] / (height * width)
+        if consistency in ("stereo", "both"):
             drawn = self.reprojection.draw(left, right, *shown.views)
             self.rates.reprojected = drawn / (height * width)
             skipped = 0 if shown.result.skipped is None else len(shown.result.skipped)
@@ -261,10 +291,17 @@ class DesktopMirror(Resource):
         self.shown = shown
         self.rates.stylized(time.perf_counter(), shown.captured, shown.result)
 
+    def _read(self, texture: int) -> np.ndarray:
+        """(height, width, 3) uint8 top-down pixels of an eye texture."""
+        height, width = self.source.eye_shape
+        with preserved_state():
+            self.reader.attach(texture, GL.GL_READ_FRAMEBUFFER)
+            return read_pixels(width, height)
+
     def _draw(self, frame_size: tuple[int, int]) -> None:
         height, width = self.source.eye_shape
         stylized = self.options.stylized and self.shown is not None
-        eyes = self.compositor.eye_textures if stylized else self.raw_textures
+        eyes = self.shown.eyes if stylized else self.raw_textures
         grid, fallback, scales = None, None, None
         if stylized and self.options.show_grid:
             grid, scales = self.compositor.grid, self.shown.result.scales
@@ -293,6 +330,8 @@ class DesktopMirror(Resource):
                  f"late tiles: {rates.late_tiles}" + (f" (deadline {1000 * deadline:.0f} ms)" if deadline else "")
                  + f", lost or failed: {rates.failed_tiles}",
                  f"tiles: {grid.rows}x{grid.cols} per eye, {grid.out_shape[1]}x{grid.out_shape[0]} px"]
+        if rates.carried is not None:
+            lines.append(f"temporal: {100 * rates.carried:.0f}% of the left eye carries the previous frame's strokes")
         if rates.reprojected is not None:
             lines.append(f"stereo: {100 * rates.reprojected:.0f}% of the right eye from the left eye's strokes, "
                          f"{100 * rates.skipped:.0f}% of the tiles not stylised")
@@ -310,7 +349,10 @@ class DesktopMirror(Resource):
             result, grid = self.shown.result, self.compositor.grid
             np.savez_compressed(
                 self.options.dump, raw=self.shown.raw, tiles=result.tiles, frame_id=result.frame_id,
-                stylized=np.stack([self.compositor.read(0), self.compositor.read(1)]),
+                stylized=np.stack([self._read(texture) for texture in self.shown.eyes]),
+                **({} if self.shown.previous is None else {
+                    "previous": self.shown.previous.stylized, "previous_raw": self.shown.previous.raw,
+                    **_views_record(self.shown.previous.views, "previous_")}),
                 stats=np.zeros((0, 0), np.float32) if result.stats is None else result.stats,
                 fallback=np.array(sorted(result.fallback), dtype=np.int64), style=self.style, ramp=self.pipeline.ramp,
                 scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales,
@@ -321,12 +363,12 @@ class DesktopMirror(Resource):
             log.info("frame dump: %s", self.options.dump)
 
 
-def _views_record(views: list | None) -> dict[str, np.ndarray]:
+def _views_record(views: list | None, prefix: str = "") -> dict[str, np.ndarray]:
     """Both eyes' depth (2, H, W), views and projections (2, 4, 4) for a frame dump, where known."""
     if views is None:
         return {}
-    return {"depth": np.stack([v.depth for v in views]), "views": np.stack([v.view for v in views]),
-            "projections": np.stack([v.projection for v in views])}
+    return {f"{prefix}depth": np.stack([v.depth for v in views]), f"{prefix}views": np.stack([v.view for v in views]),
+            f"{prefix}projections": np.stack([v.projection for v in views])}
 
 
 def _smooth(previous: float, value: float) -> float:

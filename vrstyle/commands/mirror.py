@@ -64,9 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--foveation", choices=("off", "fixed"), default="off",
                         help="fixed: tiles away from each eye's middle at 1/2 and 1/4 resolution (default off)")
     add_rings_argument(parser)
-    parser.add_argument("--consistency", choices=("off", "stereo"), default="off",
-                        help="stereo: the right eye shows the left eye's strokes wherever it sees the same surface "
-                             "(reprojected with the demo scene's depth; default off)")
+    parser.add_argument("--consistency", choices=("off", "stereo", "temporal", "both"), default="off",
+                        help="with the demo scene's depth: stereo, the right eye shows the left eye's strokes "
+                             "wherever it sees the same surface; temporal, each frame carries the previous one's "
+                             "strokes over where it sees the same surface; both (default off)")
     parser.add_argument("--raw", action="store_true", help="start showing the raw source (Space toggles)")
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
     parser.add_argument("--stats", action="store_true", help="start with the figures (frame rates, latency) shown (I toggles)")
@@ -128,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
             from vrstyle.sources import SceneSource
 
             source = SceneSource((height, width), ipd=args.ipd,  # depth for reprojection, or the dump
-                                 keep_depth=args.consistency == "stereo" or args.dump is not None)
+                                 keep_depth=args.consistency != "off" or args.dump is not None)
         options = MirrorOptions(styles=styles, stylized=not args.raw, show_grid=args.grid, show_figures=args.stats,
                                 mode=ViewMode[VIEWS[args.view]], frames=args.frames, screenshot=args.screenshot,
-                                dump=args.dump, stereo=args.consistency == "stereo")
+                                dump=args.dump, consistency=args.consistency)
         mirror = DesktopMirror(window, source, pipeline, options)
         try:
             rates = mirror.run()
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
               f"{rates.display_fps:.1f} fps display, {rates.stylized_fps:.2f} fps stylised, "
               f"{rates.latency_ms:.0f} ms latency{rates.latency_ratio()}, {rates.late_tiles} late and "
               f"{plural(rates.failed_tiles, 'lost tile')}"
+              + ("" if rates.carried is None else f", {100 * rates.carried:.0f}% of the left eye carried over")
               + ("" if rates.reprojected is None else f", {100 * rates.reprojected:.0f}% of the right eye "
                  f"reprojected from the left, {100 * rates.skipped:.0f}% of the tiles not stylised"),
               file=sys.stderr)

@@ -1,11 +1,12 @@
-"""Stereo reprojection on the GPU: one eye takes the other's stylised strokes wherever it sees
-the same surface, so both eyes see the same strokes.
+"""Reprojection on the GPU: a view takes another view's stylised strokes wherever it sees the
+same surface, so both eyes see the same strokes and strokes hold still as the head moves.
 
-A renderer knows each eye's depth and pose. :class:`StereoReprojection` draws the source eye's
-stylised image into the target eye's (already stitched) image, pixel by pixel where the depths
-say both eyes see the same surface (``shaders/reproject.frag``, the rule of
-:func:`vrstyle.reproject.correspondence`); disocclusions and what the source eye does not see
-keep the target's own stylisation.
+A renderer knows each view's depth and pose. :class:`Reprojection` draws a source view's
+stylised image (the other eye, or this eye's previous frame) into a target view's already
+stitched image, pixel by pixel where the depths say both see the same surface
+(``shaders/reproject.frag``, the rule of :func:`vrstyle.reproject.correspondence`), replacing
+it or blended with it; disocclusions and what the source does not see keep the target's own
+stylisation.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from vrstyle.reproject import DEPTH_TOLERANCE, View
 from vrstyle.resources import Resource
 
 
-class StereoReprojection(Resource):
-    """Draws one eye's image into the other's where both see the same surface.
+class Reprojection(Resource):
+    """Draws one view's image into another's where both see the same surface.
 
     Create it with a GL context current, use it and close it in that context.
 
@@ -44,22 +45,26 @@ class StereoReprojection(Resource):
             self.query = int(GL.glGenQueries(1)[0])
             self.on_close(GL.glDeleteQueries, 1, [self.query])
 
-    def draw(self, source: int, target: Target, source_view: View, target_view: View) -> int:
-        """Overwrite ``target``'s pixels whose surface ``source`` sees with ``source``'s image there.
+    def draw(self, source: int, target: Target, source_view: View, target_view: View, weight: float = 1.0) -> int:
+        """``target``'s pixels whose surface ``source`` sees become ``source``'s image there,
+        or a blend: ``weight * source + (1 - weight) * target``.
 
         Args:
             source: a GL_TEXTURE_2D holding the source eye's stylised image as sRGB-coded bytes
                 (e.g. a :class:`~vrstyle.gl.compositor.Compositor` eye texture), at its bottom left.
             target: the other eye's texture (or array layer), its stylised image at its bottom left.
-            source_view, target_view: each eye's matrices and top-down window depth (H, W).
+            source_view, target_view: each view's matrices and top-down window depth (H, W).
+            weight: the source's share where it is valid, in (0, 1].
 
         Returns:
             How many of the target's pixels now show the source's strokes.
 
         Raises:
-            GLError: a depth map not of the eyes' size or not finite in 0..1, or a texture
-                smaller than the eyes.
+            GLError: a depth map not of the eyes' size or not finite in 0..1, a texture
+                smaller than the eyes, or a weight outside (0, 1].
         """
+        if not 0 < weight <= 1:
+            raise GLError(f"reprojection weight must be in (0, 1], got {weight}")
         for view in (source_view, target_view):
             depth = np.asarray(view.depth)
             if depth.shape != (self.height, self.width):
@@ -81,15 +86,18 @@ class StereoReprojection(Resource):
             self.framebuffer.attach(target)
             srgb = self.framebuffer.is_srgb()
             (GL.glEnable if srgb else GL.glDisable)(GL.GL_FRAMEBUFFER_SRGB)
-            for cap in (GL.GL_BLEND, GL.GL_DEPTH_TEST, GL.GL_CULL_FACE, GL.GL_SCISSOR_TEST):
+            for cap in (GL.GL_DEPTH_TEST, GL.GL_CULL_FACE, GL.GL_SCISSOR_TEST):
                 GL.glDisable(cap)
+            GL.glEnable(GL.GL_BLEND)
+            GL.glBlendEquation(GL.GL_FUNC_ADD)
+            GL.glBlendFuncSeparate(GL.GL_SRC_ALPHA, GL.GL_ONE_MINUS_SRC_ALPHA, GL.GL_ZERO, GL.GL_ONE)  # alpha kept
             GL.glViewport(0, 0, self.width, self.height)
             self.program.use().set(
                 source_image=0, source_depth=1, target_depth=2, eye_size=(self.width, self.height),
                 target_to_world=np.linalg.inv(target_view.projection @ target_view.view),
                 world_to_source=projection @ source_view.view, source_view=source_view.view,
                 source_projection=(projection[2, 2], projection[2, 3]), tolerance=self.tolerance,
-                srgb_target=int(srgb))
+                srgb_target=int(srgb), weight=weight)
             for unit, texture in enumerate((source, *self.depths)):
                 GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
                 GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
