@@ -197,7 +197,8 @@ def pad_frame(images: Array, grid: TileGrid, out: np.ndarray | None = None) -> A
 
 def _fill(out: np.ndarray, padded: np.ndarray) -> np.ndarray:
     if out.shape != padded.shape or out.dtype != padded.dtype:
-        raise GridError(f"cannot pad into an array of {out.shape} {out.dtype}: the result is {padded.shape} {padded.dtype}")
+        raise GridError(f"cannot pad into an array of {out.shape} {out.dtype}: "
+                        f"the result is {padded.shape} {padded.dtype}")
     out[...] = padded
     return out
 

@@ -6,9 +6,9 @@ The one module joining a frame source, the pipeline and vrstyle.gl's compositor 
 The loop draws at the display's rate and never waits for stylisation: it keeps the pipeline's
 frames in flight (submitting the newest source frame whenever one completes), collects a
 frame once all its tiles are back or its deadline has passed, and stitches it with the GPU
-compositor; the newest stylised frame stays on screen until the next. With stereo consistency
-the right eye then takes the left eye's strokes wherever it sees the same surface
-(:class:`~vrstyle.gl.reproject.Reprojection`).
+compositor; the newest stylised frame stays on screen until the next. With depth (the demo
+scene), consistency passes follow (:class:`~vrstyle.gl.reproject.Reprojection`): the previous
+frame's strokes carried over where the surface is the same, the right eye taking the left's.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ KEYS_HELP = (
 RATE_SMOOTHING = 0.9
 """Weight of the past in the frame-rate and latency averages shown."""
 IDLE_WAIT_S = 0.005
+"""How long the loop waits for events when nothing on screen changed."""
 CARRIED = 0.8
 """Temporal consistency: the previous frame's share where it reprojects onto the same surface
 (the fresh stylisation keeps the rest): strokes stay on surfaces and fade over a few frames."""
-"""How long the loop waits for events when nothing on screen changed."""
 
 
 @dataclass
@@ -166,6 +166,8 @@ class DesktopMirror(Resource):
                 if options.consistency in ("temporal", "both") else [self.compositor.eye_textures]
         self.in_flight: dict[int, ShownFrame] = {}  # frame id -> its raw eyes, capture time and views
         self.shown: ShownFrame | None = None
+        self.carry = False
+        """Whether the frame on screen may be carried over into the next (same style, with depth)."""
         self.rates = Rates()
         self.started = time.perf_counter()
         self.quit = False
@@ -238,7 +240,7 @@ class DesktopMirror(Resource):
         pipeline = self.pipeline
         if pipeline.style != self.style:
             pipeline.style = self.style
-            self.shown = None  # nothing of the old style is carried over
+            self.carry = False  # nothing of the old style is carried over
         if self.options.stylized and len(self.in_flight) < pipeline.depth:
             raw = self.source.frame(now - self.started)
             views = getattr(self.source, "views", None)
@@ -269,8 +271,9 @@ class DesktopMirror(Resource):
         return np.concatenate([np.zeros(len(grid), bool), tiles.covered_tiles(grid, inner)])
 
     def _show(self, shown: ShownFrame) -> None:
-        previous = self.shown if self.shown is not None and self.shown.views is not None else None
-        shown.eyes = self.eye_pairs[0] if previous is None or previous.eyes is self.eye_pairs[-1] else self.eye_pairs[-1]
+        previous = self.shown if self.carry and self.shown.views is not None else None
+        turn = self.shown is not None and self.shown.eyes is self.eye_pairs[0]
+        shown.eyes = self.eye_pairs[-1] if turn else self.eye_pairs[0]  # one pair, or two in turn
         if self.options.dump is not None and previous is not None:
             shown.previous = ShownFrame(previous.raw, None, previous.captured, previous.views,
                                         stylized=np.stack([self._read(texture) for texture in previous.eyes]))
@@ -288,7 +291,7 @@ class DesktopMirror(Resource):
             self.rates.reprojected = drawn / (height * width)
             skipped = 0 if shown.result.skipped is None else len(shown.result.skipped)
             self.rates.skipped = skipped / len(shown.result.tiles)
-        self.shown = shown
+        self.shown, self.carry = shown, True
         self.rates.stylized(time.perf_counter(), shown.captured, shown.result)
 
     def _read(self, texture: int) -> np.ndarray:

@@ -416,8 +416,8 @@ class FramePipeline(Resource):
         size = max(self.request_tiles, -(-int(wanted.sum()) // settings.RING_REQUESTS))
         for part in _parts(wanted, size):
             budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
-            batch = FrameBatch(self._style, ring.spec, ring.channels, part.start, part.stop - part.start, frame.frame_id,
-                               frame.stats, budget)
+            batch = FrameBatch(self._style, ring.spec, ring.channels, part.start, part.stop - part.start,
+                               frame.frame_id, frame.stats, budget)
             rid = self.backend.submit_frame(batch, ring, frame.slot)
             ring.hold(frame.slot)
             self._ring_requests[rid] = frame.slot

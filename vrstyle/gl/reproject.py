@@ -75,7 +75,8 @@ class Reprojection(Resource):
         for texture in (source, target):
             width, height = texture_size(texture)
             if width < self.width or height < self.height:
-                raise GLError(f"texture {texture} is {width}x{height}, smaller than the eyes ({self.width}x{self.height})")
+                raise GLError(f"texture {texture} is {width}x{height}, "
+                              f"smaller than the eyes ({self.width}x{self.height})")
         for texture, view in zip(self.depths, (source_view, target_view)):
             GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
             GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
