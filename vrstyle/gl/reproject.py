@@ -50,9 +50,9 @@ class Reprojection(Resource):
         or a blend: ``weight * source + (1 - weight) * target``.
 
         Args:
-            source: a GL_TEXTURE_2D holding the source eye's stylised image as sRGB-coded bytes
+            source: a GL_TEXTURE_2D holding the source view's stylised image as sRGB-coded bytes
                 (e.g. a :class:`~vrstyle.gl.compositor.Compositor` eye texture), at its bottom left.
-            target: the other eye's texture (or array layer), its stylised image at its bottom left.
+            target: the target view's texture (or array layer), its stylised image at its bottom left.
             source_view, target_view: each view's matrices and top-down window depth (H, W).
             weight: the source's share where it is valid, in (0, 1].
 
