@@ -26,6 +26,28 @@ vec3 srgb_to_linear(vec3 c) {
     return mix(c / 12.92, pow((c + 0.055) / 1.055, vec3(2.4)), step(vec3(0.04045), c));
 }
 
+// Catmull-Rom over 4 x 4 texels (vrstyle.reproject.sample with cubic=True): sharper than the
+// bilinear filter, so strokes carried from frame to frame blur less. Edges repeat.
+vec4 weights(float t) {
+    float t2 = t * t, t3 = t2 * t;
+    return 0.5 * vec4(-t3 + 2.0 * t2 - t, 3.0 * t3 - 5.0 * t2 + 2.0, -3.0 * t3 + 4.0 * t2 + t, t3 - t2);
+}
+
+vec3 catmull_rom(vec2 at) {
+    vec2 position = at - 0.5;
+    ivec2 first = ivec2(floor(position));
+    vec4 wx = weights(position.x - float(first.x)), wy = weights(position.y - float(first.y));
+    ivec2 last = ivec2(eye_size) - 1;
+    vec3 sum = vec3(0.0);
+    for (int j = 0; j < 4; ++j) {
+        for (int i = 0; i < 4; ++i) {
+            ivec2 texel = clamp(first + ivec2(i - 1, j - 1), ivec2(0), last);
+            sum += wx[i] * wy[j] * texelFetch(source_image, texel, 0).rgb;
+        }
+    }
+    return clamp(sum, 0.0, 1.0);
+}
+
 void main() {
     ivec2 pixel = ivec2(gl_FragCoord.xy);
     float depth = texelFetch(target_depth, pixel, 0).r;
@@ -39,6 +61,6 @@ void main() {
     float there = texelFetch(source_depth, ivec2(floor(at)), 0).r;
     float seen = source_projection.y / ((there * 2.0 - 1.0) + source_projection.x);
     if (abs(seen - distance) > tolerance * max(distance, 1e-6)) discard;
-    vec3 rgb = texture(source_image, at / vec2(textureSize(source_image, 0))).rgb;
+    vec3 rgb = catmull_rom(at);
     colour = vec4(srgb_target != 0 ? srgb_to_linear(rgb) : rgb, weight);
 }

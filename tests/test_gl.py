@@ -308,8 +308,8 @@ def test_gpu_reprojection_is_the_reference_correspondence(gl_context):
     np.testing.assert_array_equal(reprojected[~on_an_edge], visible[~on_an_edge])
     assert drawn == reprojected.sum()
     both = reprojected & visible
-    assert np.abs(result[both] - sample(left, pixels)[both]).max() <= 1
-    expected = 0.25 * sample(left, pixels) + 0.75 * 200
+    assert np.abs(result[both] - sample(left, pixels, cubic=True)[both]).max() <= 1
+    expected = 0.25 * sample(left, pixels, cubic=True) + 0.75 * 200
     assert np.abs(blended[both] - expected[both]).max() <= 1.5
     assert (blended[~reprojected] == 200).all()
 

@@ -156,7 +156,7 @@ def test_stereo_consistency_shows_the_left_eyes_strokes_in_the_right_eye(xvfb, t
     assert len(skipped) and (skipped >= len(grid)).all()  # right-eye tiles only
     assert tiles.covered_tiles(grid, seen)[skipped - len(grid)].all()
     assert np.abs(shown[0] - own[0]).max() <= 1
-    expected = np.where(seen[..., None], sample(shown[0], pixels), own[1])
+    expected = np.where(seen[..., None], sample(shown[0], pixels, cubic=True), own[1])
     assert np.abs(shown[1] - expected).mean() < 0.5
     own_kept = (np.abs(shown[1] - own[1]) <= 1).all(-1)[~seen]
     assert own_kept.mean() > 0.995  # not reprojected: its own strokes (but exact ties on the eye's edge)
@@ -184,7 +184,7 @@ def test_temporal_consistency_carries_the_previous_frames_strokes(xvfb, tmp_path
     own = tiles.stitch(frame["tiles"], grid, str(frame["ramp"]))[0].astype(float)
     pixels, seen = correspondence(now, before)
     assert seen.mean() > 0.5
-    carried = np.where(seen[..., None], CARRIED * sample(frame["previous"][0], pixels) + (1 - CARRIED) * own, own)
+    carried = np.where(seen[..., None], CARRIED * sample(frame["previous"][0], pixels, cubic=True) + (1 - CARRIED) * own, own)
     shown = frame["stylized"][0].astype(float)
     assert np.abs(shown - carried).mean() < 0.5
     assert np.abs(shown - own)[seen].mean() > 10 * np.abs(shown - carried)[seen].mean()

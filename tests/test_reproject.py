@@ -60,11 +60,12 @@ def test_identical_views_have_no_warp_error_and_a_wrong_image_has_some():
     assert warp_error(image, image[::-1].copy(), view, view)[0] > 50
 
 
-def test_bilinear_samples_at_pixel_centres_are_the_pixels():
+@pytest.mark.parametrize("cubic", [False, True])
+def test_samples_at_pixel_centres_are_the_pixels_and_ramps_stay_ramps(cubic):
     image = np.arange(12, dtype=np.uint8).reshape(3, 4, 1)
     centres = np.stack(np.meshgrid(np.arange(4) + 0.5, np.arange(3) + 0.5), -1)
-    np.testing.assert_array_equal(sample(image, centres)[..., 0], image[..., 0])
-    assert sample(image, np.array([[[1.0, 0.5]]]))[0, 0, 0] == pytest.approx(0.5)
+    np.testing.assert_allclose(sample(image, centres, cubic)[..., 0], image[..., 0], atol=1e-5)
+    assert sample(image, np.array([[[2.0, 1.5]]]), cubic)[0, 0, 0] == pytest.approx(5.5)  # between 5 and 6
 
 
 @pytest.mark.gl

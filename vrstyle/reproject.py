@@ -88,17 +88,43 @@ def correspondence(target: View, source: View, tolerance: float = DEPTH_TOLERANC
     return pixels, visible
 
 
-def sample(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Bilinear samples (H, W, C) float of a top-down ``image`` at continuous ``pixels`` (H, W, 2)."""
+def sample(image: np.ndarray, pixels: np.ndarray, cubic: bool = False) -> np.ndarray:
+    """Samples (H, W, C) float of a top-down ``image`` at continuous ``pixels`` (H, W, 2):
+    bilinear, or with ``cubic`` Catmull-Rom over 4 x 4 pixels (sharper: strokes carried from
+    frame to frame blur less; for an integer image clamped to its dtype's range, as a GPU clamps
+    normalised texels); edges repeat.
+
+    >>> line = np.array([[[0.0], [0.0], [90.0], [0.0], [0.0]]])
+    >>> at = np.array([[[2.75, 0.5]]])
+    >>> float(sample(line, at)[0, 0, 0]), float(sample(line, at, cubic=True)[0, 0, 0])
+    (67.5, 78.046875)
+    """
     height, width = image.shape[:2]
+    limits = (np.iinfo(image.dtype).min, np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else None
+    image = image.astype(np.float32)
+    if cubic:
+        u, v = pixels[..., 0] - 0.5, pixels[..., 1] - 0.5
+        x0, y0 = np.floor(u).astype(int), np.floor(v).astype(int)
+        wx, wy = _catmull_rom(u - x0), _catmull_rom(v - y0)
+        out = 0.0
+        for j in range(4):
+            row = np.clip(y0 + j - 1, 0, height - 1)
+            for i in range(4):
+                out = out + (wy[j] * wx[i])[..., None] * image[row, np.clip(x0 + i - 1, 0, width - 1)]
+        return out if limits is None else np.clip(out, *limits)
     u = np.clip(pixels[..., 0] - 0.5, 0, width - 1)
     v = np.clip(pixels[..., 1] - 0.5, 0, height - 1)
     x0, y0 = np.minimum(u.astype(int), width - 2), np.minimum(v.astype(int), height - 2)
     fx, fy = (u - x0)[..., None], (v - y0)[..., None]
-    image = image.astype(np.float32)
     top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
     bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
+
+
+def _catmull_rom(t: np.ndarray) -> list[np.ndarray]:
+    """The four Catmull-Rom weights of the pixels at -1, 0, 1, 2 for a fraction ``t`` past pixel 0."""
+    t2, t3 = t * t, t * t * t
+    return [(-t3 + 2 * t2 - t) / 2, (3 * t3 - 5 * t2 + 2) / 2, (-3 * t3 + 4 * t2 + t) / 2, (t3 - t2) / 2]
 
 
 def warp_error(target_image: np.ndarray, source_image: np.ndarray, target: View, source: View,
