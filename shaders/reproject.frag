@@ -5,7 +5,8 @@
 // discarded and the target keeps its own stylised pixel.
 // The rule is vrstyle.reproject.correspondence's: unproject the target's depth, project into the
 // source, and accept when the source's depth there agrees within a relative tolerance. Depths
-// are window depths (0 near, 1 far) in GL orientation; the source image holds sRGB-coded bytes.
+// are window depths (0 near, 1 far) in GL orientation. The source holds sRGB-coded bytes, or
+// (srgb_source) is an sRGB texture whose samples come decoded; an sRGB target encodes on write.
 
 uniform sampler2D source_image;
 uniform sampler2D source_depth;
@@ -16,6 +17,7 @@ uniform mat4 source_view;       // world-to-eye of the source eye
 uniform vec2 source_projection; // (P[2][2], P[2][3]) of the source's projection, row-major
 uniform vec2 eye_size;          // both eyes' images: the bottom-left of their textures
 uniform float tolerance;
+uniform int srgb_source;
 uniform int srgb_target;
 uniform float weight;
 
@@ -24,6 +26,10 @@ out vec4 colour;
 
 vec3 srgb_to_linear(vec3 c) {
     return mix(c / 12.92, pow((c + 0.055) / 1.055, vec3(2.4)), step(vec3(0.04045), c));
+}
+
+vec3 linear_to_srgb(vec3 c) {
+    return mix(c * 12.92, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(vec3(0.0031308), c));
 }
 
 // Catmull-Rom over 4 x 4 texels (vrstyle.reproject.sample with cubic=True): sharper than the
@@ -62,5 +68,6 @@ void main() {
     float seen = source_projection.y / ((there * 2.0 - 1.0) + source_projection.x);
     if (abs(seen - distance) > tolerance * max(distance, 1e-6)) discard;
     vec3 rgb = catmull_rom(at);
-    colour = vec4(srgb_target != 0 ? srgb_to_linear(rgb) : rgb, weight);
+    if (srgb_source != srgb_target) rgb = srgb_target != 0 ? srgb_to_linear(rgb) : linear_to_srgb(rgb);
+    colour = vec4(rgb, weight);
 }

@@ -314,6 +314,57 @@ def test_gpu_reprojection_is_the_reference_correspondence(gl_context):
     assert (blended[~reprojected] == 200).all()
 
 
+def test_srgb_swapchain_images_reproject_as_their_bytes(gl_context):
+    """sRGB source and target (what OpenXR runtimes offer first): samples decode, writes encode,
+    so the target's bytes are the source's, as with RGBA8 eye textures (interpolated in linear
+    light here: within a few steps of the byte-space reference)."""
+    from OpenGL import GL
+
+    from vrstyle.gl.reproject import Reprojection
+    from vrstyle.gl.textures import Framebuffer, create_texture, read_pixels, upload_image
+    from vrstyle.reproject import correspondence, sample
+
+    height, width = 48, 64
+    left_view, right_view = _stereo_views(height, width)
+    y, x = np.mgrid[0:height, 0:width]
+    smooth = 130 + 110 * np.sin(x / 6.0)[..., None] * np.cos(y[..., None] / 5.0 + np.arange(3))  # smooth: either space interpolates alike
+    left = np.rint(smooth).astype(np.uint8)
+    source, target = (create_texture(width, height, GL.GL_SRGB8_ALPHA8) for _ in range(2))
+    upload_image(source, left)
+    upload_image(target, np.zeros_like(left))
+    with Reprojection(width, height) as reprojection, Framebuffer() as framebuffer:
+        reprojection.draw(source, target, left_view, right_view)
+        framebuffer.attach(target, GL.GL_READ_FRAMEBUFFER)
+        result = read_pixels(width, height).astype(float)
+    GL.glDeleteTextures([source, target])
+    pixels, seen = correspondence(right_view, left_view)
+    both = seen & (result != 0).any(-1)
+    assert both.mean() > 0.5
+    assert np.abs(result[both] - sample(left, pixels, cubic=True)[both]).mean() < 1.5
+
+
+def test_depth_textures_read_back_as_window_depths_or_one_clear_error(gl_context):
+    from OpenGL import GL
+
+    from vrstyle.gl.context import GLError
+    from vrstyle.gl.textures import create_texture
+    from vrstyle.xr.textures import read_depth_texture
+
+    depth = np.random.default_rng(8).random((20, 30)).astype(np.float32)
+    texture = GL.glGenTextures(1)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+    GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_DEPTH_COMPONENT32F, 30, 20, 0, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT,
+                    np.ascontiguousarray(depth[::-1]))
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    np.testing.assert_array_equal(read_depth_texture(texture, (20, 30)), depth)
+    with pytest.raises(GLError, match="is 30x20, the eyes are 31x20"):
+        read_depth_texture(texture, (20, 31))
+    colour = create_texture(30, 20)
+    with pytest.raises(GLError, match="not a depth texture"):
+        read_depth_texture(colour, (20, 30))
+    GL.glDeleteTextures([texture, colour])
+
+
 def test_compositor_leaves_the_callers_gl_state_alone(gl_context):
     from OpenGL import GL
 

@@ -225,6 +225,38 @@ def test_gaze_foveation_without_eye_tracking_is_fixed_on_each_eyes_optical_centr
 
 @pytest.mark.xr
 @pytest.mark.slow
+def test_stereo_consistency_puts_the_left_eyes_strokes_into_the_right_eye(xrenv, monado, workers):
+    """With the scene's depth, each submitted right eye shows the left eye's stylised pixels where
+    it sees the same surface (as the float64 reference reprojects them) and its own stitched
+    tiles elsewhere; the left eye is its own stitch."""
+    from vrstyle.reproject import View, correspondence, sample
+
+    run = Run(xrenv, monado, workers.client_endpoint, 30, 2, 5, "--consistency", "stereo")
+    stdout, stderr = run.process.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.process.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "of the right eye reprojected from the left" in stdout + stderr
+    checked = 0
+    for path in run.recordings():
+        record = np.load(path)
+        if "depth" not in record:  # the pipeline was filling: the raw render went out
+            continue
+        grid = tiles.TileGrid(*(int(v) for v in record["grid"]))
+        stitched = tiles.stitch(record["tiles"], grid, str(record["ramp"])).astype(float)
+        submitted = record["submitted"].astype(float)
+        assert np.abs(submitted[0] - stitched[0]).max() <= 1, path
+        left, right = (View(record["views"][e], record["projections"][e], record["depth"][e]) for e in (0, 1))
+        pixels, seen = correspondence(right, left)
+        assert seen.mean() > 0.5, path
+        expected = np.where(seen[..., None], sample(submitted[0], pixels, cubic=True), stitched[1])
+        assert np.abs(submitted[1] - expected).mean() < 1, path
+        off = np.abs(stitched[1] - expected)[seen].mean()  # the tiny model's eyes nearly agree anyway
+        assert np.abs(submitted[1] - expected)[seen].mean() < off / 3, path
+        checked += 1
+    assert checked
+
+
+@pytest.mark.xr
+@pytest.mark.slow
 def test_a_killed_worker_does_not_stop_the_frames(xrenv, monado, workers, tiny_engine):
     run = Run(xrenv, monado, workers.client_endpoint, 60, 3, 5)
     try:
@@ -329,3 +361,21 @@ def test_rings_centre_on_each_eyes_optical_axis_or_the_gaze_point():
     turn = np.sin(-0.2 / 2), np.cos(-0.2 / 2)  # 0.2 rad to the right, about y
     gaze = rotate((0.0, turn[0], 0.0, turn[1]), np.array([0.0, 0.0, -1.0]))
     assert (eye_centres([left, right], (200, 300), gaze)[:, 1] > centres[:, 1] + 10).all()
+
+
+def test_plugin_refuses_an_unknown_consistency_and_depth_maps_not_of_the_eyes(tiny_engine):
+    pytest.importorskip("xr", reason="needs pyopenxr (vrstyle[xr])")
+    from types import SimpleNamespace
+
+    from vrstyle.errors import VrstyleError
+    from vrstyle.pipeline import FramePipeline
+    from vrstyle.xr.plugin import Stylizer
+
+    pipeline = FramePipeline(tiny_engine, tiles.plan_grid(32, 48, tile=48, halo=8, overlap=0), "tiny")
+    with pytest.raises(VrstyleError, match="consistency must be off or stereo"):
+        Stylizer(pipeline, consistency="temporal")
+    stylizer = Stylizer(pipeline, depth=0, consistency="stereo")
+    state = SimpleNamespace(predicted_display_period=11_000_000)
+    eyes = np.zeros((2, 32, 48, 3), np.uint8)
+    with pytest.raises(VrstyleError, match=r"depth maps are \(2, 32, 40\), the eyes \(2, 32, 48\)"):
+        stylizer.process(state, eyes, [], [0, 0], depth=np.zeros((2, 32, 40), np.float32))

@@ -16,7 +16,9 @@ from OpenGL import GL
 
 from vrstyle.gl.context import GLError
 from vrstyle.gl.shaders import Program
-from vrstyle.gl.textures import Framebuffer, Target, owned_texture, preserved_state, texture_size
+from vrstyle.gl.textures import (
+    SRGB_INTERNAL_FORMATS, Framebuffer, Target, owned_texture, preserved_state, texture_size,
+)
 from vrstyle.reproject import DEPTH_TOLERANCE, View
 from vrstyle.resources import Resource
 
@@ -50,8 +52,9 @@ class Reprojection(Resource):
         or a blend: ``weight * source + (1 - weight) * target``.
 
         Args:
-            source: a GL_TEXTURE_2D holding the source view's stylised image as sRGB-coded bytes
-                (e.g. a :class:`~vrstyle.gl.compositor.Compositor` eye texture), at its bottom left.
+            source: a GL_TEXTURE_2D holding the source view's stylised image at its bottom left
+                (e.g. a :class:`~vrstyle.gl.compositor.Compositor` eye texture, or a swapchain
+                image: sRGB formats are decoded, RGBA8 taken to hold sRGB-coded bytes).
             target: the target view's texture (or array layer), its stylised image at its bottom left.
             source_view, target_view: each view's matrices and top-down window depth (H, W).
             weight: the source's share where it is valid, in (0, 1].
@@ -83,6 +86,9 @@ class Reprojection(Resource):
             GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, self.width, self.height, GL.GL_RED, GL.GL_FLOAT,
                                np.ascontiguousarray(view.depth[::-1], dtype=np.float32))
         projection = source_view.projection
+        GL.glBindTexture(GL.GL_TEXTURE_2D, source)
+        internal = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_INTERNAL_FORMAT))
+        srgb_source = internal in SRGB_INTERNAL_FORMATS
         with preserved_state():
             self.framebuffer.attach(target)
             srgb = self.framebuffer.is_srgb()
@@ -98,7 +104,7 @@ class Reprojection(Resource):
                 target_to_world=np.linalg.inv(target_view.projection @ target_view.view),
                 world_to_source=projection @ source_view.view, source_view=source_view.view,
                 source_projection=(projection[2, 2], projection[2, 3]), tolerance=self.tolerance,
-                srgb_target=int(srgb), weight=weight)
+                srgb_source=int(srgb_source), srgb_target=int(srgb), weight=weight)
             for unit, texture in enumerate((source, *self.depths)):
                 GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
                 GL.glBindTexture(GL.GL_TEXTURE_2D, texture)

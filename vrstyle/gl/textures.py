@@ -21,6 +21,8 @@ Target = Union[int, tuple[int, int]]
 
 FORMATS = {3: GL.GL_RGB, 4: GL.GL_RGBA}
 """Pixel transfer formats by channel count."""
+SRGB_INTERNAL_FORMATS = frozenset({GL.GL_SRGB8_ALPHA8, GL.GL_SRGB8, GL.GL_SRGB_ALPHA, GL.GL_SRGB})
+"""Texture formats that store sRGB-encoded values (sampling decodes them to linear)."""
 
 
 def create_texture(width: int, height: int, internal_format: int = GL.GL_RGBA8, layers: int = 0,

@@ -28,6 +28,7 @@ from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.progress import progress_bar
 from vrstyle.xr.gaze import GAZE_EXTENSION
+from vrstyle.xr.plugin import eye_matrices, pose_array
 from vrstyle.xr.runtime import (
     LOST, choose_binding, open_runtime, runtime_extensions, use_gl_platform,
 )
@@ -51,6 +52,9 @@ class HeadsetOptions:
     foveation: str = "off"
     """``off``, ``fixed`` (rings on each eye's optical centre) or ``gaze`` (on the gaze point
     where the headset tracks the eyes, else fixed)."""
+    consistency: str = "off"
+    """``stereo``: the right eye shows the left eye's strokes wherever the scene's depth says it
+    sees the same surface; ``off``."""
 
 
 @dataclass
@@ -68,30 +72,14 @@ class HeadsetReport:
     fresh_tiles: int = 0
     fallback_tiles: int = 0
     """Tiles shown from the previous stylised frame or the raw render because they were late or lost."""
+    reprojected: float | None = None
+    """Share of the right eye's pixels showing the left eye's strokes in the last stylised frame."""
     max_frame_interval_s: float = 0.0
     """Longest time between two successive frames of one session (the runtime paces them)."""
     seconds: float = 0.0
     eye_size: tuple[int, int] = (0, 0)
     swapchain_format: str = ""
     recorded: list[str] = field(default_factory=list)
-
-
-def pose_array(views) -> np.ndarray:
-    """(N, 11) position xyz, orientation xyzw, fov left right up down of each view."""
-    return np.array([[v.pose.position.x, v.pose.position.y, v.pose.position.z,
-                      v.pose.orientation.x, v.pose.orientation.y, v.pose.orientation.z, v.pose.orientation.w,
-                      v.fov.angle_left, v.fov.angle_right, v.fov.angle_up, v.fov.angle_down] for v in views])
-
-
-def eye_matrices(views) -> tuple[np.ndarray, np.ndarray]:
-    """(views (2, 4, 4) world-to-eye, projections (2, 4, 4)) of located OpenXR views."""
-    from vrstyle.gl import transforms
-
-    poses = pose_array(views)
-    view_matrices = np.stack([np.linalg.inv(transforms.pose_matrix(p[0:3], p[3:7])) for p in poses])
-    projections = np.stack([transforms.fov_projection(*p[7:11], near=settings.XR_NEAR, far=settings.XR_FAR)
-                            for p in poses])
-    return view_matrices, projections
 
 
 class HeadsetApp:
@@ -205,12 +193,12 @@ class HeadsetApp:
         if self.scene is not None and (self.scene.width, self.scene.height) == (width, height):
             return
         self._release_gl()
-        self.scene = DemoScene(height, width)
+        self.scene = DemoScene(height, width, keep_depth=self.options.consistency != "off")
         if self.pipeline is None or (self.pipeline.grid.width, self.pipeline.grid.height) != (width, height):
             if self.pipeline is not None:
                 self.pipeline.close()
             self.pipeline = self.make_pipeline(height, width)
-        self.stylizer = Stylizer(self.pipeline, depth=self.options.depth)
+        self.stylizer = Stylizer(self.pipeline, depth=self.options.depth, consistency=self.options.consistency)
         if self.options.mirror:
             from vrstyle.xr.mirror import HeadsetMirror
 
@@ -224,9 +212,10 @@ class HeadsetApp:
         try:
             self.scene.render(*eye_matrices(frame.views), scene_time)
             eyes = self.scene.read()
+            depth = self.scene.read_depth() if self.options.consistency != "off" else None
             gaze = None if self.gaze is None else self.gaze.direction(frame.state.predicted_display_time)
             shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started,
-                                                gaze=gaze)
+                                                gaze=gaze, depth=depth)
             shown = self.stylizer.shown
             if self.timeline is not None:
                 self.timeline.write(json.dumps({
@@ -257,7 +246,10 @@ class HeadsetApp:
             fallback_source=np.array([f.source for _, f in fallback], dtype=str),
             grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
                            grid.overlap]), ramp=result.ramp,
-            scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales)
+            scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales,
+            **({} if shown.depth is None else {"depth": np.stack([v.depth for v in shown.depth]),
+                                               "views": np.stack([v.view for v in shown.depth]),
+                                               "projections": np.stack([v.projection for v in shown.depth])}))
         path = self.options.record / f"frame{self.report.frames:05d}.npz"
         partial = path.with_suffix(".partial")
         with open(partial, "wb") as out:
@@ -291,6 +283,7 @@ class HeadsetApp:
             self.report.stylized += counts.stylized
             self.report.fresh_tiles += counts.fresh_tiles
             self.report.fallback_tiles += counts.fallback_tiles
+            self.report.reprojected = counts.reprojected if counts.reprojected is not None else self.report.reprojected
         for part in (self.stylizer, self.scene, self.mirror):
             if part is not None:
                 part.close()

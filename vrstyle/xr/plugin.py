@@ -13,6 +13,10 @@ the stylised eyes of frame ``t - depth`` (stitched on the GPU), and the views th
 rendered with are returned, so the runtime reprojects them to the current head pose. The call
 never waits past its budget: tiles that miss it come from the previous stylised frame or the
 raw render (the pipeline's fallback), so ``xrEndFrame`` goes out on time every frame.
+
+With the app's depth textures (``depth_textures=``, the ones it would share through
+``XR_KHR_composition_layer_depth``) and ``Stylizer(consistency="stereo")``, the right eye shows
+the left eye's strokes wherever it sees the same surface (:class:`vrstyle.gl.reproject.Reprojection`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import numpy as np
 import tiles
 from vrstyle import settings
 from vrstyle.errors import VrstyleError
+from vrstyle.reproject import View
 from vrstyle.resources import Resource
 from vrstyle.xr.gaze import eye_centres
-from vrstyle.xr.textures import read_texture, texture_info, write_texture
+from vrstyle.xr.textures import read_depth_texture, read_texture, texture_info, write_texture
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class Shown:
     """(2, H, W, 3) uint8 raw eyes of that frame, as sent to the workers."""
     result: object | None = None
     """The pipeline's :class:`~vrstyle.pipeline.FrameResult` (tiles, fallbacks, statistics)."""
+    depth: list[View] | None = None
+    """Both eyes' matrices and depth maps, where the app gave depth."""
 
 
 @dataclass
@@ -63,6 +70,8 @@ class StylizerCounts:
     fallback_tiles: int = 0
     wait_s: float = 0.0
     """Longest wait for a result within :meth:`Stylizer.apply`."""
+    reprojected: float | None = None
+    """Share of the right eye's pixels showing the left eye's strokes in the last stylised frame."""
 
 
 class Stylizer(Resource):
@@ -73,29 +82,35 @@ class Stylizer(Resource):
         depth: frames between rendering an eye pair and showing it stylised (0: the same frame,
             waiting up to the budget; N: the workers get N display periods more).
         budget: fraction of a display period :meth:`apply` may wait for a result.
+        consistency: ``stereo``: where the app gives depth, the right eye shows the left eye's
+            strokes wherever it sees the same surface; ``off``.
 
     Raises:
-        VrstyleError: a negative depth or a budget outside (0, 1].
+        VrstyleError: a negative depth, a budget outside (0, 1] or an unknown consistency.
     """
 
-    def __init__(self, pipeline, depth: int = settings.XR_PIPELINE_DEPTH, budget: float = settings.XR_FRAME_BUDGET):
+    def __init__(self, pipeline, depth: int = settings.XR_PIPELINE_DEPTH, budget: float = settings.XR_FRAME_BUDGET,
+                 consistency: str = "off"):
         if not isinstance(depth, int) or depth < 0:
             raise VrstyleError(f"pipeline depth must be a whole number of frames >= 0, got {depth!r}")
         if not 0.0 < budget <= 1.0:
             raise VrstyleError(f"frame budget must be a fraction of a display period in (0, 1], got {budget}")
-        self.pipeline, self.depth, self.budget = pipeline, depth, budget
+        if consistency not in ("off", "stereo"):
+            raise VrstyleError(f"consistency must be off or stereo, got {consistency!r}")
+        self.pipeline, self.depth, self.budget, self.consistency = pipeline, depth, budget, consistency
         pipeline.hold(depth + 1)  # frames t - depth .. t are in flight together
         self.interval: float | None = None
         self._last_start: float | None = None
         self.pending: deque[Shown] = deque()
-        self.compositor = None
+        self.compositor = self.reprojection = None
         self.shown: Shown | None = None
         self.submitted: int | None = None
         self.counts = StylizerCounts()
         self._reads: deque[np.ndarray] = deque()  # eye arrays read into, oldest first
 
     def apply(self, frame_state, textures: Sequence[int], views: Sequence, started: float | None = None,
-              gaze: np.ndarray | None = None) -> list:
+              gaze: np.ndarray | None = None, depth_textures: Sequence[int] | None = None,
+              near: float = settings.XR_NEAR, far: float = settings.XR_FAR) -> list:
         """Stylise the app's eye textures in place; returns the views to submit with them.
 
         Args:
@@ -106,11 +121,21 @@ class Stylizer(Resource):
             started: ``time.monotonic()`` when xrWaitFrame returned (default: now).
             gaze: with a foveated pipeline, the gaze direction in the views' space (e.g.
                 :meth:`vrstyle.xr.gaze.GazeTracker.direction`); None: each eye's optical centre.
+            depth_textures: the two eye depth textures (GL_TEXTURE_2D of a depth format, the
+                eyes' size) the views were rendered with, for stereo consistency; None: none.
+            near, far: the distances of the projection's near and far planes the depth was
+                rendered with (``nearZ``, ``farZ`` of ``XrCompositionLayerDepthInfoKHR``).
 
         Returns:
             The views of the frame now in the textures (the given ones while the pipeline fills).
+
+        Raises:
+            GLError: a depth texture not of a depth format or not the eyes' size.
         """
-        return self.process(frame_state, self._read_eyes(textures), views, textures, started, gaze)
+        eyes = self._read_eyes(textures)
+        depth = None if depth_textures is None else np.stack([read_depth_texture(t, eyes.shape[1:3])
+                                                             for t in depth_textures])
+        return self.process(frame_state, eyes, views, textures, started, gaze, depth, near, far)
 
     def _read_eyes(self, textures: Sequence[int]) -> np.ndarray:
         """The textures' (2, H, W, 3) upright images: a view of an array read into ``depth + 2``
@@ -129,20 +154,29 @@ class Stylizer(Resource):
         return into[:, ::-1]
 
     def process(self, frame_state, eyes: np.ndarray, views: Sequence, targets: Sequence[int],
-                started: float | None = None, gaze: np.ndarray | None = None) -> list:
+                started: float | None = None, gaze: np.ndarray | None = None, depth: np.ndarray | None = None,
+                near: float = settings.XR_NEAR, far: float = settings.XR_FAR) -> list:
         """:meth:`apply` for eyes already in memory, composited into ``targets``.
 
         Args:
             eyes: (2, H, W, 3) uint8 upright sRGB eye images of this frame.
             targets: the two textures to composite the shown frame into.
+            depth: (2, H, W) float top-down window depths (0 at ``near``, 1 at ``far``) of the eyes.
+
+        Raises:
+            VrstyleError: depth maps not of the eyes' size.
         """
+        if depth is not None and np.shape(depth) != eyes.shape[:3]:
+            raise VrstyleError(f"depth maps are {np.shape(depth)}, the eyes {eyes.shape[:3]}")
+        depth_views = None if depth is None else [View(v, p, d) for v, p, d in zip(*eye_matrices(views, near, far),
+                                                                                      depth)]
         start = time.monotonic() if started is None else started
         period = frame_state.predicted_display_period / 1e9
         interval = self._frame_interval(start, period)
         deadline_s = self.depth * interval + self.budget * period  # due when its display slot comes
         centres = None if self.pipeline.rings is None else eye_centres(views, eyes.shape[1:3], gaze)
         self.submitted = self.pipeline.submit(eyes, deadline_s=deadline_s, centres=centres)
-        self.pending.append(Shown(self.submitted, list(views), eyes))
+        self.pending.append(Shown(self.submitted, list(views), eyes, depth=depth_views))
         if len(self.pending) <= self.depth:  # the pipeline is filling: show this frame unstylised
             shown, frame_tiles, scales = Shown(None, list(views), eyes), self._raw_tiles(eyes), None
             self.counts.raw += 1
@@ -158,6 +192,8 @@ class Stylizer(Resource):
             self.counts.fallback_tiles += len(shown.result.fallback)
             self.counts.fresh_tiles += len(frame_tiles) - len(shown.result.fallback)
         self._composite(frame_tiles, scales, targets)
+        if self.consistency == "stereo" and shown.depth is not None and shown.result is not None:
+            self._reproject(targets, shown.depth)
         self.counts.frames += 1
         self.shown = shown
         return shown.views
@@ -181,9 +217,21 @@ class Stylizer(Resource):
         self._drop_compositor()
 
     def _drop_compositor(self) -> None:
-        if self.compositor is not None:
-            self.compositor.close()
-            self.compositor = None
+        for owned in (self.compositor, self.reprojection):
+            if owned is not None:
+                owned.close()
+        self.compositor = self.reprojection = None
+
+    def _reproject(self, targets: Sequence[int], depth: list[View]) -> None:
+        """The right eye takes the left eye's strokes wherever it sees the same surface."""
+        from vrstyle.gl.reproject import Reprojection
+
+        height, width = depth[0].depth.shape
+        if self.reprojection is None or (self.reprojection.height, self.reprojection.width) != (height, width):
+            if self.reprojection is not None:
+                self.reprojection.close()
+            self.reprojection = Reprojection(width, height)
+        self.counts.reprojected = self.reprojection.draw(targets[0], targets[1], *depth) / (height * width)
 
     def _raw_tiles(self, eyes: np.ndarray) -> np.ndarray:
         grid = self.pipeline.grid
@@ -208,3 +256,20 @@ class Stylizer(Resource):
         self.compositor.composite()
         for eye, target in enumerate(targets):
             write_texture(target, self.compositor.read(eye))
+
+
+def pose_array(views) -> np.ndarray:
+    """(N, 11) position xyz, orientation xyzw, fov left right up down of each view."""
+    return np.array([[v.pose.position.x, v.pose.position.y, v.pose.position.z,
+                      v.pose.orientation.x, v.pose.orientation.y, v.pose.orientation.z, v.pose.orientation.w,
+                      v.fov.angle_left, v.fov.angle_right, v.fov.angle_up, v.fov.angle_down] for v in views])
+
+
+def eye_matrices(views, near: float = settings.XR_NEAR, far: float = settings.XR_FAR) -> tuple[np.ndarray, np.ndarray]:
+    """(views (2, 4, 4) world-to-eye, projections (2, 4, 4)) of located OpenXR views."""
+    from vrstyle.gl import transforms
+
+    poses = pose_array(views)
+    view_matrices = np.stack([np.linalg.inv(transforms.pose_matrix(p[0:3], p[3:7])) for p in poses])
+    projections = np.stack([transforms.fov_projection(*p[7:11], near=near, far=far) for p in poses])
+    return view_matrices, projections

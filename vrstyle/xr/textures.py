@@ -12,8 +12,11 @@ import numpy as np
 from OpenGL import GL
 
 from vrstyle.gl.context import GLError
+from vrstyle.gl.textures import SRGB_INTERNAL_FORMATS
 
-SRGB_INTERNAL_FORMATS = frozenset({GL.GL_SRGB8_ALPHA8, GL.GL_SRGB8, GL.GL_SRGB_ALPHA, GL.GL_SRGB})
+DEPTH_INTERNAL_FORMATS = frozenset({
+    GL.GL_DEPTH_COMPONENT, GL.GL_DEPTH_COMPONENT16, GL.GL_DEPTH_COMPONENT24, GL.GL_DEPTH_COMPONENT32,
+    GL.GL_DEPTH_COMPONENT32F, GL.GL_DEPTH_STENCIL, GL.GL_DEPTH24_STENCIL8, GL.GL_DEPTH32F_STENCIL8})
 
 
 def _decode_table() -> np.ndarray:
@@ -84,6 +87,28 @@ def read_texture(texture: int, into: np.ndarray | None = None) -> np.ndarray:
         into[...] = linear_to_srgb(np.frombuffer(data, np.float32).reshape(height, width, 3))
     GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
     return into[::-1]
+
+
+def read_depth_texture(texture: int, shape: tuple[int, int]) -> np.ndarray:
+    """An eye's depth texture as (H, W) float32 top-down window depths (0 near, 1 far).
+
+    Raises:
+        GLError: the texture is not of a depth format, or not ``shape`` (height, width).
+    """
+    GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+    width = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_WIDTH))
+    height = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_HEIGHT))
+    internal = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_INTERNAL_FORMAT))
+    try:
+        if internal not in DEPTH_INTERNAL_FORMATS:
+            raise GLError(f"texture {texture} is not a depth texture (internal format 0x{internal:x})")
+        if (height, width) != tuple(shape):
+            raise GLError(f"depth texture {texture} is {width}x{height}, the eyes are {shape[1]}x{shape[0]}")
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 4)
+        data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
+    finally:
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    return np.frombuffer(data, np.float32).reshape(height, width)[::-1].copy()
 
 
 def write_texture(texture: int, image: np.ndarray) -> None:
