@@ -473,7 +473,9 @@ def _owners() -> dict:
     from vrstyle.gl.compositor import Compositor
     from vrstyle.gl.display import EyeDisplay, TextPanel
     from vrstyle.gl.geometry import box
-    from vrstyle.gl.reproject import Reprojection
+    from OpenGL import GL
+
+    from vrstyle.gl.reproject import EyeHistory, Reprojection
     from vrstyle.gl.scene import DemoScene, Mesh
     from vrstyle.gl.shaders import Program
     from vrstyle.gl.textures import Framebuffer, PixelStream
@@ -487,11 +489,12 @@ def _owners() -> dict:
     return {"Compositor": lambda: Compositor(GRID), "EyeDisplay": EyeDisplay, "TextPanel": panel,
             "DemoScene": lambda: DemoScene(32, 48, samples=2), "SceneSource": lambda: SceneSource((32, 48)),
             "Mesh": lambda: Mesh(*box()), "Program": lambda: Program("resolve"), "Framebuffer": Framebuffer,
-            "PixelStream": PixelStream, "Reprojection": lambda: Reprojection(32, 48)}
+            "PixelStream": PixelStream, "Reprojection": lambda: Reprojection(32, 48),
+            "EyeHistory": lambda: EyeHistory(32, 48, GL.GL_SRGB8_ALPHA8)}
 
 
 OWNERS = ["Compositor", "EyeDisplay", "TextPanel", "DemoScene", "SceneSource", "Mesh", "Program", "Framebuffer",
-          "PixelStream", "Reprojection"]
+          "PixelStream", "Reprojection", "EyeHistory"]
 CONTEXTS = {"HeadlessContext": "test_headless_context_closes_once",
             "WindowContext": "needs a display: tests/mirror_lifecycle_app.py, under Xvfb"}
 

@@ -257,6 +257,38 @@ def test_stereo_consistency_puts_the_left_eyes_strokes_into_the_right_eye(xrenv,
 
 @pytest.mark.xr
 @pytest.mark.slow
+def test_temporal_consistency_carries_the_previous_shown_frames_strokes(xrenv, monado, workers):
+    """With --consistency both, each submitted left eye is its own stitch with the previous shown
+    frame's submitted left eye blended in (CARRIED) where the surface is the same, as the float64
+    reference reprojects it."""
+    from vrstyle.reproject import View, correspondence, sample
+    from vrstyle.settings import CARRIED
+
+    run = Run(xrenv, monado, workers.client_endpoint, 30, 2, 1, "--consistency", "both")
+    stdout, stderr = run.process.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.process.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "of the left eye carried over" in stdout + stderr
+    records = [np.load(path) for path in run.recordings()]
+    checked = 0
+    for before, now in zip(records, records[1:]):
+        if "depth" not in before or "depth" not in now or int(now["frame_id"]) != int(before["frame_id"]) + 1:
+            continue
+        grid = tiles.TileGrid(*(int(v) for v in now["grid"]))
+        own = tiles.stitch(now["tiles"], grid, str(now["ramp"]))[0].astype(float)
+        then, here = (View(r["views"][0], r["projections"][0], r["depth"][0]) for r in (before, now))
+        pixels, seen = correspondence(here, then)
+        warped = sample(before["submitted"][0], pixels, cubic=True)
+        expected = np.where(seen[..., None], CARRIED * warped + (1 - CARRIED) * own, own)
+        submitted = now["submitted"][0].astype(float)
+        assert np.abs(submitted - expected).mean() < 1
+        off = np.abs(own - expected)[seen].mean()  # the tiny model's frames nearly agree anyway
+        assert np.abs(submitted - expected)[seen].mean() < off / 1.5
+        checked += 1
+    assert checked
+
+
+@pytest.mark.xr
+@pytest.mark.slow
 def test_a_killed_worker_does_not_stop_the_frames(xrenv, monado, workers, tiny_engine):
     run = Run(xrenv, monado, workers.client_endpoint, 60, 3, 5)
     try:
@@ -372,8 +404,8 @@ def test_plugin_refuses_an_unknown_consistency_and_depth_maps_not_of_the_eyes(ti
     from vrstyle.xr.plugin import Stylizer
 
     pipeline = FramePipeline(tiny_engine, tiles.plan_grid(32, 48, tile=48, halo=8, overlap=0), "tiny")
-    with pytest.raises(VrstyleError, match="consistency must be off or stereo"):
-        Stylizer(pipeline, consistency="temporal")
+    with pytest.raises(VrstyleError, match="consistency must be one of off, stereo, temporal, both"):
+        Stylizer(pipeline, consistency="sideways")
     stylizer = Stylizer(pipeline, depth=0, consistency="stereo")
     state = SimpleNamespace(predicted_display_period=11_000_000)
     eyes = np.zeros((2, 32, 48, 3), np.uint8)

@@ -169,7 +169,7 @@ def test_temporal_consistency_carries_the_previous_frames_strokes(xvfb, tmp_path
     strokes blended in (CARRIED) where the surface is the same, as the float64 reference
     reprojects them, and the right eye takes the left's."""
     import tiles
-    from vrstyle.mirror import CARRIED
+    from vrstyle.settings import CARRIED
     from vrstyle.reproject import View, correspondence, sample
 
     dump = tmp_path / "frame.npz"
@@ -184,7 +184,8 @@ def test_temporal_consistency_carries_the_previous_frames_strokes(xvfb, tmp_path
     own = tiles.stitch(frame["tiles"], grid, str(frame["ramp"]))[0].astype(float)
     pixels, seen = correspondence(now, before)
     assert seen.mean() > 0.5
-    carried = np.where(seen[..., None], CARRIED * sample(frame["previous"][0], pixels, cubic=True) + (1 - CARRIED) * own, own)
+    warped = sample(frame["previous"][0], pixels, cubic=True)
+    carried = np.where(seen[..., None], CARRIED * warped + (1 - CARRIED) * own, own)
     shown = frame["stylized"][0].astype(float)
     assert np.abs(shown - carried).mean() < 0.5
     assert np.abs(shown - own)[seen].mean() > 10 * np.abs(shown - carried)[seen].mean()

@@ -22,6 +22,7 @@ import numpy as np
 from OpenGL import GL
 
 import tiles
+from vrstyle import settings
 from vrstyle.gl.compositor import Compositor
 from vrstyle.gl.context import WindowContext
 from vrstyle.gl.display import EyeDisplay, TextPanel, ViewMode, screenshot
@@ -48,9 +49,6 @@ RATE_SMOOTHING = 0.9
 """Weight of the past in the frame-rate and latency averages shown."""
 IDLE_WAIT_S = 0.005
 """How long the loop waits for events when nothing on screen changed."""
-CARRIED = 0.8
-"""Temporal consistency: the previous frame's share where it reprojects onto the same surface
-(the fresh stylisation keeps the rest): strokes stay on surfaces and fade over a few frames."""
 
 
 @dataclass
@@ -72,7 +70,7 @@ class MirrorOptions:
     consistency: str = "off"
     """Needs a source with depth (the demo scene). ``stereo``: the right eye shows the left eye's
     strokes wherever it sees the same surface; ``temporal``: each eye carries the previous
-    frame's strokes over (:data:`CARRIED`) where it sees the same surface; ``both``."""
+    frame's strokes over (:data:`~vrstyle.settings.CARRIED`) where it sees the same surface; ``both``."""
 
 
 @dataclass
@@ -284,7 +282,7 @@ class DesktopMirror(Resource):
         if consistency in ("temporal", "both") and previous is not None:
             eyes = (0,) if consistency == "both" else (0, 1)  # with both, the right eye takes the left's
             drawn = [self.reprojection.draw(previous.eyes[e], shown.eyes[e], previous.views[e], shown.views[e],
-                                            CARRIED) for e in eyes]
+                                            settings.CARRIED) for e in eyes]
             self.rates.carried = drawn[0] / (height * width)
         if consistency in ("stereo", "both"):
             drawn = self.reprojection.draw(left, right, *shown.views)

@@ -142,6 +142,12 @@ SCENE_SAMPLES = 4
 """Multisampling of the demo scene (0 for none)."""
 PHOTO_SECONDS = 8.0
 """How long a folder slideshow shows each photo before the next."""
+CONSISTENCY = ("off", "stereo", "temporal", "both")
+"""Consistency from depth (mirror, headset): the right eye takes the left eye's strokes (stereo),
+each frame carries the previous one's over (temporal), or both."""
+CARRIED = 0.8
+"""Temporal consistency: the previous frame's share where it reprojects onto the same surface
+(the fresh stylisation keeps the rest): strokes stay on surfaces and fade over a few frames."""
 
 # Headset (OpenXR client).
 XR_APP_NAME = "vrstyle"

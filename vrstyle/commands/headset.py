@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tiles away from each eye's optical centre (fixed) or gaze point (gaze: eye tracking "
                              "through XR_EXT_eye_gaze_interaction, else fixed) at 1/2 and 1/4 resolution (default off)")
     add_rings_argument(parser)
-    parser.add_argument("--consistency", choices=("off", "stereo"), default="off",
-                        help="stereo: the right eye shows the left eye's strokes wherever the scene's depth says it "
-                             "sees the same surface (default off)")
+    parser.add_argument("--consistency", choices=settings.CONSISTENCY, default="off",
+                        help="with the scene's depth: stereo, the right eye shows the left eye's strokes wherever it "
+                             "sees the same surface; temporal, each shown frame carries the previous one's strokes "
+                             "over where it sees the same surface; both (default off)")
     parser.add_argument("--tile", type=positive_int, default=settings.TILE,
                         help=f"with foveation, the largest tile core, px (default {settings.TILE}; without, "
                              "each worker gets one tile of each eye)")
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             cluster.close()
     print(f"vrstyle headset: {plural(report.frames, 'frame')} in {report.seconds:.1f} s, {report.stylized} stylised, "
           f"{plural(report.losses, 'runtime loss', 'runtime losses')}"
+          + ("" if report.carried is None else f", {100 * report.carried:.0f}% of the left eye carried over")
           + ("" if report.reprojected is None else f", {100 * report.reprojected:.0f}% of the right eye "
              "reprojected from the left"))
     return 0

@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--foveation", choices=("off", "fixed"), default="off",
                         help="fixed: tiles away from each eye's middle at 1/2 and 1/4 resolution (default off)")
     add_rings_argument(parser)
-    parser.add_argument("--consistency", choices=("off", "stereo", "temporal", "both"), default="off",
+    parser.add_argument("--consistency", choices=settings.CONSISTENCY, default="off",
                         help="with the demo scene's depth: stereo, the right eye shows the left eye's strokes "
                              "wherever it sees the same surface; temporal, each frame carries the previous one's "
                              "strokes over where it sees the same surface; both (default off)")

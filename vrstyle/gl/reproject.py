@@ -17,7 +17,7 @@ from OpenGL import GL
 from vrstyle.gl.context import GLError
 from vrstyle.gl.shaders import Program
 from vrstyle.gl.textures import (
-    SRGB_INTERNAL_FORMATS, Framebuffer, Target, owned_texture, preserved_state, texture_size,
+    SRGB_INTERNAL_FORMATS, Framebuffer, Target, owned_texture, preserved_state, texture_format, texture_size,
 )
 from vrstyle.reproject import DEPTH_TOLERANCE, View
 from vrstyle.resources import Resource
@@ -86,9 +86,7 @@ class Reprojection(Resource):
             GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, self.width, self.height, GL.GL_RED, GL.GL_FLOAT,
                                np.ascontiguousarray(view.depth[::-1], dtype=np.float32))
         projection = source_view.projection
-        GL.glBindTexture(GL.GL_TEXTURE_2D, source)
-        internal = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_INTERNAL_FORMAT))
-        srgb_source = internal in SRGB_INTERNAL_FORMATS
+        srgb_source = texture_format(source) in SRGB_INTERNAL_FORMATS
         with preserved_state():
             self.framebuffer.attach(target)
             srgb = self.framebuffer.is_srgb()
@@ -116,3 +114,30 @@ class Reprojection(Resource):
                 GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
                 GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         return int(GL.glGetQueryObjectuiv(self.query, GL.GL_QUERY_RESULT))
+
+
+class EyeHistory(Resource):
+    """Copies of the eyes last shown, for temporal consistency where the shown images cannot be
+    read later (OpenXR swapchain images go back to the runtime): same size and format.
+
+    Args:
+        width, height: the eyes' image size.
+        internal_format: the targets' GL internal format (copies keep their bytes).
+    """
+
+    def __init__(self, width: int, height: int, internal_format: int):
+        self.width, self.height, self.internal_format = width, height, internal_format
+        with self.building():
+            self.textures = [owned_texture(self, width, height, internal_format) for _ in range(2)]
+            self.reader, self.writer = self.own(Framebuffer()), self.own(Framebuffer())
+
+    def keep(self, targets: list[Target]) -> None:
+        """Copy the two targets' eye images (bytes as stored: no sRGB conversion)."""
+        with preserved_state():
+            GL.glDisable(GL.GL_FRAMEBUFFER_SRGB)
+            GL.glDisable(GL.GL_SCISSOR_TEST)
+            for target, texture in zip(targets, self.textures):
+                self.reader.attach(target, GL.GL_READ_FRAMEBUFFER)
+                self.writer.attach(texture, GL.GL_DRAW_FRAMEBUFFER)
+                GL.glBlitFramebuffer(0, 0, self.width, self.height, 0, 0, self.width, self.height,
+                                     GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)

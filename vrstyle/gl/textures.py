@@ -64,6 +64,15 @@ def texture_size(target: Target) -> tuple[int, int]:
     return size
 
 
+def texture_format(target: Target) -> int:
+    """The GL internal format of level 0 of a 2D texture or 2D array texture."""
+    texture, kind = (target[0], GL.GL_TEXTURE_2D_ARRAY) if isinstance(target, tuple) else (target, GL.GL_TEXTURE_2D)
+    GL.glBindTexture(kind, texture)
+    internal = int(GL.glGetTexLevelParameteriv(kind, 0, GL.GL_TEXTURE_INTERNAL_FORMAT))
+    GL.glBindTexture(kind, 0)
+    return internal
+
+
 def owned_texture(owner: Resource, width: int, height: int, internal_format: int = GL.GL_RGBA8, layers: int = 0,
                   filtering: int = GL.GL_LINEAR) -> int:
     """:func:`create_texture`, deleted when ``owner`` closes."""

@@ -53,8 +53,8 @@ class HeadsetOptions:
     """``off``, ``fixed`` (rings on each eye's optical centre) or ``gaze`` (on the gaze point
     where the headset tracks the eyes, else fixed)."""
     consistency: str = "off"
-    """``stereo``: the right eye shows the left eye's strokes wherever the scene's depth says it
-    sees the same surface; ``off``."""
+    """``off``, ``stereo``, ``temporal`` or ``both`` (:class:`~vrstyle.xr.plugin.Stylizer`),
+    with the demo scene's depth."""
 
 
 @dataclass
@@ -74,6 +74,8 @@ class HeadsetReport:
     """Tiles shown from the previous stylised frame or the raw render because they were late or lost."""
     reprojected: float | None = None
     """Share of the right eye's pixels showing the left eye's strokes in the last stylised frame."""
+    carried: float | None = None
+    """Share of the left eye's pixels carrying the previous frame's strokes in the last stylised frame."""
     max_frame_interval_s: float = 0.0
     """Longest time between two successive frames of one session (the runtime paces them)."""
     seconds: float = 0.0
@@ -283,7 +285,9 @@ class HeadsetApp:
             self.report.stylized += counts.stylized
             self.report.fresh_tiles += counts.fresh_tiles
             self.report.fallback_tiles += counts.fallback_tiles
-            self.report.reprojected = counts.reprojected if counts.reprojected is not None else self.report.reprojected
+            for share in ("reprojected", "carried"):
+                if getattr(counts, share) is not None:
+                    setattr(self.report, share, getattr(counts, share))
         for part in (self.stylizer, self.scene, self.mirror):
             if part is not None:
                 part.close()

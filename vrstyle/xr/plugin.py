@@ -15,8 +15,10 @@ never waits past its budget: tiles that miss it come from the previous stylised 
 raw render (the pipeline's fallback), so ``xrEndFrame`` goes out on time every frame.
 
 With the app's depth textures (``depth_textures=``, the ones it would share through
-``XR_KHR_composition_layer_depth``) and ``Stylizer(consistency="stereo")``, the right eye shows
-the left eye's strokes wherever it sees the same surface (:class:`vrstyle.gl.reproject.Reprojection`).
+``XR_KHR_composition_layer_depth``) and ``Stylizer(consistency=...)``, the right eye shows the
+left eye's strokes wherever it sees the same surface (``stereo``), each shown frame carries the
+previous one's strokes over where the surface is the same (``temporal``), or both
+(:class:`vrstyle.gl.reproject.Reprojection`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class StylizerCounts:
     """Longest wait for a result within :meth:`Stylizer.apply`."""
     reprojected: float | None = None
     """Share of the right eye's pixels showing the left eye's strokes in the last stylised frame."""
+    carried: float | None = None
+    """Share of the left eye's pixels carrying the previous frame's strokes in the last stylised frame."""
 
 
 class Stylizer(Resource):
@@ -82,8 +86,10 @@ class Stylizer(Resource):
         depth: frames between rendering an eye pair and showing it stylised (0: the same frame,
             waiting up to the budget; N: the workers get N display periods more).
         budget: fraction of a display period :meth:`apply` may wait for a result.
-        consistency: ``stereo``: where the app gives depth, the right eye shows the left eye's
-            strokes wherever it sees the same surface; ``off``.
+        consistency: where the app gives depth: ``stereo``, the right eye shows the left eye's
+            strokes wherever it sees the same surface; ``temporal``, each shown frame carries the
+            previous one's over (:data:`~vrstyle.settings.CARRIED`) where it sees the same
+            surface; ``both``; ``off``.
 
     Raises:
         VrstyleError: a negative depth, a budget outside (0, 1] or an unknown consistency.
@@ -95,14 +101,15 @@ class Stylizer(Resource):
             raise VrstyleError(f"pipeline depth must be a whole number of frames >= 0, got {depth!r}")
         if not 0.0 < budget <= 1.0:
             raise VrstyleError(f"frame budget must be a fraction of a display period in (0, 1], got {budget}")
-        if consistency not in ("off", "stereo"):
-            raise VrstyleError(f"consistency must be off or stereo, got {consistency!r}")
+        if consistency not in settings.CONSISTENCY:
+            raise VrstyleError(f"consistency must be one of {', '.join(settings.CONSISTENCY)}, got {consistency!r}")
         self.pipeline, self.depth, self.budget, self.consistency = pipeline, depth, budget, consistency
         pipeline.hold(depth + 1)  # frames t - depth .. t are in flight together
         self.interval: float | None = None
         self._last_start: float | None = None
         self.pending: deque[Shown] = deque()
-        self.compositor = self.reprojection = None
+        self.compositor = self.reprojection = self.history = None
+        self._history_depth: list[View] | None = None  # the views of the frame in ``history``
         self.shown: Shown | None = None
         self.submitted: int | None = None
         self.counts = StylizerCounts()
@@ -192,8 +199,10 @@ class Stylizer(Resource):
             self.counts.fallback_tiles += len(shown.result.fallback)
             self.counts.fresh_tiles += len(frame_tiles) - len(shown.result.fallback)
         self._composite(frame_tiles, scales, targets)
-        if self.consistency == "stereo" and shown.depth is not None and shown.result is not None:
-            self._reproject(targets, shown.depth)
+        if self.consistency != "off" and shown.depth is not None and shown.result is not None:
+            self._reproject(list(targets), shown.depth)
+        else:
+            self._history_depth = None
         self.counts.frames += 1
         self.shown = shown
         return shown.views
@@ -202,6 +211,7 @@ class Stylizer(Resource):
         """Forget frames in flight (after a session loss: their views belong to a dead session)."""
         self.pending.clear()
         self._last_start = None
+        self._history_depth = None
 
     def _frame_interval(self, start: float, period: float) -> float:
         """Seconds between this app's frames: the display period, or more when the app runs slower
@@ -217,21 +227,43 @@ class Stylizer(Resource):
         self._drop_compositor()
 
     def _drop_compositor(self) -> None:
-        for owned in (self.compositor, self.reprojection):
+        if self.compositor is not None:
+            self.compositor.close()
+            self.compositor = None
+        self._drop_consistency()
+
+    def _drop_consistency(self) -> None:
+        for owned in (self.reprojection, self.history):
             if owned is not None:
                 owned.close()
-        self.compositor = self.reprojection = None
+        self.reprojection = self.history = self._history_depth = None
 
-    def _reproject(self, targets: Sequence[int], depth: list[View]) -> None:
-        """The right eye takes the left eye's strokes wherever it sees the same surface."""
-        from vrstyle.gl.reproject import Reprojection
+    def _reproject(self, targets: list[int], depth: list[View]) -> None:
+        """The consistency passes: the previous shown frame's strokes carried over where the
+        surface is the same, then the right eye taking the left eye's; the eyes kept for the next."""
+        from vrstyle.gl.reproject import EyeHistory, Reprojection
+        from vrstyle.gl.textures import texture_format
 
         height, width = depth[0].depth.shape
         if self.reprojection is None or (self.reprojection.height, self.reprojection.width) != (height, width):
-            if self.reprojection is not None:
-                self.reprojection.close()
+            self._drop_consistency()  # new eyes: nothing to carry over
             self.reprojection = Reprojection(width, height)
-        self.counts.reprojected = self.reprojection.draw(targets[0], targets[1], *depth) / (height * width)
+        temporal = self.consistency in ("temporal", "both")
+        if temporal and self._history_depth is not None:
+            eyes = (0,) if self.consistency == "both" else (0, 1)  # with both, the right eye takes the left's
+            drawn = [self.reprojection.draw(self.history.textures[e], targets[e], self._history_depth[e], depth[e],
+                                            settings.CARRIED) for e in eyes]
+            self.counts.carried = drawn[0] / (height * width)
+        if self.consistency in ("stereo", "both"):
+            self.counts.reprojected = self.reprojection.draw(targets[0], targets[1], *depth) / (height * width)
+        if temporal:
+            internal = texture_format(targets[0])
+            if self.history is None or self.history.internal_format != internal:
+                if self.history is not None:
+                    self.history.close()
+                self.history = EyeHistory(width, height, internal)
+            self.history.keep(targets)
+            self._history_depth = depth
 
     def _raw_tiles(self, eyes: np.ndarray) -> np.ndarray:
         grid = self.pipeline.grid
