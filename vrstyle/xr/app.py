@@ -74,6 +74,8 @@ class HeadsetReport:
     """Tiles shown from the previous stylised frame or the raw render because they were late or lost."""
     reprojected: float | None = None
     """Share of the right eye's pixels showing the left eye's strokes in the last stylised frame."""
+    depth_layers: int = 0
+    """Frames whose projection layer carried each eye's depth (``XR_KHR_composition_layer_depth``)."""
     carried: float | None = None
     """Share of the left eye's pixels carrying the previous frame's strokes in the last stylised frame."""
     max_frame_interval_s: float = 0.0
@@ -110,7 +112,8 @@ class HeadsetApp:
         requested = "glx" if self.options.mirror and self.options.graphics == "auto" else self.options.graphics
         binding = choose_binding(extensions, requested)
         use_gl_platform(binding)
-        optional = (GAZE_EXTENSION,) if self.options.foveation == "gaze" else ()
+        optional = ((GAZE_EXTENSION,) if self.options.foveation == "gaze" else ()) + \
+            ((xr.KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME,) if self.options.consistency != "off" else ())
         runtime = open_runtime(binding, extensions, optional=optional)
         if self.options.record is not None and self.timeline is None:  # made once the runtime is up: no empty folders
             self.options.record.mkdir(parents=True, exist_ok=True)
@@ -227,10 +230,25 @@ class HeadsetApp:
                     self._record(targets)
             if self.mirror is not None and not self.mirror.show(targets, session.sizes[0]):
                 session.request_exit()
+            depth_range = self._submit_depth(session, depth)
         finally:
             session.swapchains.release()
-        self._layer = session.projection_layer(shown_views)  # alive until xrEndFrame has read it
+        self._layer = session.projection_layer(shown_views, depth_range)  # alive until xrEndFrame has read it
         frame.layers = [ctypes.byref(self._layer)]
+
+    def _submit_depth(self, session, depth: np.ndarray | None) -> tuple[float, float] | None:
+        """The shown frame's depth (this frame's while the pipeline fills) into the acquired depth
+        images; the (near, far) range it was rendered with, or None where nothing was written."""
+        from vrstyle.xr.textures import write_depth_texture
+
+        shown = self.stylizer.shown
+        maps = np.stack([view.depth for view in shown.depth]) if shown.depth is not None else depth
+        if maps is None or not session.swapchains.acquired_depth:
+            return None
+        for texture, eye in zip(session.swapchains.acquired_depth, maps):
+            write_depth_texture(texture, eye)
+        self.report.depth_layers += 1
+        return settings.XR_NEAR, settings.XR_FAR
 
     def _record(self, targets) -> None:
         """Save what this frame submitted, with what it came from, for checking offline."""

@@ -80,7 +80,8 @@ class HeadsetSession(Resource):
                 reference_space_type=xr.ReferenceSpaceType.LOCAL))
             self.on_close(_destroy, xr.destroy_space, self.space)
             colour = choose_format(list(xr.enumerate_swapchain_formats(self.session)))
-            self.swapchains = self.own(EyeSwapchains(runtime.instance, runtime.system_id, self.session, colour))
+            depth = xr.KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME in runtime.extensions
+            self.swapchains = self.own(EyeSwapchains(runtime.instance, runtime.system_id, self.session, colour, depth))
             self.lifecycle = xr.utils.SessionStateManager(runtime.instance, self.session, STEREO)
         log.info("session: %s swapchains of %s", colour.name, " and ".join(f"{w}x{h}" for w, h in self.sizes))
 
@@ -130,9 +131,13 @@ class HeadsetSession(Resource):
             environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
             layers=frame.layers))
 
-    def projection_layer(self, views) -> xr.CompositionLayerProjection:
-        """A projection layer of the acquired eye images, shown as seen from ``views``' poses."""
-        return xr.CompositionLayerProjection(space=self.space, views=self.swapchains.projection_views(views))
+    def projection_layer(self, views, depth_range: tuple[float, float] | None = None) -> xr.CompositionLayerProjection:
+        """A projection layer of the acquired eye images, shown as seen from ``views``' poses;
+        with ``depth_range`` (near, far) and depth swapchains, with the acquired depth images."""
+        if not self.swapchains.depth_eyes:
+            depth_range = None
+        return xr.CompositionLayerProjection(space=self.space,
+                                             views=self.swapchains.projection_views(views, depth_range))
 
     def request_exit(self) -> None:
         """Ask the runtime to end the session; frames keep coming until it has (STOPPING)."""

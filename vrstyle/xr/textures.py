@@ -111,6 +111,16 @@ def read_depth_texture(texture: int, shape: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(data, np.float32).reshape(height, width)[::-1].copy()
 
 
+def write_depth_texture(texture: int, depth: np.ndarray) -> None:
+    """Replace a depth texture's values with (H, W) top-down window depths of its size."""
+    height, width = depth.shape
+    GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
+    GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
+    GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT,
+                       np.ascontiguousarray(depth[::-1], dtype=np.float32))
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+
+
 def write_texture(texture: int, image: np.ndarray) -> None:
     """Replace an eye texture's pixels with an upright (H, W, 3) uint8 sRGB image of its size."""
     width, height, srgb = texture_info(texture)
