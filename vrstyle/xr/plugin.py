@@ -129,7 +129,7 @@ class Stylizer(Resource):
             gaze: with a foveated pipeline, the gaze direction in the views' space (e.g.
                 :meth:`vrstyle.xr.gaze.GazeTracker.direction`); None: each eye's optical centre.
             depth_textures: the two eye depth textures (GL_TEXTURE_2D of a depth format, the
-                eyes' size) the views were rendered with, for stereo consistency; None: none.
+                eyes' size) the views were rendered with, for consistency; None: none.
             near, far: the distances of the projection's near and far planes the depth was
                 rendered with (``nearZ``, ``farZ`` of ``XrCompositionLayerDepthInfoKHR``).
 
