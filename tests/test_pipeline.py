@@ -7,6 +7,7 @@ import pytest
 
 import tiles
 from tiles import GridError
+from vrstyle import settings as vrstyle_settings
 from vrstyle.normstats import moments_to_stats
 from vrstyle.pipeline import FramePipeline
 from vrstyle.stylize import measure_stats, stylize_image
@@ -60,6 +61,8 @@ def test_rgba_frames_ignore_alpha_and_stitch_like_the_tiles_library(tiny_engine)
     assert rgba.stitched().shape == (2, 64, 96, 3) and rgba.timings.stitch > 0
     timings = rgb.timings
     assert min(timings.split, timings.send, timings.total, timings.requests.inference) > 0
+    requests = -(-2 * len(GRID) // vrstyle_settings.REQUEST_TILES)  # the frame's work: every request's pass
+    assert timings.inference == pytest.approx(requests * timings.requests.inference)
     assert sum(timings.critical_path().values()) <= timings.total + timings.send
 
 

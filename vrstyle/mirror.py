@@ -67,6 +67,8 @@ class MirrorOptions:
     """Where to save the window's last frame on quitting."""
     dump: Path | None = None
     """Where to save the shown frame's raw eyes, stylised eyes and statistics (.npz) on quitting."""
+    workers: int = 1
+    """Workers serving the style (one frame's inference is spread over them)."""
     consistency: str = "off"
     """Needs a source with depth (the demo scene). ``stereo``: the right eye shows the left eye's
     strokes wherever it sees the same surface; ``temporal``: each eye carries the previous
@@ -100,7 +102,8 @@ class Rates:
     stylized_fps: float = 0.0
     latency_ms: float = 0.0
     inference_ms: float = 0.0
-    """Inference of each frame's last request to come back (with whole eyes, the frame's own)."""
+    """One frame's inference: its requests' forward passes summed, over the workers serving it
+    (they run in parallel)."""
     reprojected: float | None = None
     """Share of the right eye's pixels showing the left eye's strokes (stereo consistency)."""
     skipped: float | None = None
@@ -124,12 +127,12 @@ class Rates:
         self.last_display = now
         self.displayed_frames += 1
 
-    def stylized(self, now: float, captured: float, result: FrameResult) -> None:
+    def stylized(self, now: float, captured: float, result: FrameResult, workers: int = 1) -> None:
         if self.last_result is not None:
             self.stylized_fps = _smooth(self.stylized_fps, 1.0 / max(now - self.last_result, 1e-6))
         self.latency_ms = _smooth(self.latency_ms, 1000.0 * (now - captured))
-        if result.timings.last.inference:
-            self.inference_ms = _smooth(self.inference_ms, 1000.0 * result.timings.last.inference)
+        if result.timings.inference:
+            self.inference_ms = _smooth(self.inference_ms, 1000.0 * result.timings.inference / workers)
         self.last_result = now
         self.stylized_frames += 1
         late = sum(fallback.reason == "late" for fallback in result.fallback.values())
@@ -290,7 +293,7 @@ class DesktopMirror(Resource):
             skipped = 0 if shown.result.skipped is None else len(shown.result.skipped)
             self.rates.skipped = skipped / len(shown.result.tiles)
         self.shown, self.carry = shown, True
-        self.rates.stylized(time.perf_counter(), shown.captured, shown.result)
+        self.rates.stylized(time.perf_counter(), shown.captured, shown.result, self.options.workers)
 
     def _read(self, texture: int) -> np.ndarray:
         """(height, width, 3) uint8 top-down pixels of an eye texture."""

@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         window.glfw.set_window_title(window.window, "vrstyle mirror - starting style workers")
         window.swap()
         backend, cluster, styles = open_backend(args, styles)
-        depth = args.pipeline_depth or _serving(backend, styles[0])
+        serving = _serving(backend, styles[0])
+        depth = args.pipeline_depth or serving
         pipeline = FramePipeline.plan(backend, height, width, styles[0], tile=tile, halo=halo, overlap=overlap,
                                       ramp=args.ramp, deadline_s=None if args.deadline is None else args.deadline / 1000,
                                       rings=args.rings if args.foveation == "fixed" else None, depth=depth)
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                                  keep_depth=args.consistency != "off" or args.dump is not None)
         options = MirrorOptions(styles=styles, stylized=not args.raw, show_grid=args.grid, show_figures=args.stats,
                                 mode=ViewMode[VIEWS[args.view]], frames=args.frames, screenshot=args.screenshot,
-                                dump=args.dump, consistency=args.consistency)
+                                dump=args.dump, consistency=args.consistency, workers=serving)
         mirror = DesktopMirror(window, source, pipeline, options)
         try:
             rates = mirror.run()
