@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from OpenGL import GL
 
-import tiles
 from vrstyle import settings
 from vrstyle.gl.compositor import Compositor
 from vrstyle.gl.context import WindowContext
@@ -30,7 +29,7 @@ from vrstyle.gl.reproject import Reprojection
 from vrstyle.gl.textures import Framebuffer, owned_texture, preserved_state, read_pixels, upload_image
 from vrstyle.images import write_rgb
 from vrstyle.pipeline import FramePipeline, FrameResult
-from vrstyle.reproject import correspondence
+from vrstyle.reproject import stereo_skip
 from vrstyle.resources import Resource
 from vrstyle.sources import FrameSource
 
@@ -246,7 +245,7 @@ class DesktopMirror(Resource):
             raw = self.source.frame(now - self.started)
             views = getattr(self.source, "views", None)
             stereo = self.options.consistency in ("stereo", "both")
-            skip = self._covered(views) if stereo and views is not None else None
+            skip = stereo_skip(pipeline.grid, views) if stereo and views is not None else None
             self.in_flight[pipeline.submit(raw, skip=skip)] = ShownFrame(raw, None, now, views)
         if not self.in_flight:
             return False
@@ -258,18 +257,6 @@ class DesktopMirror(Resource):
         shown.result = pipeline.result(oldest, timeout=0.0)
         self._show(shown)
         return True
-
-    def _covered(self, views: list) -> np.ndarray:
-        """The stereo frame's tiles to leave out: the right eye's whose every pixel (and its
-        neighbours, a margin for the GPU's rounding) the left eye's strokes will cover."""
-        _, seen = correspondence(views[1], views[0])
-        inner = seen.copy()
-        inner[1:] &= seen[:-1]
-        inner[:-1] &= seen[1:]
-        inner[:, 1:] &= seen[:, :-1]
-        inner[:, :-1] &= seen[:, 1:]
-        grid = self.pipeline.grid
-        return np.concatenate([np.zeros(len(grid), bool), tiles.covered_tiles(grid, inner)])
 
     def _show(self, shown: ShownFrame) -> None:
         previous = self.shown if self.carry and self.shown.views is not None else None

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import tiles
+
 DEPTH_TOLERANCE = 0.01
 """Relative distance within which a reprojected point is the surface the other view sees there;
 farther behind it, the point is hidden in that view (an occlusion)."""
@@ -141,3 +143,16 @@ def warp_error(target_image: np.ndarray, source_image: np.ndarray, target: View,
     warped = sample(source_image, pixels)
     difference = np.abs(warped - target_image.astype(np.float32))[visible]
     return float(difference.mean()), float(visible.mean())
+
+
+def stereo_skip(grid: tiles.TileGrid, views: list[View]) -> np.ndarray:
+    """(2 * len(grid),) bool: the stereo frame's tiles to leave out when the right eye takes the
+    left eye's strokes: the right eye's tiles whose every pixel, and its neighbours (a margin for
+    a GPU's rounding), the left eye sees (:func:`tiles.covered_tiles`)."""
+    _, seen = correspondence(views[1], views[0])
+    inner = seen.copy()
+    inner[1:] &= seen[:-1]
+    inner[:-1] &= seen[1:]
+    inner[:, 1:] &= seen[:, :-1]
+    inner[:, :-1] &= seen[:, 1:]
+    return np.concatenate([np.zeros(len(grid), bool), tiles.covered_tiles(grid, inner)])
