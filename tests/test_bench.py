@@ -101,6 +101,20 @@ def test_the_data_path_alone_beside_a_memcpy(tmp_path, data_path):
     assert row["wire_mb_per_frame"] == {"pixel_bytes_sent": 0, "pixel_bytes_received": 0}  # the frame ring
 
 
+@pytest.mark.gl
+def test_stereo_consistency_leaves_out_the_tiles_the_left_eye_covers(tmp_path, gl_context):
+    """The demo scene rendered headless with its depth: right-eye tiles wholly covered by the
+    left eye are never requested, and every tile is still accounted for."""
+    done = bench("--eye-size", "320x240", "--tile", "32", "--halo", "8", "--overlap", "4", "--data-path", "null",
+                 "--source", "scene", "--consistency", "stereo", "--frames", "3", "--warmup", "0",
+                 "--out", str(tmp_path), "--name", "stereo")
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads((tmp_path / "stereo.json").read_text())["sweep"]
+    assert 0 < row["skipped"] < row["tiles"] / 2 and row["stylised"] + row["skipped"] == row["tiles"]
+    assert row["counters"]["skipped_tiles"] == row["skipped"]
+    assert "stereo consistency: 1 worker left out" in done.stdout
+
+
 def test_compressed_messages_are_counted_per_frame(tmp_path):
     """Pixels forced into messages go on the wire; JPEG sends fewer bytes than raw tiles."""
     sent = {}
@@ -165,6 +179,7 @@ def test_foveation_is_measured_beside_the_same_workers_without_it(tmp_path, tiny
     (["--rings", "0.7,0.3"], "foveation rings must be 1 or 2 increasing"),
     (["--rings", "wide"], "--rings takes radii like 0.35,0.7"),
     (["--foveation", "gaze"], "invalid choice: 'gaze'"),
+    (["--consistency", "stereo"], "--consistency stereo needs both eyes' depth: --source scene"),
 ])
 def test_bad_options_are_one_line(args, message):
     done = bench(*args, timeout=120)
@@ -213,7 +228,8 @@ def test_sources_give_frames_of_exactly_the_eye_size(tmp_path):
         write_rgb(photos / f"{k}.png", rng.integers(0, 256, shape, dtype=np.uint8))
     for source, eyes, distinct in (([str(pair)], 2, 1), ([str(photos)], 2, 3), ([str(photos)], 1, 3),
                                    (["synthetic"], 2, 4)):
-        name, frames = load_frames(BenchConfig(eye_shape=(80, 96), eyes=eyes, source=source), 4)
+        name, frames, views = load_frames(BenchConfig(eye_shape=(80, 96), eyes=eyes, source=source), 4)
         assert len(frames) == distinct and all(f.shape == (eyes, 80, 96, 3) and f.dtype == np.uint8 for f in frames)
-    _, (stereo,) = load_frames(BenchConfig(eye_shape=(80, 96), source=[str(pair)]), 4)
+        assert views is None
+    _, (stereo,), _ = load_frames(BenchConfig(eye_shape=(80, 96), source=[str(pair)]), 4)
     assert (stereo[0] != stereo[1]).any()  # left and right eyes stay apart

@@ -212,6 +212,23 @@ class SceneSource(Resource):
         pass
 
 
+def scene_frames(eye_shape: tuple[int, int], count: int, seconds: float = 1 / 90) -> tuple[list[np.ndarray], list]:
+    """``count`` stereo frames of the demo scene ``seconds`` apart, rendered headless, and each
+    frame's views with depth (:class:`~vrstyle.reproject.View`).
+
+    Raises:
+        GLError: no headless OpenGL here.
+    """
+    from vrstyle.gl.context import HeadlessContext
+
+    frames, views = [], []
+    with HeadlessContext(), SceneSource(eye_shape, keep_depth=True) as source:
+        for index in range(count):
+            frames.append(source.frame(index * seconds))
+            views.append(source.views)
+    return frames, views
+
+
 def open_source(paths: list[str], largest: tuple[int, int] = settings.EYE_SIZE, side_by_side: bool = False,
                 seconds: float = settings.PHOTO_SECONDS) -> FrameSource:
     """A source from the command line's ``--source`` paths.

@@ -28,7 +28,8 @@ class BenchConfig:
         fp16, compile: None means the worker default (on for CUDA, off for CPU).
         rate: frames submitted per second (None: closed loop, ``depth`` frames in flight).
         deadline_ms: fill tiles not back this long after submission (None: wait for all).
-        source: ``["synthetic"]``, a folder, one image, or a left and a right image.
+        source: ``["synthetic"]``, ``["scene"]`` (the demo scene, rendered headless with its
+            depth), a folder, one image, or a left and a right image.
         threads: torch threads per CPU worker and in this process (None: cores / workers).
         data_path: ``null`` or ``identity`` workers (:mod:`vrstyle.transport.datapath`) instead
             of the style's network, with a memcpy of the frame as the baseline; None: the network.
@@ -38,6 +39,8 @@ class BenchConfig:
             latency; off, results end at the tiles (a headset's GPU compositor takes them).
         foveation: ``fixed`` measures every worker count twice, without and with the periphery
             at lower resolution (:mod:`tiles.foveate`, rings ``rings`` around each eye's middle).
+        consistency: ``stereo`` leaves out the right eye's tiles the left eye's strokes would
+            cover (:func:`vrstyle.reproject.stereo_skip`; needs the scene's depth).
     """
 
     eye: str = settings.BENCH_EYE
@@ -69,6 +72,7 @@ class BenchConfig:
     stitch: bool = True
     foveation: str = "off"
     rings: tuple[float, ...] = tiles.RINGS
+    consistency: str = "off"
 
     def client_options(self) -> dict:
         """How a transport client of this run sends tiles."""
@@ -113,6 +117,10 @@ def check(config: BenchConfig) -> TileGrid:
         raise VrstyleError("--fp16 needs a CUDA device (--device cuda)")
     if config.foveation not in FOVEATION:
         raise VrstyleError(f"--foveation must be one of {', '.join(FOVEATION)}, got {config.foveation!r}")
+    if config.consistency not in ("off", "stereo"):
+        raise VrstyleError(f"--consistency must be off or stereo here, got {config.consistency!r}")
+    if config.consistency == "stereo" and (config.source != ["scene"] or config.eyes != 2):
+        raise VrstyleError("--consistency stereo needs both eyes' depth: --source scene, not --mono")
     height, width = config.eye_shape
     core_align = settings.ALIGN
     if config.foveation != "off":

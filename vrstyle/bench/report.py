@@ -103,6 +103,9 @@ def table(result: dict[str, Any]) -> str:
         if row.get("vs_memcpy") is not None:
             lines.append(f"data path: {row['label']} at {row['vs_memcpy']:.3f}x the frame rate of a memcpy of the "
                          "frame in and out")
+        if row.get("skipped"):
+            lines.append(f"stereo consistency: {row['label']} left out {row['skipped'] / row['tiles']:.0%} of the "
+                         "tiles (the left eye's strokes cover them)")
         wire = row.get("wire_mb_per_frame")
         if wire and any(wire.values()):
             lines.append(f"pixels as messages: {row['label']}: {wire['pixel_bytes_sent']:.2f} MB out and "

@@ -1,6 +1,8 @@
 """Measuring: frames through each configuration, collected in order, summarised into the result.
 
-Every frame is collected, so every tile is accounted for: stylised or fallback.
+Every frame is collected, so every tile is accounted for: stylised, fallback or left out.
+
+Length: about 420 lines: the run loop, its baselines and its summary read best together.
 """
 
 from __future__ import annotations
@@ -56,19 +58,26 @@ def synthetic_frames(eyes: int, shape: tuple[int, int], count: int = settings.BE
     return frames
 
 
-def load_frames(config: BenchConfig, count: int) -> tuple[str, list[np.ndarray]]:
-    """(source name, distinct frames to cycle through) at exactly the configured eye size."""
+def load_frames(config: BenchConfig, count: int) -> tuple[str, list[np.ndarray], list | None]:
+    """(source name, distinct frames to cycle through at exactly the configured eye size, each
+    frame's views with depth where the source has them)."""
+    count = min(count, settings.BENCH_SYNTHETIC_FRAMES)
     if config.source == ["synthetic"]:
-        return "synthetic", synthetic_frames(config.eyes, config.eye_shape, min(count, settings.BENCH_SYNTHETIC_FRAMES))
+        return "synthetic", synthetic_frames(config.eyes, config.eye_shape, count), None
+    if config.source == ["scene"]:
+        from vrstyle.sources import scene_frames
+
+        frames, views = scene_frames(config.eye_shape, count)
+        return "demo scene", [frame[:config.eyes] for frame in frames], views
     from vrstyle.sources import PhotoFolder, cover, open_source
 
     with open_source(config.source, largest=config.eye_shape) as source:
         photos = len(source.paths) if isinstance(source, PhotoFolder) else 1
         frames = []
-        for index in range(min(count, photos, settings.BENCH_SYNTHETIC_FRAMES)):
+        for index in range(min(count, photos)):
             stereo = source.frame(index * getattr(source, "seconds", 0.0))
             frames.append(np.stack([cover(view, config.eye_shape) for view in stereo[:config.eyes]]))
-    return source.name, frames
+    return source.name, frames, None
 
 
 @dataclass
@@ -83,27 +92,29 @@ class Run:
     foveated: bool = False
 
 
-def frame_record(index: int, result, tiles_per_frame: int, requests: int | None = None) -> dict[str, Any]:
+def frame_record(index: int, result, tiles_per_frame: int, in_process: bool = False) -> dict[str, Any]:
     """What the JSON keeps of one frame: its latency, its stages and what became of its tiles.
 
-    ``requests`` given means an in-process backend, where every request ran inside ``send``:
-    their inference is taken out of it, so the stages still add up to the latency.
+    ``in_process``: every request ran inside ``send``; their inference is taken out of it, so
+    the stages still add up to the latency.
     """
     timings = result.timings
     stages = timings.critical_path()
-    if requests is not None:
-        inference = timings.requests.inference * requests
+    if in_process:
+        inference = timings.inference
         stages.update(send=max(timings.send - inference, 0.0), queue=0.0, inference=inference, transfer=0.0)
     fallback = dict(Counter(f.reason for f in result.fallback.values()))
+    skipped = 0 if result.skipped is None else len(result.skipped)
     return {"frame": index, "latency_s": timings.total + timings.stitch, "total_s": timings.total,
-            "stages_s": stages, "request_means_s": asdict(timings.requests),
-            "tiles": tiles_per_frame, "stylised": tiles_per_frame - len(result.fallback), "fallback": fallback}
+            "stages_s": stages, "request_means_s": asdict(timings.requests), "tiles": tiles_per_frame,
+            "stylised": tiles_per_frame - len(result.fallback) - skipped, "skipped": skipped, "fallback": fallback}
 
 
 def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, bar: tqdm | None,
-           first_index: int = 0, in_process: bool = False, stitch: bool = True) -> tuple[list[dict[str, Any]], float]:
+           first_index: int = 0, in_process: bool = False, stitch: bool = True,
+           skips: list[np.ndarray] | None = None) -> tuple[list[dict[str, Any]], float]:
     """Push ``count`` frames through ``pipeline`` and collect every one, in order (stitched on
-    the CPU if ``stitch``).
+    the CPU if ``stitch``; each frame's ``skips`` left out).
 
     Closed loop (``rate`` None): up to ``pipeline.depth`` frames in flight. Open loop: frame
     ``i`` is submitted at ``i / rate`` s (later if ``depth`` frames are still out).
@@ -112,7 +123,6 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
         (one :func:`frame_record` per frame, seconds from the first submission to the last result)
     """
     tiles_per_frame = pipeline.eyes * len(pipeline.grid)
-    requests = math.ceil(tiles_per_frame / pipeline.request_tiles) if in_process else None
     records: list[dict[str, Any]] = []
     order: list[tuple[int, int]] = []  # (frame id, index) in flight, oldest first
 
@@ -121,7 +131,7 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
         result = pipeline.result(frame_id)
         if stitch:
             result.stitched()
-        records.append(frame_record(index, result, tiles_per_frame, requests))
+        records.append(frame_record(index, result, tiles_per_frame, in_process))
         if bar is not None:
             bar.update(1)
 
@@ -136,7 +146,8 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
                     time.sleep(min(max(due - time.monotonic(), 0.0), 0.0005))
         while len(order) >= pipeline.depth:
             collect()
-        order.append((pipeline.submit(frames[(first_index + i) % len(frames)]), first_index + i))
+        index = (first_index + i) % len(frames)
+        order.append((pipeline.submit(frames[index], skip=None if skips is None else skips[index]), first_index + i))
         while order and pipeline.ready(order[0][0]):
             collect()
     while order:
@@ -146,7 +157,7 @@ def stream(pipeline, frames: list[np.ndarray], count: int, rate: float | None, b
 
 def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, frames: list[np.ndarray],
                      label: str, workers: int | None, progress: bool | None,
-                     rings: tuple[float, ...] | None = None) -> Run:
+                     rings: tuple[float, ...] | None = None, skips: list[np.ndarray] | None = None) -> Run:
     """Warm-up frames, then the timed frames, through a fresh :class:`~vrstyle.pipeline.FramePipeline`
     (foveated with ``rings``); the backend stays open (its owner closes it)."""
     from vrstyle.pipeline import FramePipeline
@@ -158,10 +169,10 @@ def measure_pipeline(backend, grid: TileGrid, style: str, config: BenchConfig, f
                              request_tiles=config.request_tiles, depth=config.depth, rings=rings)
     with progress_bar(total=config.warmup + config.frames, progress=progress, desc=label, unit="frame") as bar:
         if config.warmup:
-            stream(pipeline, frames, config.warmup, config.rate, bar, stitch=config.stitch)
+            stream(pipeline, frames, config.warmup, config.rate, bar, stitch=config.stitch, skips=skips)
         before = dict(getattr(backend, "counters", {}))
         records, elapsed = stream(pipeline, frames, config.frames, config.rate, bar, config.warmup, in_process,
-                                  config.stitch)
+                                  config.stitch, skips)
     wire = {name: backend.counters[name] - before[name] for name in WIRE_COUNTERS if name in before}  # timed only
     return Run(label, workers, records, elapsed, {**pipeline.counters, **wire}, foveated=rings is not None)
 
@@ -219,6 +230,7 @@ def summarize_run(run: Run, config: BenchConfig) -> dict[str, Any]:
         "latency_s": summarize(r["latency_s"] for r in run.records),
         "stages_mean_s": {stage: summarize(r["stages_s"][stage] for r in run.records)["mean"] for stage in STAGES},
         "tiles": tiles_done, "stylised": sum(r["stylised"] for r in run.records),
+        "skipped": sum(r.get("skipped", 0) for r in run.records),
         "fallback": fallback, "fallback_tiles": sum(fallback.values()),
         "deadline_misses": (sum(bool(r["fallback"]) for r in run.records) if config.deadline_ms is not None else None),
         "counters": run.counters, "records": run.records,
@@ -244,7 +256,12 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
         spec = resolve_model(config.style)
         model = spec.name
     tiles_per_frame = config.eyes * len(grid)
-    source_name, frames = load_frames(config, config.warmup + config.frames)
+    source_name, frames, views = load_frames(config, config.warmup + config.frames)
+    skips = None
+    if config.consistency == "stereo":
+        from vrstyle.reproject import stereo_skip
+
+        skips = [stereo_skip(grid, frame_views) for frame_views in views]
     count = max(config.workers)
     local_devices = [] if config.broker else worker_devices(config.devices, count)
     threads = config.threads or max(1, (os.cpu_count() or 1) // count)
@@ -268,10 +285,11 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None, command: st
             label = f"broker, {plural(remote_workers, 'worker')}"
             for rings in _foveations(config):
                 runs.append(measure_pipeline(client, grid, remote_style, config, frames, _label(label, rings),
-                                             remote_workers, progress, rings))
+                                             remote_workers, progress, rings, skips))
         else:
             for workers in config.workers:
-                runs += _local_runs(config, model, grid, frames, workers, local_devices[:workers], threads, progress)
+                runs += _local_runs(config, model, grid, frames, workers, local_devices[:workers], threads, progress,
+                                    skips)
     finally:
         if client is not None:
             client.close()
@@ -359,7 +377,8 @@ def _foveated_grid(config: BenchConfig, grid: TileGrid) -> dict[str, Any]:
 
 
 def _local_runs(config: BenchConfig, style: str, grid: TileGrid, frames: list[np.ndarray], workers: int,
-                devices: list[str], threads: int, progress: bool | None) -> list[Run]:
+                devices: list[str], threads: int, progress: bool | None,
+                skips: list[np.ndarray] | None = None) -> list[Run]:
     """``workers`` started as processes (broker included), measured (without and with foveation), stopped."""
     from vrstyle.transport.cluster import LocalCluster
 
@@ -374,7 +393,7 @@ def _local_runs(config: BenchConfig, style: str, grid: TileGrid, frames: list[np
                       threads=threads if cpu else None, worker_args=extra) as cluster, \
             cluster.client(**config.client_options()) as client:
         return [measure_pipeline(client, grid, style, config, frames, _label(plural(workers, "worker"), rings),
-                                 workers, progress, rings) for rings in _foveations(config)]
+                                 workers, progress, rings, skips) for rings in _foveations(config)]
 
 
 def _remote(config: BenchConfig, model: str) -> tuple[Any, int, str]:

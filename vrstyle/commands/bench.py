@@ -93,8 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-tiles", type=positive_int, default=settings.REQUEST_TILES,
                         help=f"tiles per request (default {settings.REQUEST_TILES})")
     parser.add_argument("--source", nargs="+", default=["synthetic"], metavar="PATH",
-                        help="synthetic (a moving pattern, default), a folder (a stereo pair or photos), one "
-                             "image, or a left and a right image; scaled and cropped to the eye size")
+                        help="synthetic (a moving pattern, default), scene (the 3D demo scene, rendered headless "
+                             "with its depth), a folder (a stereo pair or photos), one image, or a left and a right "
+                             "image; scaled and cropped to the eye size")
+    parser.add_argument("--consistency", choices=("off", "stereo"), default="off",
+                        help="stereo: leave out the right eye's tiles the left eye's strokes would cover (needs "
+                             "--source scene; default off)")
     parser.add_argument("--broker", metavar="ENDPOINT",
                         help="use the workers of the broker at ENDPOINT instead of starting any")
     add_curve_arguments(parser, default_name="client")
@@ -124,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
                          broker=args.broker, curve=args.curve, key_name=args.key_name, threads=args.threads,
                          request_tiles=args.request_tiles, depth=args.depth, data_path=args.data_path,
                          payload=args.payload, codec=args.codec, quality=args.quality,
-                         stitch=(args.stitch or ("none" if args.data_path else "cpu")) == "cpu", foveation=args.foveation, rings=args.rings)
+                         stitch=(args.stitch or ("none" if args.data_path else "cpu")) == "cpu", foveation=args.foveation,
+                         rings=args.rings, consistency=args.consistency)
     result = run_benchmark(config, progress=None, command=command_line())
     print(table(result))
     paths = write_outputs(result, args.out, args.name)
