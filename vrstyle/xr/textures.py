@@ -12,7 +12,7 @@ import numpy as np
 from OpenGL import GL
 
 from vrstyle.gl.context import GLError
-from vrstyle.gl.textures import SRGB_INTERNAL_FORMATS
+from vrstyle.gl.textures import SRGB_INTERNAL_FORMATS, texture_format, texture_size
 
 DEPTH_INTERNAL_FORMATS = frozenset({
     GL.GL_DEPTH_COMPONENT, GL.GL_DEPTH_COMPONENT16, GL.GL_DEPTH_COMPONENT24, GL.GL_DEPTH_COMPONENT32,
@@ -51,12 +51,7 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 
 def texture_info(texture: int) -> tuple[int, int, bool]:
     """(width, height, stores sRGB) of a 2D texture."""
-    GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
-    width = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_WIDTH))
-    height = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_HEIGHT))
-    internal = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_INTERNAL_FORMAT))
-    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-    return width, height, internal in SRGB_INTERNAL_FORMATS
+    return *texture_size(texture), texture_format(texture) in SRGB_INTERNAL_FORMATS
 
 
 def read_texture(texture: int, into: np.ndarray | None = None) -> np.ndarray:
@@ -95,19 +90,15 @@ def read_depth_texture(texture: int, shape: tuple[int, int]) -> np.ndarray:
     Raises:
         GLError: the texture is not of a depth format, or not ``shape`` (height, width).
     """
+    (width, height), internal = texture_size(texture), texture_format(texture)
+    if internal not in DEPTH_INTERNAL_FORMATS:
+        raise GLError(f"texture {texture} is not a depth texture (internal format 0x{internal:x})")
+    if (height, width) != tuple(shape):
+        raise GLError(f"depth texture {texture} is {width}x{height}, the eyes are {shape[1]}x{shape[0]}")
     GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
-    width = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_WIDTH))
-    height = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_HEIGHT))
-    internal = int(GL.glGetTexLevelParameteriv(GL.GL_TEXTURE_2D, 0, GL.GL_TEXTURE_INTERNAL_FORMAT))
-    try:
-        if internal not in DEPTH_INTERNAL_FORMATS:
-            raise GLError(f"texture {texture} is not a depth texture (internal format 0x{internal:x})")
-        if (height, width) != tuple(shape):
-            raise GLError(f"depth texture {texture} is {width}x{height}, the eyes are {shape[1]}x{shape[0]}")
-        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 4)
-        data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
-    finally:
-        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 4)
+    data = GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
     return np.frombuffer(data, np.float32).reshape(height, width)[::-1].copy()
 
 
