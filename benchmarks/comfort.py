@@ -35,14 +35,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vrstyle import settings
 from vrstyle.models import StyleEngine, resolve_model
 from vrstyle.normstats import combine_moments, moments_to_stats
 from vrstyle.progress import progress_bar
 from vrstyle.reproject import View, correspondence, sample, warp_error
 
 FRAME_S = 1 / 90
-BLEND = 0.2
-"""Weight of the fresh stylisation where the previous frame reprojects (temporal reprojection)."""
+BLEND = 1 - settings.CARRIED
+"""Weight of the fresh stylisation where the previous frame reprojects (temporal reprojection):
+the mirror's and the headset's."""
 
 
 def render(eye_shape: tuple[int, int], times: list[float], length: int) -> list[list[dict]]:
