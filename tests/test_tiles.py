@@ -96,7 +96,7 @@ def test_identity_roundtrip_torch(g):
 @settings(max_examples=100, deadline=None)
 @given(grids, st.sampled_from([(3, np.float32), (4, np.uint8), (2, np.float32), (1, np.uint8)]))
 def test_numpy_and_torch_cut_the_same_pixels(g, layout):
-    """numpy's block-copy cut (pixels moved whole where they are 2, 4 or 8 bytes) against torch's indexing."""
+    """numpy's compiled cut (rows streamed, borders mirrored byte by byte) against torch's indexing."""
     grid = plan(g)
     channels, dtype = layout
     image = (np.random.default_rng(1).random((grid.height, grid.width, channels)) * 255).astype(dtype)
@@ -135,7 +135,7 @@ def test_windows_are_views_read_only_and_padded_in_place():
     again = tiles.cut_windows(second, grid, out=windows.padded)
     assert again.padded is windows.padded
     np.testing.assert_array_equal(again[:], tiles.cut(second, grid))
-    with pytest.raises(GridError, match="cannot pad"):
+    with pytest.raises(GridError, match="cannot write"):
         tiles.pad_frame(second, grid, out=windows.padded[1:])
     with pytest.raises(GridError, match="numpy"):
         tiles.cut_windows(torch.zeros(4, 90, 130), grid)
@@ -220,14 +220,44 @@ def test_cut_subset_matches_full_cut():
 
 
 def test_cut_into_a_reused_array():
-    """A second frame cut into the first's array gives what a fresh cut gives; a wrong array is refused."""
+    """A second frame cut into the first's array gives what a fresh cut gives, whatever the
+    array's alignment to a cache line; a wrong or non-contiguous array is refused."""
     grid = tiles.plan_grid(90, 130, tile=48, halo=8, overlap=4)
     first, second = (np.random.default_rng(seed).integers(0, 256, (2, 90, 130, 4), dtype=np.uint8) for seed in (0, 1))
     reused = tiles.cut(first, grid)
     assert tiles.cut(second, grid, out=reused) is reused
     np.testing.assert_array_equal(reused, tiles.cut(second, grid))
-    with pytest.raises(tiles.GridError, match="cannot cut"):
+    buffer = np.zeros(reused.nbytes + 64, np.uint8)
+    for shift in (1, 4, 36):
+        shifted = buffer[shift:shift + reused.nbytes].reshape(reused.shape)
+        np.testing.assert_array_equal(tiles.cut(second, grid, out=shifted), reused)
+    with pytest.raises(tiles.GridError, match="cannot write"):
         tiles.cut(second, grid, out=reused[1:])
+    with pytest.raises(tiles.GridError, match="not C-contiguous"):
+        tiles.cut(second, grid, out=np.zeros(reused.shape[:-1] + (8,), np.uint8)[..., ::2])
+
+
+@pytest.mark.parametrize("layout", [(4, np.uint8), (3, np.uint8), (3, np.float32), (1, np.float64)])
+def test_cut_at_headset_margins_matches_indexing(layout):
+    """The default 72 px margin and tiles running 88 px past the image's right edge: whole
+    cache lines streamed forward, reversed (the mirrored columns) and gathered (across the
+    edge), every one checked against torch's indexing."""
+    channels, dtype = layout
+    grid = tiles.plan_grid(300, 500, tile=192, halo=56, overlap=16)
+    image = (np.random.default_rng(6).random((2, 300, 500, channels)) * 255).astype(dtype)
+    by_torch = tiles.cut(torch.from_numpy(image).permute(0, 3, 1, 2), grid).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(tiles.cut(image, grid), by_torch)
+
+
+@pytest.mark.parametrize("view", ["flipped rows", "three of four channels", "every other column"])
+def test_cut_views_of_frames(view):
+    """Frames that are views (rows not contiguous, pixels with gaps) cut as their copies do."""
+    frame = np.random.default_rng(5).integers(0, 256, (2, 90, 260, 4), dtype=np.uint8)
+    image = {"flipped rows": frame[:, ::-1, :130], "three of four channels": frame[:, :, :130, :3],
+             "every other column": frame[:, :, ::2]}[view]
+    grid = tiles.plan_grid(90, 130, tile=48, halo=8, overlap=4)
+    np.testing.assert_array_equal(tiles.cut(image, grid), tiles.cut(np.ascontiguousarray(image), grid))
+    np.testing.assert_array_equal(tiles.pad_frame(image, grid), tiles.pad_frame(np.ascontiguousarray(image), grid))
 
 
 def test_pad_frame_holds_every_tile():
@@ -277,8 +307,9 @@ def test_wrong_image_size_is_refused():
 
 
 def test_tiles_imports_nothing_of_vrstyle_gl_or_zmq():
-    """tiles is standalone: its only hard dependency is numpy (torch is imported lazily)."""
-    allowed = {"numpy", "torch", "tiles", "__future__", "typing", "functools", "dataclasses", "math"}
+    """tiles is standalone: its hard dependencies are numpy and numba (whose llvmlite writes the
+    streaming copy); torch is imported lazily."""
+    allowed = {"numpy", "numba", "llvmlite", "torch", "tiles", "__future__", "typing", "functools", "dataclasses", "math"}
     for path in Path(tiles.__file__).parent.glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

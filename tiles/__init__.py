@@ -1,6 +1,6 @@
 """tiles: tile grids with halo and overlap, feather weights, and stitching.
 
-A standalone library (numpy, optionally torch; nothing of vrstyle, GL or ZeroMQ): plan a
+A standalone library (numpy and numba, optionally torch; nothing of vrstyle, GL or ZeroMQ): plan a
 grid over an image, :func:`cut` haloed tiles from one image or a batch (a stereo pair is a
 batch of two; :func:`cut_windows` gives them as views of one padded copy instead), run
 anything on them, :func:`crop_halo`, and :func:`stitch` them back as a weighted sum over the

@@ -13,6 +13,7 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from tiles.grid import GridError, TileGrid
+from tiles.stream import aligned_empty, as_rows, copy_windows, element_size
 
 Array = TypeVar("Array")
 
@@ -56,9 +57,9 @@ def check_image(images, grid: TileGrid) -> None:
 def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None, out: np.ndarray | None = None) -> Array:
     """Cut tiles (core + overlap + halo) out of one image or a batch.
 
-    numpy tiles are block copies: a tile inside the image is one slice, and a tile across a
-    border copies its inside part and mirrors the rows and columns it lacks from itself, so
-    cutting runs at memory speed (fancy indexing is only left for tiles that reflect more
+    numpy tiles are cut by a compiled copy (:func:`tiles.stream.copy_windows`): whole rows
+    with streaming stores, the rows and columns a tile lacks read from their mirror images,
+    so cutting runs at memory speed (fancy indexing is only left for tiles that reflect more
     than once, i.e. larger than the image).
 
     Args:
@@ -66,7 +67,7 @@ def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None, out
         grid: the grid, planned for this image size.
         indices: which tiles of each image (default all), e.g. one row at a time to bound memory.
         out: numpy only: an array of the result's shape and dtype to cut into, e.g. one reused
-            every frame (a fresh array costs its first-touch page faults, about 40% of a cut).
+            every frame (a fresh array costs its first-touch page faults); C-contiguous.
 
     Returns:
         (B * n, th, tw, C) numpy or (B * n, C, th, tw) torch, ``(th, tw) = grid.in_shape``,
@@ -83,62 +84,44 @@ def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None, out
     check_image(images, grid)
     batched = images if images.ndim == 4 else images[None]
     chosen = list(grid.tiles()) if indices is None else [grid.tile(i) for i in indices]
-    if not isinstance(batched, np.ndarray):
-        return _cut_by_index(batched, grid, chosen)
     th, tw = grid.in_shape
+    starts = np.array([(t.y - grid.margin, t.x - grid.margin) for t in chosen], np.int64).reshape(-1, 2)
+    if not isinstance(batched, np.ndarray) or not all(_reflects_once(grid.height, y, th) and
+                                                      _reflects_once(grid.width, x, tw) for y, x in starts):
+        cutting = _cut_by_index(batched, grid, chosen)
+        return cutting if out is None else _fill(out, cutting)
     shape = (len(batched) * len(chosen), th, tw) + batched.shape[3:]
+    return _copy_windows(batched, starts, _target(out, shape, batched.dtype))
+
+
+def _reflects_once(length: int, start: int, count: int) -> bool:
+    """Whether one reflection fills a window: fewer pixels outside on each side than inside."""
+    before, after = max(0, -start), max(0, start + count - length)
+    return before < count - before - after and after < count - before - after
+
+
+def _target(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
+    """``out`` checked to take a result of ``shape`` and ``dtype``, or a new array for it, its
+    rows aligned to cache lines as the streaming copy writes them best."""
     if out is None:
-        out = np.empty(shape, batched.dtype)
-    elif out.shape != shape or out.dtype != batched.dtype:
-        raise GridError(f"cannot cut {shape} {batched.dtype} tiles into an array of {out.shape} {out.dtype}")
-    pixels, batched = _as_pixels(out), _as_pixels(batched)
-    for k, (image, tile) in enumerate((image, tile) for image in batched for tile in chosen):
-        y, x = tile.y - grid.margin, tile.x - grid.margin
-        rows, cols = _window(grid.height, y, th), _window(grid.width, x, tw)
-        if rows is None or cols is None:
-            pixels[k] = image[reflect_indices(grid.height, y, th)][:, reflect_indices(grid.width, x, tw)]
-            continue
-        (top, bottom), (left, right) = rows, cols
-        pixels[k, top:th - bottom, left:tw - right] = image[y + top:y + th - bottom, x + left:x + tw - right]
-        _mirror_ends(pixels[k, :, left:tw - right], top, bottom)
-        _mirror_ends(pixels[k].swapaxes(0, 1), left, right)
+        return aligned_empty(shape, dtype)
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise GridError(f"cannot write {shape} {np.dtype(dtype)} into an array of {out.shape} {out.dtype}"
+                        + ("" if out.flags.c_contiguous else " that is not C-contiguous"))
     return out
 
 
-def _as_pixels(images: np.ndarray) -> np.ndarray:
-    """Channels-last images with each pixel as one 2, 4 or 8-byte element (e.g. RGBA uint8 as uint32).
-
-    A view, when the channels are contiguous: copies with a stride (the mirrored columns) then
-    move whole pixels instead of one channel at a time.
-    """
-    size = images.shape[-1] * images.itemsize
-    if size in (2, 4, 8) and images.strides[-1] == images.itemsize:
-        return images.view(f"u{size}")
-    return images
-
-
-def _window(length: int, start: int, count: int) -> tuple[int, int] | None:
-    """(pixels before, pixels after) the image in a window, or None when one reflection cannot fill them.
-
-    Filling by mirroring the window's own pixels needs every mirror image inside it: fewer
-    missing pixels on each side than the window holds inside the image.
-    """
-    before, after = max(0, -start), max(0, start + count - length)
-    inside = count - before - after
-    return None if before >= inside or after >= inside else (before, after)
-
-
-def _mirror_ends(window: np.ndarray, before: int, after: int) -> None:
-    """Fill the first ``before`` and last ``after`` rows by reflection about the rows next to them."""
-    if before:
-        window[:before] = window[before + 1:2 * before + 1][::-1]
-    if after:
-        last = len(window) - after - 1  # the image's last row
-        window[last + 1:] = window[last - after:last][::-1]
+def _copy_windows(images: np.ndarray, starts: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Windows of (B, H, W, C) numpy ``images`` at ``starts`` into ``out`` (B * T, th, tw, C)."""
+    pixel = images.shape[3] * images.itemsize
+    size = element_size(pixel, out)
+    rows = out.view(f"u{size}").reshape(out.shape[:2] + (out.shape[2] * pixel // size,))
+    copy_windows(as_rows(images, size), starts, rows, pixel // size)
+    return out
 
 
 def _cut_by_index(batched, grid: TileGrid, chosen: list) -> Array:
-    """Cutting with index arrays, for torch tensors (any device)."""
+    """Cutting with index arrays: torch tensors (any device), and tiles larger than the image."""
     row_axis, col_axis = spatial_axes(batched)
     rows = [reflect_indices(grid.height, r * grid.core_h - grid.margin, grid.in_shape[0]) for r in range(grid.rows)]
     cols = [reflect_indices(grid.width, c * grid.core_w - grid.margin, grid.in_shape[1]) for c in range(grid.cols)]
@@ -151,8 +134,8 @@ def pad_frame(images: Array, grid: TileGrid, out: np.ndarray | None = None) -> A
 
     Running a network on this and cropping with :func:`crop_frame` is the whole-image
     computation that the grid's tiles reproduce piece by piece; every tile is a window of it
-    (:func:`cut_windows`). numpy pads by block copies: the image once into the middle, the
-    margins mirrored from it (index arrays only for a margin wider than the image).
+    (:func:`cut_windows`). numpy pads as :func:`cut` cuts, the padded frame one window
+    (index arrays only for a margin wider than the image).
 
     Args:
         images: numpy (H, W, C) / (B, H, W, C), or torch (C, H, W) / (B, C, H, W).
@@ -176,30 +159,19 @@ def pad_frame(images: Array, grid: TileGrid, out: np.ndarray | None = None) -> A
     row_axis, col_axis = spatial_axes(images)
     m = grid.margin
     height, width = grid.rows * grid.core_h + 2 * m, grid.cols * grid.core_w + 2 * m
-    rows, cols = _window(grid.height, -m, height), _window(grid.width, -m, width)
-    if not isinstance(images, np.ndarray) or rows is None or cols is None:
+    if not isinstance(images, np.ndarray) or not (_reflects_once(grid.height, -m, height) and
+                                                  _reflects_once(grid.width, -m, width)):
         padded = _take(_take(images, reflect_indices(grid.height, -m, height), row_axis),
                        reflect_indices(grid.width, -m, width), col_axis)
         return padded if out is None else _fill(out, padded)
-    shape = images.shape[:-3] + (height, width, images.shape[-1])
-    if out is None:
-        out = np.empty(shape, images.dtype)
-    elif out.shape != shape or out.dtype != images.dtype:
-        raise GridError(f"cannot pad {images.shape} {images.dtype} images into an array of {out.shape} {out.dtype}")
-    (top, bottom), (left, right) = rows, cols
-    padded = _as_pixels(out if out.ndim == 4 else out[None])
-    padded[:, top:height - bottom, left:width - right] = _as_pixels(images if images.ndim == 4 else images[None])
-    for frame in padded:
-        _mirror_ends(frame[:, left:width - right], top, bottom)
-        _mirror_ends(frame.swapaxes(0, 1), left, right)
-    return out
+    batched = images if images.ndim == 4 else images[None]
+    target = _target(out, images.shape[:-3] + (height, width, images.shape[-1]), images.dtype)
+    _copy_windows(batched, np.array([[-m, -m]]), target if target.ndim == 4 else target[None])
+    return target
 
 
-def _fill(out: np.ndarray, padded: np.ndarray) -> np.ndarray:
-    if out.shape != padded.shape or out.dtype != padded.dtype:
-        raise GridError(f"cannot pad into an array of {out.shape} {out.dtype}: "
-                        f"the result is {padded.shape} {padded.dtype}")
-    out[...] = padded
+def _fill(out: np.ndarray, result: np.ndarray) -> np.ndarray:
+    _target(out, result.shape, result.dtype)[...] = result
     return out
 
 
@@ -247,9 +219,9 @@ class TileWindows:
 
 
 def cut_windows(images: np.ndarray, grid: TileGrid, out: np.ndarray | None = None) -> TileWindows:
-    """Every tile of one image or a batch without copying each: one :func:`pad_frame` (about
-    1.5x a memcpy of the frame) and the tiles as its windows, where :func:`cut` writes every
-    tile out (1.8x the frame's pixels with halos and overlaps, about 3x the memcpy).
+    """Every tile of one image or a batch without copying each: one :func:`pad_frame` (1.1x the
+    frame's pixels) and the tiles as its windows, where :func:`cut` writes every tile out
+    (1.8x the frame's pixels with halos and overlaps).
 
     Args:
         images: numpy (H, W, C) or (B, H, W, C).
