@@ -7,6 +7,7 @@ comes out 0, the same rule as the GPU resolve pass (``rgb / max(a, eps)``).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from tiles.feather import tile_weights
 from tiles.foveate import expand_tiles
@@ -20,9 +21,9 @@ class Stitcher:
     """Accumulates returned tiles (numpy, channels-last) as they arrive, in any order.
 
     Only the blend bands (``2 * overlap`` px around each seam) are accumulated in float32
-    and divided by their weight sum; everywhere else one tile alone covers a pixel with
-    weight 1 and is copied straight into the output, so stitching moves about as many bytes
-    as a copy of the frame.
+    and divided by their weight sum, by compiled loops; everywhere else one tile alone covers
+    a pixel with weight 1 and is copied straight into the output, so stitching moves about as
+    many bytes as a copy of the frame.
 
     Args:
         grid: the grid the tiles were cut with.
@@ -82,9 +83,9 @@ class Stitcher:
         dy, dx = src[0].start - ya, src[1].start - xa  # tile coordinates = band coordinates + (dy, dx)
 
         def blend(band: _Band, y0: int, y1: int, x0: int, x1: int, by: int, bx: int) -> None:
-            w = weights[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
-            band.sum[image, y0 - by:y1 - by, x0 - bx:x1 - bx] += w[..., None] * tile[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
-            band.weight[image, y0 - by:y1 - by, x0 - bx:x1 - bx] += w
+            _accumulate(band.sum[image, y0 - by:y1 - by, x0 - bx:x1 - bx],
+                        band.weight[image, y0 - by:y1 - by, x0 - bx:x1 - bx],
+                        weights[y0 + dy:y1 + dy, x0 + dx:x1 + dx], tile[y0 + dy:y1 + dy, x0 + dx:x1 + dx])
 
         alone_rows, y = [], ya
         for band in self.row_bands:
@@ -114,10 +115,10 @@ class Stitcher:
         """(B, rows, W, C) stitched band in the stitcher's dtype; a pixel no tile reached is 0."""
         alone = np.ones(self.out.shape[1], bool)
         for band in self.row_bands:
-            self.out[:, band.start:band.stop] = band.resolve(self.dtype)
+            band.resolve(self.out[:, band.start:band.stop], np.ones(band.stop - band.start, bool))
             alone[band.start:band.stop] = False
         for band in self.col_bands:
-            self.out[:, alone, band.start:band.stop] = band.resolve(self.dtype)[:, alone]
+            band.resolve(self.out[:, :, band.start:band.stop], alone)
         return self.out
 
 
@@ -129,14 +130,40 @@ class _Band:
         self.sum = np.zeros(shape + (channels,), dtype=np.float32)
         self.weight = np.zeros(shape, dtype=np.float32)
 
-    def resolve(self, dtype: np.dtype) -> np.ndarray:
-        weight = self.weight[..., None]
-        out = np.zeros_like(self.sum)
-        np.divide(self.sum, weight, out=out, where=weight > WEIGHT_EPS)  # in place: no float64, no copies
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            np.clip(np.rint(out, out=out), info.min, info.max, out=out)
-        return out.astype(dtype, copy=False)
+    def resolve(self, out: np.ndarray, rows: np.ndarray) -> None:
+        """Write sum / weight into ``out`` (the band's place in the result) on the chosen rows."""
+        integer = np.issubdtype(out.dtype, np.integer)
+        info = np.iinfo(out.dtype) if integer else None
+        _divide(self.sum, self.weight, out, rows, integer, info.min if integer else 0, info.max if integer else 0)
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(total, weight, w, tile):  # pragma: no cover - compiled
+    """``total += w[..., None] * tile`` and ``weight += w`` in one pass over the pixels (numpy
+    would make three float temporaries, most of a stitch's time)."""
+    for y in range(w.shape[0]):
+        for x in range(w.shape[1]):
+            k = w[y, x]
+            weight[y, x] += k
+            for c in range(tile.shape[2]):
+                total[y, x, c] += k * np.float32(tile[y, x, c])
+
+
+@njit(cache=True, nogil=True)
+def _divide(total, weight, out, rows, integer, low, high):  # pragma: no cover - compiled
+    """``out = total / weight`` where ``rows`` and the weight is above WEIGHT_EPS, else 0;
+    rounded and clipped to ``low..high`` for an integer ``out``."""
+    for b in range(total.shape[0]):
+        for y in range(total.shape[1]):
+            if not rows[y]:
+                continue
+            for x in range(total.shape[2]):
+                w = weight[b, y, x]
+                for c in range(total.shape[3]):
+                    value = total[b, y, x, c] / w if w > WEIGHT_EPS else np.float32(0.0)
+                    if integer:
+                        value = min(max(np.rint(value), low), high)
+                    out[b, y, x, c] = value
 
 
 def stitch(tiles, grid: TileGrid, ramp: str = "linear", scales: np.ndarray | None = None):
