@@ -10,7 +10,7 @@ XRROOT=${XRROOT:-/tmp/xrroot}
 TOOLS=../shared/xr
 # The client imports vrstyle's base dependencies; the chroot has numpy, Pillow, PyOpenGL, glfw
 # and pyopenxr already (Debian packages and the tools' venv), so only these are added.
-CLIENT_WHEELS=(pyzmq tqdm simplejpeg zstandard)
+CLIENT_WHEELS=(pyzmq tqdm simplejpeg zstandard numba)
 
 if [ "$(id -u)" != 0 ] || [ ! -x "$TOOLS/setup_xrroot.sh" ]; then
   echo "xrroot: skipped (needs root and $TOOLS); the xr tests will skip" >&2
