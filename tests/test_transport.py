@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -29,6 +30,7 @@ from vrstyle.transport import protocol as P
 from vrstyle.transport import LocalBackend, TileBatch, TransportClient
 from vrstyle.transport.broker import Broker
 from vrstyle.transport.cluster import LocalCluster
+from vrstyle.transport.jobs import _joined
 from vrstyle.transport.security import generate_keys, peer_keys, server_keys
 from vrstyle.pipeline import FramePipeline
 from vrstyle.transport.shm import Block, BlockPool, FrameRing, SegmentCache, _Attached, host_id
@@ -778,6 +780,22 @@ def test_a_worker_reports_a_slot_overwritten_while_it_read_it(tiny_model, tmp_pa
         ring.blocks[slot].input((P.STAMP_BYTES,))[:8].view("<i8")[0] = 10
         reply = next_reply(broker)
     assert (reply.kind, reply.code) == (P.Kind.ERROR, P.Code.SHM)
+
+
+def test_a_workers_batch_is_cut_end_to_end_and_shares_a_forward_pass_uncopied(tiny_engine):
+    """Requests batched together are cut into consecutive tiles of one reused arena, so the
+    engine takes them as one view of it (a copy would move tens of MB a batch at a headset's
+    tiles); a batch past the arena's size gets a larger one and is joined by copying."""
+    with StyleWorker("tcp://127.0.0.1:1", {STYLE: tiny_engine}, max_batch_tiles=4) as worker:
+        used: Counter[tuple[int, ...]] = Counter()
+        parts = [worker._cut_buffer((2, 8, 8, 3), used) for _ in range(2)]
+        joined = _joined(parts)
+        assert joined.shape == (4, 8, 8, 3) and all(np.shares_memory(joined, part) for part in parts)
+        assert np.shares_memory(worker._cut_buffer((2, 8, 8, 3), Counter()), parts[0])  # the next batch reuses it
+        used.clear()
+        parts = [worker._cut_buffer((3, 8, 8, 3), used) for _ in range(2)]
+        joined = _joined(parts)
+        assert joined.shape == (6, 8, 8, 3) and not any(np.shares_memory(joined, part) for part in parts)
 
 
 def test_a_ring_slot_is_reused_only_when_nothing_holds_it():

@@ -40,7 +40,7 @@ from vrstyle.transport.shm import SegmentCache, host_id
 log = logging.getLogger(__name__)
 
 CUT_SHAPES_KEPT = 8
-"""Shapes of reused cut buffers a worker keeps (a stream uses one or two)."""
+"""Tile sizes a worker keeps a reused cut arena for (a stream uses one or two)."""
 CANCELS_KEPT = 4096
 """Cancelled request ids a worker remembers (a CANCEL may come after its request finished)."""
 
@@ -100,7 +100,7 @@ class StyleWorker(Resource):
         self.counters: Counter[str] = Counter()
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._cancelled = CancelledSet()
-        self._cut_buffers: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self._cut_arenas: dict[tuple[int, ...], np.ndarray] = {}
         results_endpoint = f"inproc://vrstyle-worker-{id(self):x}"
         with self.building():
             self._results = self.own(self.context.socket(zmq.PAIR))
@@ -261,16 +261,19 @@ class StyleWorker(Resource):
         return jobs
 
     def _cut_buffer(self, shape: tuple[int, ...], used: Counter[tuple[int, ...]]) -> np.ndarray:
-        """An array of ``shape`` for tiles cut from a ring slot, reused batch after batch (the
-        ``used[shape]``-th of that shape in this batch). Compute thread only."""
-        buffers = self._cut_buffers.setdefault(shape, [])
-        if len(self._cut_buffers) > CUT_SHAPES_KEPT:  # a client changed its grid: forget old shapes
-            self._cut_buffers = {shape: buffers}
-        index = used[shape]
-        used[shape] += 1
-        if index == len(buffers):
-            buffers.append(np.empty(shape, np.uint8))
-        return buffers[index]
+        """An array of ``shape`` for tiles cut from a ring slot: the next ``shape[0]`` tiles of a
+        reused arena for tiles of that size (``used`` counts those this batch took), so a
+        batch's requests lie end to end and share a forward pass without a copy
+        (:func:`~vrstyle.transport.jobs.process`). Compute thread only."""
+        tile = shape[1:]
+        if tile not in self._cut_arenas and len(self._cut_arenas) >= CUT_SHAPES_KEPT:
+            self._cut_arenas.clear()  # a client changed its grid: forget old shapes
+        arena = self._cut_arenas.get(tile)
+        start = used[tile]
+        used[tile] = stop = start + shape[0]
+        if arena is None or len(arena) < stop:  # tiles already cut this batch keep the old one
+            arena = self._cut_arenas[tile] = np.empty((max(stop, self.max_batch_tiles),) + tile, np.uint8)
+        return arena[start:stop]
 
     def _serve(self, jobs: list[Job], segments: SegmentCache) -> list[list]:
         """Replies for a batch of jobs: expired ones LOST, the rest processed per engine."""
