@@ -28,7 +28,9 @@ class NullEngine:
     def stylize_and_measure(self, tiles: np.ndarray, stats: np.ndarray | None, crop: int, margin: int,
                             bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         shape = (len(tiles), tiles.shape[1] - 2 * crop, tiles.shape[2] - 2 * crop, 3)
-        answer = self._answers.setdefault(shape, np.zeros(shape, np.uint8))
+        answer = self._answers.get(shape)
+        if answer is None:  # made once per shape (setdefault would allocate one every call)
+            answer = self._answers[shape] = np.zeros(shape, np.uint8)
         return answer, _moments(len(tiles) if stats is not None else 1)
 
     def measure(self, tiles: np.ndarray, margin: int, bounds: np.ndarray | None = None,
