@@ -742,7 +742,8 @@ def test_ring_requests_that_do_not_fit_get_one_error_reply_each(cluster, tiny_en
     eyes = np.random.default_rng(6).integers(0, 256, (2, GRID.height, GRID.width, 3), np.uint8)
     with BlockPool() as pool:
         ring = FrameRing(pool, spec, 3, slots=2)
-        slot = ring.acquire(5, eyes)
+        slot = ring.acquire()
+        ring.fill(slot, 5, eyes)
         good = ring.blocks[slot].descriptor()
         missing = replace(good, name="vrs_0_nothere")
         bad_grid = P.FRAME_STRUCT.pack(2, GRID.height, GRID.width, GRID.core_h, GRID.core_w, GRID.rows + 1, GRID.cols,
@@ -774,7 +775,8 @@ def test_a_worker_reports_a_slot_overwritten_while_it_read_it(tiny_model, tmp_pa
     eyes = np.random.default_rng(7).integers(0, 256, (2, BIG.height, BIG.width, 3), np.uint8)
     with BlockPool() as pool, worker_behind_a_test_socket(tiny_model, tmp_path) as (broker, identity, _, _):
         ring = FrameRing(pool, spec, 3, slots=1)
-        slot = ring.acquire(9, eyes)
+        slot = ring.acquire()
+        ring.fill(slot, 9, eyes)
         broker.send_multipart([identity, *ring_request(1, spec, ring.blocks[slot].descriptor(), 9, count=8)])
         time.sleep(0.05)
         ring.blocks[slot].input((P.STAMP_BYTES,))[:8].view("<i8")[0] = 10
@@ -803,15 +805,17 @@ def test_a_ring_slot_is_reused_only_when_nothing_holds_it():
     eyes = np.zeros((1, 16, 16, 3), np.uint8)
     with BlockPool() as pool:
         ring = FrameRing(pool, spec, 3, slots=2)
-        first, second = ring.acquire(1, eyes), ring.acquire(2, eyes)
-        assert {first, second} == {0, 1} and ring.acquire(3, eyes) is None  # both held: no slot
+        first, second = ring.acquire(), ring.acquire()
+        assert {first, second} == {0, 1} and ring.acquire() is None  # both held: no slot
         ring.hold(first)  # a request outstanding
         ring.release(first)  # the frame is done with it, the request is not
-        assert ring.acquire(3, eyes) is None
+        assert ring.acquire() is None
         ring.release(first)
         name = ring.blocks[first].name
         ring.retire(first)
-        assert ring.blocks[first].name != name and ring.acquire(4, eyes) == first
+        assert ring.blocks[first].name != name and ring.acquire() == first
+        assert int(ring.blocks[first].input((8,)).view("<i8")[0]) == -1  # being filled: no frame's yet
+        ring.fill(first, 4, eyes)
         assert ring.frame(first).shape == (1, 16, 16, 3)
         assert int(ring.blocks[first].input((8,)).view("<i8")[0]) == 4
 

@@ -364,7 +364,7 @@ class FramePipeline(Resource):
                 raise GridError(f"skip must be ({count},) bool, one per tile, got {skip.shape} {skip.dtype}")
         scales = None if self.rings is None else self._scales(centres)
         ring = self._frame_ring(eyes) if scales is None else None
-        slot = None if ring is None else ring.acquire(frame_id, eyes)
+        slot = None if ring is None else ring.acquire()
         if slot is not None:
             out_tiles = ring.output(slot)
             levels = [_Level(1, self.grid, np.arange(count), None, out_tiles)]
@@ -380,8 +380,8 @@ class FramePipeline(Resource):
         self.counters["skipped_tiles"] += 0 if skip is None else int(skip.sum())
         self._frames[frame_id] = frame
         if slot is not None:
-            self._send_ring_frame(frame, ring, deadline)
-            frame.timings.split, frame.timings.send = split - start, time.monotonic() - split
+            copying = self._send_ring_frame(frame, ring, eyes, deadline)
+            frame.timings.split, frame.timings.send = split - start + copying, time.monotonic() - split - copying
             self.counters["frames"] += 1
             self.counters["ring_frames"] += 1
             return frame_id
@@ -412,19 +412,29 @@ class FramePipeline(Resource):
         ring = self._ring if self._ring_state == "on" else None
         return ring if ring is not None and ring.channels == eyes.shape[3] else None
 
-    def _send_ring_frame(self, frame: _Frame, ring: "FrameRing", deadline: float | None) -> None:
-        """A few requests naming the slot's tiles by index (one hold on the slot per request)."""
-        level, wanted = frame.levels[0], ~frame.received
+    def _send_ring_frame(self, frame: _Frame, ring: "FrameRing", eyes: np.ndarray, deadline: float | None) -> float:
+        """Each eye copied into the frame's slot and at once its share of a few requests naming
+        the slot's tiles by index (one hold on the slot per request), so workers start on the
+        first eye while the next is copied. Returns the seconds spent copying."""
+        level, wanted, per_eye = frame.levels[0], ~frame.received, len(self.grid)
         size = max(self.request_tiles, -(-int(wanted.sum()) // settings.RING_REQUESTS))
-        for part in _parts(wanted, size):
-            budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
-            batch = FrameBatch(self._style, ring.spec, ring.channels, part.start, part.stop - part.start,
-                               frame.frame_id, frame.stats, budget)
-            rid = self.backend.submit_frame(batch, ring, frame.slot)
-            ring.hold(frame.slot)
-            self._ring_requests[rid] = frame.slot
-            frame.requests[rid] = (level, part)
-            self._requests[rid] = frame
+        copying = 0.0
+        for eye in range(self.eyes):
+            start = time.monotonic()
+            ring.fill(frame.slot, frame.frame_id, eyes[eye:eye + 1], eye)
+            copying += time.monotonic() - start
+            ours = np.zeros_like(wanted)
+            ours[eye * per_eye:(eye + 1) * per_eye] = wanted[eye * per_eye:(eye + 1) * per_eye]
+            for part in _parts(ours, size):
+                budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+                batch = FrameBatch(self._style, ring.spec, ring.channels, part.start, part.stop - part.start,
+                                   frame.frame_id, frame.stats, budget)
+                rid = self.backend.submit_frame(batch, ring, frame.slot)
+                ring.hold(frame.slot)
+                self._ring_requests[rid] = frame.slot
+                frame.requests[rid] = (level, part)
+                self._requests[rid] = frame
+        return copying
 
     def _ring_reply(self, reply: Reply) -> None:
         """A frame-ring request is answered (perhaps stale): its hold on the slot ends; a slot a

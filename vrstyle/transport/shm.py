@@ -160,18 +160,24 @@ class FrameRing:
         self.busy = [0] * slots
         """Per slot: outstanding requests plus holds (a frame in flight, a result in use)."""
 
-    def acquire(self, frame_id: int, eyes: np.ndarray) -> int | None:
-        """Copy ``eyes`` into a free slot stamped ``frame_id`` and hold it; None if every slot is busy."""
+    def acquire(self) -> int | None:
+        """A free slot, held, its stamp cleared (a worker still on its old frame sees the
+        change); None if every slot is busy. :meth:`fill` puts a frame in it."""
         slot = next((i for i, busy in enumerate(self.busy) if not busy), None)
-        if slot is None:
-            return None
-        block = self.blocks[slot]
-        stamp = block.input((STAMP_BYTES,))[:8].view("<i8")
-        stamp[0] = -1  # a worker still on the old frame sees the change
-        np.copyto(self.frame(slot), eyes)
-        stamp[0] = frame_id
-        self.busy[slot] += 1
+        if slot is not None:
+            self._stamp(slot)[0] = -1
+            self.busy[slot] += 1
         return slot
+
+    def fill(self, slot: int, frame_id: int, eyes: np.ndarray, first_eye: int = 0) -> None:
+        """Copy ``eyes`` into the slot from eye ``first_eye`` on and stamp it ``frame_id``:
+        requests for those eyes' tiles may go out (a frame can be filled an eye at a time,
+        so workers start on the first eye while the next is copied)."""
+        np.copyto(self.frame(slot)[first_eye:first_eye + len(eyes)], eyes)
+        self._stamp(slot)[0] = frame_id
+
+    def _stamp(self, slot: int) -> np.ndarray:
+        return self.blocks[slot].input((STAMP_BYTES,))[:8].view("<i8")
 
     def frame(self, slot: int) -> np.ndarray:
         return self.blocks[slot].input(self.spec.frame_shape(self.channels), STAMP_BYTES)
