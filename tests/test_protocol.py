@@ -26,7 +26,7 @@ def request(count=2, height=40, width=48, channels=3, stats_channels=144, **fiel
 
 def test_header_round_trips_every_field():
     header = P.Header(P.Kind.RESULT, P.FLAG_SHM | P.FLAG_REDISPATCHED, 2**63, 5, 2**64 - 1, 123, 9, 2, 100, 200, 3, 1,
-                      8, 12, 1600, 0, 456, 789, 77, "rain_princess/binary")
+                      8, 12, 1600, 0, 456, 789, 77, 31, "rain_princess/binary")
     assert P.Header.unpack(header.pack()) == header
     assert len(header.pack()) == P.HEADER_STRUCT.size
 
@@ -126,7 +126,7 @@ def test_worker_info_is_validated():
 def test_result_and_error_replies_echo_the_request():
     header, _ = request()
     tiles = np.zeros((2, 24, 32, 3), np.uint8)
-    frames = P.result_frames(header, tiles, np.zeros((3, 144)), 10, 20)
+    frames = P.result_frames(header, tiles, np.zeros((3, 144)), 10, 20, header.count)
     reply = P.Header.unpack(frames[0])
     assert (reply.kind, reply.request_id, reply.height, reply.width, reply.queue_us, reply.infer_us) == \
         (P.Kind.RESULT, 7, 24, 32, 10, 20)
@@ -174,10 +174,10 @@ def valid_replies() -> list[tuple[P.Header, list[bytes]]]:
     tiles = np.zeros(stylize.out_shape, np.uint8)
     moments = np.random.default_rng(2).normal(size=(3, 144))
     info = {"styles": {"candy": 144, "tiny": 16}, "host": 5, "device": "cuda:0", "credit": 2, "pid": 42}
-    pairs = [(stylize, P.result_frames(stylize, tiles, moments, 10, 20)),
-             (in_shm, P.result_frames(in_shm, None, moments, 10, 20)),
-             (zstd, P.result_frames(zstd, np.zeros(zstd.out_shape, np.uint8), moments, 10, 20)),
-             (measure, P.result_frames(measure, None, moments, 10, 20)),
+    pairs = [(stylize, P.result_frames(stylize, tiles, moments, 10, 20, 4)),
+             (in_shm, P.result_frames(in_shm, None, moments, 10, 20, 4)),
+             (zstd, P.result_frames(zstd, np.zeros(zstd.out_shape, np.uint8), moments, 10, 20, 4)),
+             (measure, P.result_frames(measure, None, moments, 10, 20, 4)),
              (stylize, P.error_frames(P.Kind.ERROR, P.Code.STYLE, "no such style", stylize)),
              (stylize, P.error_frames(P.Kind.LOST, P.Code.WORKER_DIED, "worker died", stylize)),
              (stylize, [P.Header(P.Kind.READY, host=5).pack(), P.encode_json(info)])]

@@ -30,7 +30,7 @@ from vrstyle.transport import protocol as P
 from vrstyle.transport import LocalBackend, TileBatch, TransportClient
 from vrstyle.transport.broker import Broker
 from vrstyle.transport.cluster import LocalCluster
-from vrstyle.transport.jobs import _joined
+from vrstyle.transport.jobs import Job, _joined, process
 from vrstyle.transport.security import generate_keys, peer_keys, server_keys
 from vrstyle.pipeline import FramePipeline
 from vrstyle.transport.shm import Block, BlockPool, FrameRing, SegmentCache, _Attached, host_id
@@ -798,6 +798,19 @@ def test_a_workers_batch_is_cut_end_to_end_and_shares_a_forward_pass_uncopied(ti
         parts = [worker._cut_buffer((3, 8, 8, 3), used) for _ in range(2)]
         joined = _joined(parts)
         assert joined.shape == (6, 8, 8, 3) and not any(np.shares_memory(joined, part) for part in parts)
+
+
+def test_requests_batched_into_one_pass_report_that_pass_once(tiny_engine):
+    """Requests a worker batches share one forward pass: each reports its time and the pass's
+    tiles, so a frame's inference (the mirror's "x inference") adds that pass once, not twice."""
+    pieces = frame_tiles(8)
+    stats = stats_for(tiny_engine, pieces)
+    jobs = [Job(batch.header(i + 1), batch.tiles, stats) for i, batch in enumerate(batches(pieces[:7], stats, size=4))]
+    outcomes = process(tiny_engine, jobs)
+    assert [o.pass_tiles for o in outcomes] == [7, 7] and outcomes[0].infer_s == outcomes[1].infer_s > 0
+    for job, outcome in zip(jobs, outcomes):
+        result = P.result_frames(job.header, outcome.tiles, outcome.moments, 0, 1000, outcome.pass_tiles)
+        assert P.Header.unpack(result[0]).pass_tiles == 7
 
 
 def test_a_ring_slot_is_reused_only_when_nothing_holds_it():

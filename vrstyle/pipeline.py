@@ -102,7 +102,8 @@ class Timings:
     requests: RequestStages = field(default_factory=RequestStages)
     last: RequestStages = field(default_factory=RequestStages)
     inference: float = 0.0
-    """The forward passes of all the frame's requests, summed (work, not latency)."""
+    """The forward passes of all the frame's requests, summed (work, not latency; a pass that
+    computed several requests counts once)."""
     collect: float = 0.0
     total: float = 0.0
     stitch: float = 0.0
@@ -594,7 +595,7 @@ class FramePipeline(Resource):
             stages = [RequestStages.of(reply) for reply in frame.replies]
             timings.requests = RequestStages(*np.mean([astuple(stage) for stage in stages], axis=0).tolist())
             timings.last, timings.collect = stages[-1], end - frame.last_arrival
-            timings.inference = sum(stage.inference for stage in stages)
+            timings.inference = sum(reply.infer_s * reply.pass_share for reply in frame.replies)
         else:
             timings.collect = end - frame.start - timings.split - timings.send
         timings.total = end - frame.start

@@ -333,7 +333,8 @@ class TransportClient(Resource):
         reply = P.Reply(rid, P.Status.OK, pending.batch.frame_id, pending.batch.first_tile, pending.header.count,
                         tiles, moments.copy(), queue_s=header.queue_us / 1e6, infer_s=header.infer_us / 1e6,
                         round_trip_s=time.monotonic() - pending.sent,
-                        redispatched=bool(header.flags & P.FLAG_REDISPATCHED))
+                        redispatched=bool(header.flags & P.FLAG_REDISPATCHED),
+                        pass_share=header.count / max(header.pass_tiles, header.count, 1))
         self._finish(rid, reply, retire=reply.redispatched)
 
     def _deliver(self, pending: _Pending, tiles: np.ndarray | None) -> np.ndarray | None:

@@ -103,6 +103,8 @@ class Outcome:
     code: int = 0
     message: str = ""
     infer_s: float = 0.0
+    pass_tiles: int = 0
+    """Tiles the forward pass computed (this job's and those batched with it)."""
 
 
 def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
@@ -134,8 +136,9 @@ def process(engine: Engine, jobs: Sequence[Job]) -> list[Outcome]:
                 logging.DEBUG))
             results = [Outcome(code=P.Code.WORKER, message=f"worker failed: {exc}") for _ in members]
         elapsed = time.perf_counter() - start
+        pass_tiles = sum(jobs[i].header.count for i in members)
         for i, outcome in zip(members, results):
-            outcome.infer_s = elapsed
+            outcome.infer_s, outcome.pass_tiles = elapsed, pass_tiles
             outcomes[i] = outcome
     return outcomes
 

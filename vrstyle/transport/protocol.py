@@ -34,7 +34,8 @@ tile, :meth:`tiles.TileGrid.bounds`) make tiles at the image's border reflect th
 layer, as the whole image does. A MEASURE request with statistics and ``measure_to = c + 1``
 normalises with them and measures each tile's moments up to the layer that holds statistics
 column ``c`` (the layer-by-layer passes of exact statistics); columns beyond come back with
-count 0.
+count 0. A RESULT gives the time of the forward pass that computed it (``infer_us``) and the
+tiles that pass computed (``pass_tiles``): requests a worker batched together share one pass.
 With FLAG_FRAME (same host only) the shared memory is a slot of the client's frame ring: the
 whole frame once, stamped with its frame id, and room for all its tiles' results; each request
 names its tiles by index and the worker cuts them itself, so a frame is copied once and its
@@ -64,7 +65,7 @@ import numpy as np
 from tiles import TileGrid, bounds_outside
 
 MAGIC = b"VRST"
-VERSION = 2
+VERSION = 3
 
 
 class Kind(enum.IntEnum):
@@ -179,7 +180,7 @@ MAX_SOCKET_MESSAGE_BYTES = 2 * MAX_PAYLOAD_BYTES
 """Hard cap set on sockets (ZMQ_MAXMSGSIZE): a peer sending more is disconnected by libzmq.
 Anything between the limits above and this gets an error reply."""
 
-HEADER_STRUCT = struct.Struct(f"<4sBBHQQQIIHHHBBHHIHIII{MAX_STYLE_BYTES}s")
+HEADER_STRUCT = struct.Struct(f"<4sBBHQQQIIHHHBBHHIHIIII{MAX_STYLE_BYTES}s")
 SHM_STRUCT = struct.Struct("<32sQQQQ")
 FRAME_STRUCT = struct.Struct("<9I")
 """Frame part: eyes, then the tile grid (height, width, core_h, core_w, rows, cols, halo, overlap)."""
@@ -223,6 +224,7 @@ class Header:
     queue_us: int = 0
     infer_us: int = 0
     measure_to: int = 0
+    pass_tiles: int = 0
     style: str = ""
 
     def pack(self) -> bytes:
@@ -413,7 +415,9 @@ class Reply:
     ``status`` is "ok" (``tiles`` for STYLIZE, ``moments`` always), "error" (the request was
     refused or failed: ``code`` and ``message`` say why) or "lost" (no worker could finish
     it in time, or the broker went away). Times are seconds: ``queue_s`` waiting in the broker
-    and worker, ``infer_s`` the worker's forward pass, ``round_trip_s`` submission to receipt.
+    and worker, ``infer_s`` the worker's forward pass, ``round_trip_s`` submission to receipt;
+    ``pass_share`` the request's share of that pass (its tiles over the pass's: requests a worker
+    batched together share one pass, so their times must not be added up whole).
     """
 
     request_id: int
@@ -429,6 +433,7 @@ class Reply:
     infer_s: float = 0.0
     round_trip_s: float = 0.0
     redispatched: bool = False
+    pass_share: float = 1.0
 
     @property
     def reason(self) -> str:
@@ -653,14 +658,15 @@ def request_frames(header: Header, pixels, stats: np.ndarray | None, shm: ShmDes
 
 
 def result_frames(request: Header, tiles: np.ndarray | None, moments: np.ndarray, queue_us: int,
-                  infer_us: int, quality: int = 90) -> list:
+                  infer_us: int, pass_tiles: int, quality: int = 90) -> list:
     """Parts of a RESULT reply to ``request``: cropped RGB tiles (unless written to shm; compressed
     as the request was, JPEG at ``quality``) and moments."""
     count, out_h, out_w, _ = request.out_shape if request.kind == Kind.STYLIZE else (request.count, 0, 0, 3)
     codec = codec_of(request.flags) if tiles is not None else None
     flags = request.flags & FLAG_SHM | (CODEC_FLAGS[codec] if codec else 0)
     header = replace(request, kind=Kind.RESULT, flags=flags, height=out_h, width=out_w, channels=3,
-                     stats_channels=moments.shape[-1], queue_us=_clamp_u32(queue_us), infer_us=_clamp_u32(infer_us))
+                     stats_channels=moments.shape[-1], queue_us=_clamp_u32(queue_us), infer_us=_clamp_u32(infer_us),
+                     pass_tiles=_clamp_u32(pass_tiles))
     frames = [header.pack()]
     if codec is not None:
         from vrstyle.transport import codec as codecs

@@ -331,6 +331,7 @@ class StyleWorker(Resource):
                 queue_us = (start - job.received) * 1e6
                 quality = int(job.coded[0][0]) if job.coded is not None else codec.QUALITY
                 replies.append(P.result_frames(job.header, outcome.tiles, outcome.moments, queue_us,
-                                               outcome.infer_s * 1e6, quality))
+                                               outcome.infer_s * 1e6, outcome.pass_tiles,
+                                               quality))
         return replies
 
