@@ -157,8 +157,8 @@ def test_reflect_indices_match_numpy_pad(length, start, count):
 @settings(max_examples=60, deadline=None)
 @given(grids, st.integers(0, 2**32 - 1))
 def test_tiles_left_out_where_a_mask_covers_them_still_reach_every_other_pixel(g, seed):
-    """A covered tile's output lies wholly in the mask; stitching only the others reaches every
-    pixel outside it at full value (here 200), none black."""
+    """A covered tile's core lies wholly in the mask; stitching only the others reaches every
+    pixel outside it at full value (here 200), none black, also in covered tiles' overlaps."""
     grid = plan(g)
     rng = np.random.default_rng(seed)
     mask = np.ones((grid.height, grid.width), bool)

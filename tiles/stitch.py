@@ -216,11 +216,14 @@ def _stitch_torch(tiles, grid: TileGrid, batch: int, ramp: str):
 
 
 def covered_tiles(grid: TileGrid, mask: np.ndarray) -> np.ndarray:
-    """Which tiles' outputs (core and overlap, inside the image) lie wholly where ``mask`` is set.
+    """Which tiles' cores (inside the image) lie wholly where ``mask`` is set.
 
     A consumer that fills the masked pixels another way (e.g. reprojected from the other eye)
     can leave these tiles out: every pixel outside the mask lies in the core of a tile that
-    is not covered, so the stitch still reaches it at full weight.
+    is not covered, so the stitch still reaches it (in a left-out tile's overlap, from the
+    neighbour alone: no feather weight is zero). Asking the overlap to be covered too would
+    keep out fewer tiles for nothing: 22-26% of a stereo frame's 64 px tiles on the demo scene
+    against 25-28%.
 
     Args:
         grid: the tile grid of one image.
@@ -239,7 +242,8 @@ def covered_tiles(grid: TileGrid, mask: np.ndarray) -> np.ndarray:
     """
     if np.shape(mask) != (grid.height, grid.width):
         raise GridError(f"mask is {np.shape(mask)}, not the grid's ({grid.height}, {grid.width})")
-    return np.array([bool(mask[_overlap_region(grid, index, 0, grid.height)[0]].all()) for index in range(len(grid))])
+    return np.array([bool(mask[tile.y:tile.y + grid.core_h, tile.x:tile.x + grid.core_w].all())
+                     for tile in map(grid.tile, range(len(grid)))])
 
 
 def _overlap_region(grid: TileGrid, index: int, top: int, bottom: int):
