@@ -2,7 +2,7 @@
 
     python benchmarks/tiles_speed.py --out benchmarks/results/tiles-speed
 
-Quest 3 stereo eyes by default (2 x 2064x2208 RGBA uint8), 512 px tiles with the default
+Quest 3 stereo eyes by default (2 x 2064x2208 RGBA uint8; ``--channels 3`` for RGB), 512 px tiles with the default
 halo and overlap. Beside ``tiles.cut``, ``tiles.cut_windows`` and ``tiles.Stitcher`` it times, in the same run, the
 algorithms they replaced, kept here as references: cutting by numpy block copies (ordinary
 stores) and by fancy indexing (every pixel through an index array), and stitching by weighted
@@ -39,7 +39,9 @@ def cut_by_indexing(frames: np.ndarray, grid: tiles.TileGrid) -> np.ndarray:
 def cut_by_block_copies(frames: np.ndarray, grid: tiles.TileGrid, out: np.ndarray) -> np.ndarray:
     """Each tile's inside part as one numpy slice copy (ordinary stores), then its missing rows and
     columns mirrored from itself: the cut before the streaming one (RGBA pixels moved as uint32)."""
-    (th, tw), pixels, source = grid.in_shape, out.view(np.uint32)[..., 0], frames.view(np.uint32)[..., 0]
+    (th, tw), pixels, source = grid.in_shape, out, frames
+    if frames.shape[-1] == 4:
+        pixels, source = out.view(np.uint32), frames.view(np.uint32)
     for k, (image, t) in enumerate((image, t) for image in source for t in grid.tiles()):
         y, x = t.y - grid.margin, t.x - grid.margin
         top, bottom = max(0, -y), max(0, y + th - grid.height)
@@ -82,12 +84,13 @@ def main() -> int:
     parser.add_argument("--eye-size", type=settings.parse_eye, default=settings.parse_eye("quest3"),
                         help="WxH or a headset preset (default quest3)")
     parser.add_argument("--tile", type=int, default=settings.TILE)
+    parser.add_argument("--channels", type=int, choices=(3, 4), default=4, help="RGB or RGBA frames (default 4)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", help="output prefix (.json, .md)")
     args = parser.parse_args()
     height, width = args.eye_size[1]
     grid = tiles.plan_grid(height, width, tile=args.tile, halo=settings.HALO, overlap=settings.OVERLAP)
-    frames = np.random.default_rng(0).integers(0, 256, (2, height, width, 4), dtype=np.uint8)
+    frames = np.random.default_rng(0).integers(0, 256, (2, height, width, args.channels), dtype=np.uint8)
     outs = tiles.crop_halo(tiles.cut(frames, grid), grid).copy()
     assert np.array_equal(tiles.cut(frames, grid), cut_by_indexing(frames, grid))
     assert np.array_equal(tiles.cut_windows(frames, grid)[:], tiles.cut(frames, grid))
@@ -107,7 +110,8 @@ def main() -> int:
             "stitch every pixel in float32 (before)": lambda: stitch_every_pixel(outs, grid, 2)}
     ms = {key: seconds * 1e3 for key, seconds in interleaved_medians(runs, args.repeats).items()}
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    lines = [f"# Cutting and stitching a {width}x{height} stereo frame (RGBA uint8), one thread",
+    lines = [f"# Cutting and stitching a {width}x{height} stereo frame ({'RGBA' if args.channels == 4 else 'RGB'} uint8), "
+             "one thread",
              "", f"Command: `{command}`", "",
              f"{len(grid)} tiles per eye ({grid.rows}x{grid.cols}, {grid.in_shape[1]}x{grid.in_shape[0]} px cut, "
              f"{grid.out_shape[1]}x{grid.out_shape[0]} returned); {platform.machine()}, numpy {np.__version__}; "
