@@ -2,8 +2,10 @@
 
 Stitches a stereo frame of random stylised tiles at a headset's eye size both ways and
 reports the median time of each stage; also the headset client's other per-frame GL work,
-its eye textures read into a frame ring slot, the way it does it against the way it did
-(each eye read into new bytes, flipped upright into a new array, the two stacked, copied). Run headless (EGL); on a machine without a GPU,
+its eye textures read into a frame ring slot, the way it does it (straight into the slot,
+rows bottom-up as GL gives them: the workers cut from the rows reversed) against the ways it
+did (into a reused array, flipped upright by one copy into the slot; before that, each eye read
+into new bytes, flipped upright into a new array, the two stacked, copied). Run headless (EGL); on a machine without a GPU,
 Mesa's llvmpipe renders on the CPU, so the ratio there says little about a GPU.
 
     python benchmarks/compositor.py --eye-size quest3 --repeats 10
@@ -22,8 +24,8 @@ import tiles
 from vrstyle import settings
 
 
-def eyes_to_ring_before(eye_textures: list[int], slot: np.ndarray) -> None:
-    """The headset client's read before it read into reused arrays: four copies of the frame."""
+def eyes_to_ring_first(eye_textures: list[int], slot: np.ndarray) -> np.ndarray:
+    """The headset client's first read: four copies of the frame."""
     from OpenGL import GL
 
     height, width = slot.shape[1:3]
@@ -34,15 +36,26 @@ def eyes_to_ring_before(eye_textures: list[int], slot: np.ndarray) -> None:
         eyes.append(np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(height, width, 3)[::-1]))
     GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
     np.copyto(slot, np.stack(eyes))
+    return slot
 
 
-def eyes_to_ring(eye_textures: list[int], reused: np.ndarray, slot: np.ndarray) -> None:
-    """As the headset client reads now: into a reused array, flipped upright by the one copy into the slot."""
+def eyes_to_ring_copied(eye_textures: list[int], reused: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """The headset client's second read: into a reused array, flipped upright by one copy into the slot."""
     from vrstyle.xr.textures import read_texture
 
     for texture, into in zip(eye_textures, reused):
         read_texture(texture, into)
     np.copyto(slot, reused[:, ::-1])
+    return slot
+
+
+def eyes_to_ring(eye_textures: list[int], slot: np.ndarray) -> np.ndarray:
+    """As the headset client reads now: straight into the slot, bottom-up (returned upright, a view)."""
+    from vrstyle.xr.textures import read_texture
+
+    for texture, into in zip(eye_textures, slot):
+        read_texture(texture, into)
+    return slot[:, ::-1]
 
 
 def main() -> None:
@@ -70,8 +83,9 @@ def main() -> None:
     for texture, eye in zip(eye_textures, eyes):
         write_texture(texture, eye)
     reused, slot = np.empty_like(eyes), np.empty_like(eyes)
-    readers = {"eyes to a ring slot, before": lambda: eyes_to_ring_before(eye_textures, slot),
-               "eyes to a ring slot": lambda: eyes_to_ring(eye_textures, reused, slot)}
+    readers = {"eyes to a ring slot, first way (four copies)": lambda: eyes_to_ring_first(eye_textures, slot),
+               "eyes to a ring slot, second way (one copy)": lambda: eyes_to_ring_copied(eye_textures, reused, slot),
+               "eyes to a ring slot, straight in (no copy)": lambda: eyes_to_ring(eye_textures, slot)}
     times: dict[str, list[float]] = {"cpu stitch": [], "gl upload": [], "gl composite": [], "gl read back": [],
                                      **{name: [] for name in readers}}
     for _ in tqdm(range(args.repeats + 1), desc="stitch", unit="frame"):
@@ -91,9 +105,9 @@ def main() -> None:
         times["gl read back"].append(time.perf_counter() - composited)
         for name, read in readers.items():
             start = time.perf_counter()
-            read()
+            upright = read()
             times[name].append(time.perf_counter() - start)
-            assert np.array_equal(slot, eyes)
+            assert np.array_equal(upright, eyes)
             slot[...] = 0
     assert np.abs(gl.astype(int) - cpu).max() <= 1
     medians = {name: statistics.median(values[1:]) for name, values in times.items()}  # the first run warms up

@@ -201,6 +201,7 @@ def test_headset_stylizes_through_workers_on_time(xrenv, monado, workers, tiny_e
     assert summary["eye_size"][0] > 0 and summary["swapchain_format"]
     assert summary["max_frame_interval_s"] < MAX_FRAME_INTERVAL_S
     assert summary["fresh_tiles"] > 0
+    assert summary["frames_in_place"] >= 55  # read back straight into the frame ring: not copied to submit
     recordings = run.recordings()
     assert len(recordings) >= 8
     assert sum(check_recording(path, tiny_engine) for path in recordings) > 0
@@ -348,7 +349,7 @@ def test_plugin_api_stylizes_an_existing_pyopenxr_app(xrenv, monado, workers):
     assert done.returncode == 0, done.stderr
     host = xrenv.host_path(folder)
     timeline = json.loads((host / "timeline.json").read_text())
-    assert len(timeline) == 40
+    assert len(timeline) == 40 and timeline[-1]["in_place"] >= 35  # textures read straight into the frame ring
     check_poses(timeline)
     recordings = sorted(host.glob("frame*.npz"))
     grid = tiles.plan_grid_for_workers(*np.load(recordings[0])["raw"].shape[1:3], 2, 16, 8)

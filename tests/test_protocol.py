@@ -74,6 +74,7 @@ def raw_header(offset: int, value: bytes):
     (with_header(channels=1), P.Code.PAYLOAD, "1 channels"),
     (with_header(crop=20), P.Code.PAYLOAD, "leave nothing"),
     (with_header(flags=P.FLAG_STATS | P.FLAG_REDISPATCHED), P.Code.MALFORMED, "REDISPATCHED"),
+    (with_header(flags=P.FLAG_STATS | P.FLAG_BOTTOM_UP), P.Code.MALFORMED, "BOTTOM_UP is for frame requests"),
     (with_header(stats_channels=0), P.Code.LIMIT, "statistics channels"),
     (with_header(measure_to=3), P.Code.MALFORMED, "measure_to 3 needs a MEASURE request"),
     (with_header(flags=P.FLAG_STATS | P.FLAG_BOUNDS), P.Code.MALFORMED, "has 3 parts, expected 4"),

@@ -700,6 +700,32 @@ def test_frames_through_the_ring_are_the_in_process_frames(cluster, tiny_engine)
         assert client.counters["sent"] == 3 * per_frame + -(-2 * len(GRID) // vrstyle_settings.REQUEST_TILES)
 
 
+def test_frames_put_straight_into_a_ring_slot_are_not_copied_and_give_the_same_tiles(cluster, tiny_engine):
+    """A frame read into frame_buffer() goes out without a copy, rows top-down or bottom-up (as
+    GL reads textures: the workers cut from the rows reversed); the tiles equal those of the
+    same frame copied in. Other pixels submitted after an offer let its slot go."""
+    frames = [np.random.default_rng(seed).integers(0, 256, (2, GRID.height, GRID.width, 3), np.uint8)
+              for seed in range(4)]
+    local = FramePipeline(tiny_engine, GRID, STYLE, deadline_s=None, request_tiles=ring_request_tiles(GRID))
+    expected = [local.process(frame).tiles for frame in frames]
+    with cluster.client() as client:
+        remote = FramePipeline(client, GRID, STYLE, deadline_s=None)
+        buffer = remote.frame_buffer(3)
+        buffer[...] = frames[0]
+        got = [remote.process(buffer).tiles.copy()]
+        buffer = remote.frame_buffer(3)
+        buffer[...] = frames[1][:, ::-1]  # bottom-up, as glGetTexImage writes rows
+        got.append(remote.process(buffer[:, ::-1]).tiles.copy())
+        remote.frame_buffer(3)
+        got.append(remote.process(frames[2]).tiles.copy())  # other pixels: copied in as usual
+        assert remote.frame_buffer(4) is None  # the ring is for RGB frames
+        got.append(remote.process(frames[3]).tiles.copy())
+        assert (remote.counters["ring_frames"], remote.counters["ring_frames_in_place"]) == (4, 2)
+        assert remote._ring.busy.count(0) == len(remote._ring.busy) - 1  # only the last result holds a slot
+    for frame_tiles, want in zip(got, expected):
+        np.testing.assert_array_equal(frame_tiles, want)
+
+
 def test_skipped_tiles_stay_out_of_ring_requests(cluster, tiny_engine):
     """A frame on the ring with tiles skipped: only the runs of the others are requested, and
     they are the tiles the in-process pipeline gives with the same statistics."""

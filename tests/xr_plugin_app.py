@@ -114,6 +114,7 @@ def main() -> None:
             layer = xr.CompositionLayerProjection(space=space, views=projection_views)
             layers = [ctypes.byref(layer)]
             log.append({"submitted": stylizer.submitted, "shown": stylizer.shown.frame_id,
+                        "in_place": pipeline.counters["ring_frames_in_place"],
                         "poses": [[v.pose.position.x, v.pose.orientation.y] for v in shown],
                         "located": [[v.pose.position.x, v.pose.orientation.y] for v in views]})
             count += 1

@@ -273,6 +273,7 @@ class FramePipeline(Resource):
         self._ring_state = "untried"  # then "on" or "off"
         self._ring_requests: dict[int, int] = {}  # request id -> slot, until its reply comes (even stale)
         self._held_slot: int | None = None  # the slot of the last result (the fallback tiles)
+        self._offered_slot: int | None = None  # the slot frame_buffer() gave out for the next frame
         self._last_id = -1
         self.counters: dict[str, int] = defaultdict(int)
 
@@ -364,8 +365,11 @@ class FramePipeline(Resource):
             if skip.shape != (count,) or skip.dtype != bool:
                 raise GridError(f"skip must be ({count},) bool, one per tile, got {skip.shape} {skip.dtype}")
         scales = None if self.rings is None else self._scales(centres)
-        ring = self._frame_ring(eyes) if scales is None else None
-        slot = None if ring is None else ring.acquire()
+        ring = self._frame_ring(eyes.shape[3]) if scales is None else None
+        slot, bottom_up = self._take_offer(ring, eyes)
+        in_place = slot is not None
+        if ring is not None and slot is None:
+            slot = ring.acquire()
         if slot is not None:
             out_tiles = ring.output(slot)
             levels = [_Level(1, self.grid, np.arange(count), None, out_tiles)]
@@ -375,16 +379,17 @@ class FramePipeline(Resource):
         split = time.monotonic()
         deadline_s = self.deadline_s if deadline_s is ... else deadline_s
         deadline = None if deadline_s is None else start + deadline_s
-        frame = _Frame(frame_id, self._style, start, deadline, self._stats, levels, out_tiles, scales, slot,
-                       None if slot is None else ring.frame(slot), received=np.zeros(count, bool) if skip is None
-                       else skip.copy(), skipped=skip)
+        raw = None if slot is None else ring.frame(slot)[:, ::-1] if bottom_up else ring.frame(slot)
+        frame = _Frame(frame_id, self._style, start, deadline, self._stats, levels, out_tiles, scales, slot, raw,
+                       received=np.zeros(count, bool) if skip is None else skip.copy(), skipped=skip)
         self.counters["skipped_tiles"] += 0 if skip is None else int(skip.sum())
         self._frames[frame_id] = frame
         if slot is not None:
-            copying = self._send_ring_frame(frame, ring, eyes, deadline)
+            copying = self._send_ring_frame(frame, ring, None if in_place else eyes, deadline, bottom_up)
             frame.timings.split, frame.timings.send = split - start + copying, time.monotonic() - split - copying
             self.counters["frames"] += 1
             self.counters["ring_frames"] += 1
+            self.counters["ring_frames_in_place"] += in_place
             return frame_id
         for level in levels:
             bounds = self._bounds if level.scale == 1 and scales is None else \
@@ -401,35 +406,75 @@ class FramePipeline(Resource):
         self.counters["frames"] += 1
         return frame_id
 
-    def _frame_ring(self, eyes: np.ndarray) -> "FrameRing | None":
-        """The shared-memory frame ring for frames like ``eyes``, made on first use where the
+    def frame_buffer(self, channels: int = 3) -> np.ndarray | None:
+        """Shared memory to put the next frame in, so that :meth:`submit` copies nothing.
+
+        A frame-ring slot's (eyes, H, W, channels) uint8 pixels, held for the next submit: read
+        or render the eyes into it and submit it, or its rows reversed (``buffer[:, ::-1]``)
+        where they went in bottom-up, as GL reads textures back (the workers cut from the rows
+        reversed). Submitting other pixels, or asking again, lets the slot go.
+
+        Returns:
+            The buffer, or None where frames go as pixels (no workers on this host, foveation,
+            another channel count than the ring's) or no slot is free: then submit as usual.
+        """
+        self._let_offer_go()
+        ring = self._frame_ring(channels) if self.rings is None else None
+        self._offered_slot = None if ring is None else ring.acquire()
+        return None if self._offered_slot is None else ring.frame(self._offered_slot)
+
+    def _take_offer(self, ring: "FrameRing | None", eyes: np.ndarray) -> tuple[int | None, bool]:
+        """(the slot :meth:`frame_buffer` gave out, whether ``eyes`` are its rows reversed) when
+        ``eyes`` are that buffer or its rows reversed; else (None, False), the slot let go."""
+        slot = self._offered_slot
+        if slot is not None and ring is self._ring:
+            buffer = ring.frame(slot)
+            for bottom_up, view in ((False, buffer), (True, buffer[:, ::-1])):
+                if (eyes.shape, eyes.strides, eyes.ctypes.data) == (view.shape, view.strides, view.ctypes.data):
+                    self._offered_slot = None
+                    return slot, bottom_up
+        self._let_offer_go()
+        return None, False
+
+    def _let_offer_go(self) -> None:
+        if self._offered_slot is not None:
+            self._ring.release(self._offered_slot)
+            self._offered_slot = None
+
+    def _frame_ring(self, channels: int) -> "FrameRing | None":
+        """The shared-memory frame ring for frames of ``channels``, made on first use where the
         backend offers one (a client whose workers share this host); None: tiles as pixels."""
         if self._ring_state == "untried":
             make = getattr(self.backend, "frame_ring", None)
             spec = FrameSpec(self.eyes, self.grid)
-            self._ring = None if make is None else make(self._style, spec, eyes.shape[3], self.depth + 2)
+            self._ring = None if make is None else make(self._style, spec, channels, self.depth + 2)
             self._ring_state = "on" if self._ring is not None else "off"
             log.debug("frame ring %s", self._ring_state)
         ring = self._ring if self._ring_state == "on" else None
-        return ring if ring is not None and ring.channels == eyes.shape[3] else None
+        return ring if ring is not None and ring.channels == channels else None
 
-    def _send_ring_frame(self, frame: _Frame, ring: "FrameRing", eyes: np.ndarray, deadline: float | None) -> float:
-        """Each eye copied into the frame's slot and at once its share of a few requests naming
-        the slot's tiles by index (one hold on the slot per request), so workers start on the
-        first eye while the next is copied. Returns the seconds spent copying."""
+    def _send_ring_frame(self, frame: _Frame, ring: "FrameRing", eyes: np.ndarray | None, deadline: float | None,
+                         bottom_up: bool) -> float:
+        """Each eye copied into the frame's slot (``eyes`` None: already there, its rows
+        ``bottom_up`` or not) and at once its share of a few requests naming the slot's tiles by
+        index (one hold on the slot per request), so workers start on the first eye while the
+        next is copied. Returns the seconds spent copying."""
         level, wanted, per_eye = frame.levels[0], ~frame.received, len(self.grid)
         size = max(self.request_tiles, -(-int(wanted.sum()) // settings.RING_REQUESTS))
         copying = 0.0
+        if eyes is None:
+            ring.stamp(frame.slot, frame.frame_id)
         for eye in range(self.eyes):
             start = time.monotonic()
-            ring.fill(frame.slot, frame.frame_id, eyes[eye:eye + 1], eye)
+            if eyes is not None:
+                ring.fill(frame.slot, frame.frame_id, eyes[eye:eye + 1], eye)
             copying += time.monotonic() - start
             ours = np.zeros_like(wanted)
             ours[eye * per_eye:(eye + 1) * per_eye] = wanted[eye * per_eye:(eye + 1) * per_eye]
             for part in _parts(ours, size):
                 budget = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
                 batch = FrameBatch(self._style, ring.spec, ring.channels, part.start, part.stop - part.start,
-                                   frame.frame_id, frame.stats, budget)
+                                   frame.frame_id, frame.stats, budget, bottom_up)
                 rid = self.backend.submit_frame(batch, ring, frame.slot)
                 ring.hold(frame.slot)
                 self._ring_requests[rid] = frame.slot

@@ -184,14 +184,16 @@ class DemoScene(Resource):
         GL.glDisable(GL.GL_CULL_FACE)
         GL.glDisable(GL.GL_DEPTH_TEST)
 
-    def read(self) -> np.ndarray:
-        """(2, height, width, 3) uint8 top-down pixels of the last rendered eyes."""
+    def read(self, into: np.ndarray | None = None) -> np.ndarray:
+        """(2, height, width, 3) uint8 top-down pixels of the last rendered eyes: a new array, or
+        read bottom-up into ``into`` (e.g. :meth:`vrstyle.pipeline.FramePipeline.frame_buffer`)
+        and returned as its rows reversed."""
         with preserved_state():
             eyes = []
-            for texture in self.eye_textures:
+            for eye, texture in enumerate(self.eye_textures):
                 self.eye_fbo.attach(texture, GL.GL_READ_FRAMEBUFFER)
-                eyes.append(read_pixels(self.width, self.height))
-        return np.stack(eyes)
+                eyes.append(read_pixels(self.width, self.height, into=None if into is None else into[eye]))
+        return np.stack(eyes) if into is None else into[:, ::-1]
 
     def read_depth(self) -> np.ndarray:
         """(2, height, width) float32 top-down window depths (0 near, 1 far) of the last rendered

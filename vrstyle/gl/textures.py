@@ -108,9 +108,16 @@ class Framebuffer(Resource):
         GL.glDeleteFramebuffers(1, [self.id])
 
 
-def read_pixels(width: int, height: int, channels: int = 3) -> np.ndarray:
-    """The bound read framebuffer's (height, width, channels) uint8 pixels, top-down."""
+def read_pixels(width: int, height: int, channels: int = 3, into: np.ndarray | None = None) -> np.ndarray:
+    """The bound read framebuffer's (height, width, channels) uint8 pixels, top-down: a copy,
+    or with ``into`` (C-contiguous, that shape) read into it bottom-up, as GL gives them, and
+    returned as its upside-down view (no copy to flip them)."""
     GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+    if into is not None:
+        if into.shape != (height, width, channels) or into.dtype != np.uint8 or not into.flags.c_contiguous:
+            raise GLError(f"cannot read {width}x{height}x{channels} pixels into a {into.shape} {into.dtype} array")
+        GL.glReadPixels(0, 0, width, height, FORMATS[channels], GL.GL_UNSIGNED_BYTE, into)
+        return into[::-1]
     data = GL.glReadPixels(0, 0, width, height, FORMATS[channels], GL.GL_UNSIGNED_BYTE)
     return np.frombuffer(data, np.uint8).reshape(height, width, channels)[::-1].copy()
 

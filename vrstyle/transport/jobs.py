@@ -78,6 +78,8 @@ def cut_from_slot(job: Job, segments: SegmentCache, into: np.ndarray | None) -> 
         raise P.ProtocolError(P.Code.SHM, f"ring slot holds frame {int(job.stamp[0])}, not {h.frame_id}",
                               h.request_id)
     frame = raw[P.STAMP_BYTES:].reshape(spec.frame_shape(h.channels))
+    if h.flags & P.FLAG_BOTTOM_UP:
+        frame = frame[:, ::-1]
     indices = np.arange(h.first_tile, h.first_tile + h.count)
     per_eye = len(spec.grid)
     if into is None:

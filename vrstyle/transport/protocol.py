@@ -143,7 +143,11 @@ parts, int32 ``[quality, size_0, ...]`` and the encodings; JPEG tiles are RGB.""
 FLAG_ZSTD = 64
 """As FLAG_JPEG, losslessly with zstd."""
 CODEC_FLAGS = {"jpeg": FLAG_JPEG, "zstd": FLAG_ZSTD}
-ALL_FLAGS = FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED | FLAG_BOUNDS | FLAG_FRAME | FLAG_JPEG | FLAG_ZSTD
+FLAG_BOTTOM_UP = 128
+"""With FLAG_FRAME: the slot holds the frame's rows bottom-up, as GL reads them back (a headset
+reads its eye textures straight into the slot); the worker cuts from the rows reversed."""
+ALL_FLAGS = (FLAG_SHM | FLAG_STATS | FLAG_REDISPATCHED | FLAG_BOUNDS | FLAG_FRAME | FLAG_JPEG | FLAG_ZSTD
+             | FLAG_BOTTOM_UP)
 
 # Data types.
 DTYPE_UINT8 = 1
@@ -399,10 +403,13 @@ class FrameBatch:
     frame_id: int
     stats: np.ndarray | None = None
     deadline_s: float | None = None
+    bottom_up: bool = False
+    """The slot holds the frame's rows bottom-up (FLAG_BOTTOM_UP)."""
 
     def header(self, request_id: int, host: int = 0) -> Header:
         grid = self.spec.grid
-        flags = FLAG_SHM | FLAG_FRAME | (FLAG_STATS if self.stats is not None else 0)
+        flags = (FLAG_SHM | FLAG_FRAME | (FLAG_STATS if self.stats is not None else 0)
+                 | (FLAG_BOTTOM_UP if self.bottom_up else 0))
         return Header(Kind.STYLIZE, flags, request_id, self.frame_id, host, 0, self.first_tile, self.count,
                       *grid.in_shape, self.channels, DTYPE_UINT8, grid.halo, grid.margin,
                       0 if self.stats is None else self.stats.shape[-1], style=self.style)
@@ -570,6 +577,8 @@ def check_request_header(header: Header) -> None:
     if header.flags & FLAG_FRAME and (not header.flags & FLAG_SHM or header.flags & FLAG_BOUNDS):
         raise ProtocolError(Code.MALFORMED, "a frame request needs FLAG_SHM and carries no bounds (its grid gives "
                                             "them)", rid)
+    if header.flags & FLAG_BOTTOM_UP and not header.flags & FLAG_FRAME:
+        raise ProtocolError(Code.MALFORMED, "FLAG_BOTTOM_UP is for frame requests only", rid)
     if not header.style:
         raise ProtocolError(Code.STYLE, "request names no style", rid)
     if not 1 <= header.count <= MAX_TILES_PER_REQUEST:

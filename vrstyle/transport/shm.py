@@ -170,10 +170,13 @@ class FrameRing:
         return slot
 
     def fill(self, slot: int, frame_id: int, eyes: np.ndarray, first_eye: int = 0) -> None:
-        """Copy ``eyes`` into the slot from eye ``first_eye`` on and stamp it ``frame_id``:
-        requests for those eyes' tiles may go out (a frame can be filled an eye at a time,
-        so workers start on the first eye while the next is copied)."""
+        """Copy ``eyes`` into the slot from eye ``first_eye`` on and :meth:`stamp` it (a frame
+        can be filled an eye at a time, so workers start on the first eye while the next is copied)."""
         np.copyto(self.frame(slot)[first_eye:first_eye + len(eyes)], eyes)
+        self.stamp(slot, frame_id)
+
+    def stamp(self, slot: int, frame_id: int) -> None:
+        """Mark the slot as holding frame ``frame_id``: requests for the tiles in it may go out."""
         self._stamp(slot)[0] = frame_id
 
     def _stamp(self, slot: int) -> np.ndarray:

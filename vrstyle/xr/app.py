@@ -76,6 +76,8 @@ class HeadsetReport:
     """Share of the right eye's pixels showing the left eye's strokes in the last stylised frame."""
     depth_layers: int = 0
     """Frames whose projection layer carried each eye's depth (``XR_KHR_composition_layer_depth``)."""
+    frames_in_place: int = 0
+    """Frames read back straight into the pipeline's shared frame ring (nothing copied to submit them)."""
     carried: float | None = None
     """Share of the left eye's pixels carrying the previous frame's strokes in the last stylised frame."""
     max_frame_interval_s: float = 0.0
@@ -200,8 +202,7 @@ class HeadsetApp:
         self._release_gl()
         self.scene = DemoScene(height, width, keep_depth=self.options.consistency != "off")
         if self.pipeline is None or (self.pipeline.grid.width, self.pipeline.grid.height) != (width, height):
-            if self.pipeline is not None:
-                self.pipeline.close()
+            self._close_pipeline()
             self.pipeline = self.make_pipeline(height, width)
         self.stylizer = Stylizer(self.pipeline, depth=self.options.depth, consistency=self.options.consistency)
         if self.options.mirror:
@@ -216,7 +217,9 @@ class HeadsetApp:
         targets = session.swapchains.acquire()
         try:
             self.scene.render(*eye_matrices(frame.views), scene_time)
-            eyes = self.scene.read()
+            buffer = self.pipeline.frame_buffer(3)  # the frame goes straight into shared memory
+            eyes = self.scene.read(buffer if buffer is not None and buffer.shape[1:3] == (self.scene.height,
+                                                                                        self.scene.width) else None)
             depth = self.scene.read_depth() if self.options.consistency != "off" else None
             gaze = None if self.gaze is None else self.gaze.direction(frame.state.predicted_display_time)
             shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started,
@@ -297,6 +300,12 @@ class HeadsetApp:
         raise VrstyleError(f"the OpenXR runtime went away and did not come back within "
                            f"{self.options.reconnect_s:g} s (--reconnect-timeout)")
 
+    def _close_pipeline(self) -> None:
+        if self.pipeline is not None:
+            self.report.frames_in_place += self.pipeline.counters["ring_frames_in_place"]
+            self.pipeline.close()
+            self.pipeline = None
+
     def _release_gl(self) -> None:
         if self.stylizer is not None:
             counts = self.stylizer.counts
@@ -315,8 +324,7 @@ class HeadsetApp:
         if context is not None:
             self._release_gl()
             context.close()
-        if self.pipeline is not None:
-            self.pipeline.close()
+        self._close_pipeline()
         if runtime is not None:
             runtime.close()
         if self.timeline is not None:

@@ -145,10 +145,16 @@ class Stylizer(Resource):
         return self.process(frame_state, eyes, views, textures, started, gaze, depth, near, far)
 
     def _read_eyes(self, textures: Sequence[int]) -> np.ndarray:
-        """The textures' (2, H, W, 3) upright images: a view of an array read into ``depth + 2``
-        frames ago (the frames pending and the one shown keep theirs), read bottom-up."""
+        """The textures' (2, H, W, 3) upright images, read bottom-up: straight into the
+        pipeline's shared frame ring where it has one (no copy on submit), else into an array
+        read into ``depth + 2`` frames ago (the frames pending and the one shown keep theirs)."""
         width, height, _ = texture_info(textures[0])
         shape = (len(textures), height, width, 3)
+        buffer = self.pipeline.frame_buffer(3)
+        if buffer is not None and buffer.shape == shape:
+            for eye, texture in zip(buffer, textures):
+                read_texture(texture, eye)
+            return buffer[:, ::-1]
         if self._reads and self._reads[0].shape != shape:  # new swapchains
             self._reads.clear()
         if len(self._reads) < self.depth + 2:

@@ -57,8 +57,9 @@ def texture_info(texture: int) -> tuple[int, int, bool]:
 def read_texture(texture: int, into: np.ndarray | None = None) -> np.ndarray:
     """An eye texture as an upright (H, W, 3) uint8 sRGB image: an upside-down view of ``into``.
 
-    GL reads rows bottom-up; they stay so in ``into`` and the view turns them upright, so the
-    one copy a frame needs anyway (into the pipeline's frame ring) flips them for free.
+    GL reads rows bottom-up; they stay so in ``into`` and the view turns them upright, so no
+    copy flips them (the pipeline's frame ring takes them bottom-up, its workers cut from the
+    rows reversed).
 
     Args:
         texture: a GL_TEXTURE_2D name, any colour format.
