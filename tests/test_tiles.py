@@ -238,6 +238,23 @@ def test_cut_into_a_reused_array():
         tiles.cut(second, grid, out=np.zeros(reused.shape[:-1] + (8,), np.uint8)[..., ::2])
 
 
+@pytest.mark.parametrize("layout", [(4, np.uint8), (3, np.uint8), (3, np.float32)])
+def test_copy_frames_is_a_copy_whatever_the_layout_and_alignment(layout):
+    """The streaming frame copy (rings, result slots) equals numpy's for whole frames, views
+    (rows flipped, a tile's core) and targets starting anywhere in a cache line; a target of
+    another shape is refused."""
+    channels, dtype = layout
+    frames = (np.random.default_rng(7).random((2, 37, 91, channels)) * 255).astype(dtype)
+    buffer = np.zeros(frames.nbytes + 64, np.uint8)
+    for source in (frames, frames[:, ::-1], frames[:, 5:30, 9:80]):
+        for shift in (0, frames.itemsize, 9 * frames.itemsize):  # bytes into a cache line
+            out = buffer[shift:shift + source.nbytes].view(dtype).reshape(source.shape)
+            assert tiles.copy_frames(source, out) is out
+            np.testing.assert_array_equal(out, source)
+    with pytest.raises(tiles.GridError, match="cannot write"):
+        tiles.copy_frames(frames, np.empty((2, 37, 90, channels), dtype))
+
+
 @pytest.mark.parametrize("layout", [(4, np.uint8), (3, np.uint8), (3, np.float32), (1, np.float64)])
 def test_cut_at_headset_margins_matches_indexing(layout):
     """The default 72 px margin and tiles running 88 px past the image's right edge: whole

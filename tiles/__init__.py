@@ -13,7 +13,7 @@ weight sum.
 True
 """
 
-from tiles.cut import TileWindows, crop_frame, crop_halo, cut, cut_windows, pad_frame, reflect_indices
+from tiles.cut import TileWindows, copy_frames, crop_frame, crop_halo, cut, cut_windows, pad_frame, reflect_indices
 from tiles.feather import RAMPS, axis_weights, ramp, tile_weights
 from tiles.foveate import RINGS, SCALES, downscale, expand_tiles, level_grid, tile_scales, upscale_tile
 from tiles.grid import GridError, Tile, TileGrid, bounds_outside, plan_grid, plan_grid_for_workers
@@ -21,7 +21,7 @@ from tiles.stitch import Stitcher, covered_tiles, stitch
 
 __all__ = [
     "GridError", "RAMPS", "RINGS", "SCALES", "Stitcher", "Tile", "TileGrid", "TileWindows", "axis_weights",
-    "bounds_outside", "covered_tiles", "crop_frame", "crop_halo", "cut", "cut_windows", "downscale", "expand_tiles",
+    "bounds_outside", "copy_frames", "covered_tiles", "crop_frame", "crop_halo", "cut", "cut_windows", "downscale", "expand_tiles",
     "level_grid", "pad_frame", "plan_grid", "plan_grid_for_workers", "ramp", "reflect_indices", "stitch",
     "tile_scales", "tile_weights", "upscale_tile",
 ]

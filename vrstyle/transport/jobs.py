@@ -194,8 +194,8 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays)
 
 
-def _deliver(job: Job, tiles: np.ndarray, moments: np.ndarray) -> Outcome:
+def _deliver(job: Job, results: np.ndarray, moments: np.ndarray) -> Outcome:
     if job.out is None:
-        return Outcome(tiles=np.ascontiguousarray(tiles), moments=moments)
-    job.out[...] = tiles
+        return Outcome(tiles=np.ascontiguousarray(results), moments=moments)
+    tiles.copy_frames(results, job.out)  # streaming stores: the client reads them, not this core
     return Outcome(moments=moments)

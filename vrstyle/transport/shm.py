@@ -34,6 +34,7 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
+import tiles
 from vrstyle.resources import Resource
 from vrstyle.transport.protocol import STAMP_BYTES, Code, FrameSpec, ProtocolError, ShmDescriptor
 
@@ -172,7 +173,7 @@ class FrameRing:
     def fill(self, slot: int, frame_id: int, eyes: np.ndarray, first_eye: int = 0) -> None:
         """Copy ``eyes`` into the slot from eye ``first_eye`` on and :meth:`stamp` it (a frame
         can be filled an eye at a time, so workers start on the first eye while the next is copied)."""
-        np.copyto(self.frame(slot)[first_eye:first_eye + len(eyes)], eyes)
+        tiles.copy_frames(eyes, self.frame(slot)[first_eye:first_eye + len(eyes)])
         self.stamp(slot, frame_id)
 
     def stamp(self, slot: int, frame_id: int) -> None:
