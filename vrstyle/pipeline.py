@@ -16,9 +16,9 @@ statistics (batches may then differ slightly, for that one frame).
 
 This module imports no torch (the headset client uses it); engines are passed in built.
 
-Length: about 600 lines: :class:`FramePipeline` is one state machine (frames in flight,
-deadlines, fallback tiles, statistics, foveation scales, skipped tiles), and its result types
-belong beside it.
+Length: about 670 lines: :class:`FramePipeline` is one state machine (frames in flight,
+deadlines, fallback tiles, statistics, foveation scales, skipped tiles, frame-ring slots), and
+its result types belong beside it.
 """
 
 from __future__ import annotations
