@@ -21,7 +21,7 @@ from tiles.stitch import Stitcher, covered_tiles, stitch
 
 __all__ = [
     "GridError", "RAMPS", "RINGS", "SCALES", "Stitcher", "Tile", "TileGrid", "TileWindows", "axis_weights",
-    "bounds_outside", "copy_frames", "covered_tiles", "crop_frame", "crop_halo", "cut", "cut_windows", "downscale", "expand_tiles",
-    "level_grid", "pad_frame", "plan_grid", "plan_grid_for_workers", "ramp", "reflect_indices", "stitch",
-    "tile_scales", "tile_weights", "upscale_tile",
+    "bounds_outside", "copy_frames", "covered_tiles", "crop_frame", "crop_halo", "cut", "cut_windows", "downscale",
+    "expand_tiles", "level_grid", "pad_frame", "plan_grid", "plan_grid_for_workers", "ramp", "reflect_indices",
+    "stitch", "tile_scales", "tile_weights", "upscale_tile",
 ]
