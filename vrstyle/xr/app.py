@@ -217,9 +217,7 @@ class HeadsetApp:
         targets = session.swapchains.acquire()
         try:
             self.scene.render(*eye_matrices(frame.views), scene_time)
-            buffer = self.pipeline.frame_buffer(3)  # the frame goes straight into shared memory
-            eyes = self.scene.read(buffer if buffer is not None and buffer.shape[1:3] == (self.scene.height,
-                                                                                        self.scene.width) else None)
+            eyes = self.scene.read(self.pipeline.frame_buffer(3))  # straight into shared memory (same size)
             depth = self.scene.read_depth() if self.options.consistency != "off" else None
             gaze = None if self.gaze is None else self.gaze.direction(frame.state.predicted_display_time)
             shown_views = self.stylizer.process(frame.state, eyes, frame.views, targets, started=frame.started,

@@ -150,18 +150,15 @@ class Stylizer(Resource):
         read into ``depth + 2`` frames ago (the frames pending and the one shown keep theirs)."""
         width, height, _ = texture_info(textures[0])
         shape = (len(textures), height, width, 3)
-        buffer = self.pipeline.frame_buffer(3)
-        if buffer is not None and buffer.shape == shape:
-            for eye, texture in zip(buffer, textures):
-                read_texture(texture, eye)
-            return buffer[:, ::-1]
-        if self._reads and self._reads[0].shape != shape:  # new swapchains
-            self._reads.clear()
-        if len(self._reads) < self.depth + 2:
-            self._reads.append(np.empty(shape, np.uint8))
-        else:
-            self._reads.rotate(-1)
-        into = self._reads[-1]
+        into = self.pipeline.frame_buffer(3)
+        if into is None or into.shape != shape:
+            if self._reads and self._reads[0].shape != shape:  # new swapchains
+                self._reads.clear()
+            if len(self._reads) < self.depth + 2:
+                self._reads.append(np.empty(shape, np.uint8))
+            else:
+                self._reads.rotate(-1)
+            into = self._reads[-1]
         for eye, texture in zip(into, textures):
             read_texture(texture, eye)
         return into[:, ::-1]
