@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +337,22 @@ def test_tiles_imports_nothing_of_vrstyle_gl_or_zmq():
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
             for name in names:
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_a_whole_image_loads_no_compiler_and_a_seamed_grid_does():
+    """numba costs about 50 MB and most of a second to import, a fifth of a small photo's
+    stylisation: cutting and stitching a whole image in one tile must not load it."""
+    code = """if True:
+        import sys, numpy as np, tiles
+        image = np.arange(30 * 50 * 3, dtype=np.uint8).reshape(30, 50, 3)
+        def roundtrip(grid):
+            stitcher = tiles.Stitcher(grid, dtype=np.uint8)
+            for index, tile in enumerate(tiles.crop_halo(tiles.cut(image, grid), grid)):
+                stitcher.add(index, tile)
+            assert (stitcher.result()[0] == image).all()
+            return 'numba' in sys.modules
+        print(roundtrip(tiles.plan_grid(30, 50, (30, 50), 0, 0, 1)), roundtrip(tiles.plan_grid(30, 50, 16, 4, 2, 1)))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

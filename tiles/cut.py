@@ -13,7 +13,6 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from tiles.grid import GridError, TileGrid
-from tiles.stream import aligned_empty, as_rows, copy_windows, element_size
 
 Array = TypeVar("Array")
 
@@ -59,8 +58,9 @@ def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None, out
 
     numpy tiles are cut by a compiled copy (:func:`tiles.stream.copy_windows`): whole rows
     with streaming stores, the rows and columns a tile lacks read from their mirror images,
-    so cutting runs at memory speed (fancy indexing is only left for tiles that reflect more
-    than once, i.e. larger than the image).
+    so cutting runs at memory speed. Fancy indexing is left for tiles that reflect more than
+    once (larger than the image) and for a grid that is the whole image in one tile, which
+    takes one copy either way and so does not load the compiler (numba) for it.
 
     Args:
         images: numpy (H, W, C) / (B, H, W, C), or torch (C, H, W) / (B, C, H, W).
@@ -86,8 +86,9 @@ def cut(images: Array, grid: TileGrid, indices: Sequence[int] | None = None, out
     chosen = list(grid.tiles()) if indices is None else [grid.tile(i) for i in indices]
     th, tw = grid.in_shape
     starts = np.array([(t.y - grid.margin, t.x - grid.margin) for t in chosen], np.int64).reshape(-1, 2)
-    if not isinstance(batched, np.ndarray) or not all(_reflects_once(grid.height, y, th) and
-                                                      _reflects_once(grid.width, x, tw) for y, x in starts):
+    whole_image = len(grid) == 1 and grid.margin == 0
+    if not isinstance(batched, np.ndarray) or whole_image or not all(
+            _reflects_once(grid.height, y, th) and _reflects_once(grid.width, x, tw) for y, x in starts):
         cutting = _cut_by_index(batched, grid, chosen)
         return cutting if out is None else _fill(out, cutting)
     shape = (len(batched) * len(chosen), th, tw) + batched.shape[3:]
@@ -104,6 +105,8 @@ def _target(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
     """``out`` checked to take a result of ``shape`` and ``dtype``, or a new array for it, its
     rows aligned to cache lines as the streaming copy writes them best."""
     if out is None:
+        from tiles.stream import aligned_empty  # numba's import (50 MB, most of a second) only where it is used
+
         return aligned_empty(shape, dtype)
     if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
         raise GridError(f"cannot write {shape} {np.dtype(dtype)} into an array of {out.shape} {out.dtype}"
@@ -113,6 +116,8 @@ def _target(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
 
 def _copy_windows(images: np.ndarray, starts: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Windows of (B, H, W, C) numpy ``images`` at ``starts`` into ``out`` (B * T, th, tw, C)."""
+    from tiles.stream import as_rows, copy_windows, element_size
+
     pixel = images.shape[3] * images.itemsize
     size = element_size(pixel, out)
     rows = out.view(f"u{size}").reshape(out.shape[:2] + (out.shape[2] * pixel // size,))

@@ -7,7 +7,6 @@ comes out 0, the same rule as the GPU resolve pass (``rgb / max(a, eps)``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from tiles.feather import tile_weights
 from tiles.foveate import expand_tiles
@@ -83,9 +82,11 @@ class Stitcher:
         dy, dx = src[0].start - ya, src[1].start - xa  # tile coordinates = band coordinates + (dy, dx)
 
         def blend(band: _Band, y0: int, y1: int, x0: int, x1: int, by: int, bx: int) -> None:
-            _accumulate(band.sum[image, y0 - by:y1 - by, x0 - bx:x1 - bx],
-                        band.weight[image, y0 - by:y1 - by, x0 - bx:x1 - bx],
-                        weights[y0 + dy:y1 + dy, x0 + dx:x1 + dx], tile[y0 + dy:y1 + dy, x0 + dx:x1 + dx])
+            from tiles.blend import accumulate  # compiled; a grid without seams never loads numba
+
+            accumulate(band.sum[image, y0 - by:y1 - by, x0 - bx:x1 - bx],
+                       band.weight[image, y0 - by:y1 - by, x0 - bx:x1 - bx],
+                       weights[y0 + dy:y1 + dy, x0 + dx:x1 + dx], tile[y0 + dy:y1 + dy, x0 + dx:x1 + dx])
 
         alone_rows, y = [], ya
         for band in self.row_bands:
@@ -134,36 +135,9 @@ class _Band:
         """Write sum / weight into ``out`` (the band's place in the result) on the chosen rows."""
         integer = np.issubdtype(out.dtype, np.integer)
         info = np.iinfo(out.dtype) if integer else None
-        _divide(self.sum, self.weight, out, rows, integer, info.min if integer else 0, info.max if integer else 0)
+        from tiles.blend import divide  # compiled, like accumulate
 
-
-@njit(cache=True, nogil=True)
-def _accumulate(total, weight, w, tile):  # pragma: no cover - compiled
-    """``total += w[..., None] * tile`` and ``weight += w`` in one pass over the pixels (numpy
-    would make three float temporaries, most of a stitch's time)."""
-    for y in range(w.shape[0]):
-        for x in range(w.shape[1]):
-            k = w[y, x]
-            weight[y, x] += k
-            for c in range(tile.shape[2]):
-                total[y, x, c] += k * np.float32(tile[y, x, c])
-
-
-@njit(cache=True, nogil=True)
-def _divide(total, weight, out, rows, integer, low, high):  # pragma: no cover - compiled
-    """``out = total / weight`` where ``rows`` and the weight is above WEIGHT_EPS, else 0;
-    rounded and clipped to ``low..high`` for an integer ``out``."""
-    for b in range(total.shape[0]):
-        for y in range(total.shape[1]):
-            if not rows[y]:
-                continue
-            for x in range(total.shape[2]):
-                w = weight[b, y, x]
-                for c in range(total.shape[3]):
-                    value = total[b, y, x, c] / w if w > WEIGHT_EPS else np.float32(0.0)
-                    if integer:
-                        value = min(max(np.rint(value), low), high)
-                    out[b, y, x, c] = value
+        divide(self.sum, self.weight, out, rows, integer, info.min if integer else 0, info.max if integer else 0)
 
 
 def stitch(tiles, grid: TileGrid, ramp: str = "linear", scales: np.ndarray | None = None):

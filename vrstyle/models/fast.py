@@ -17,11 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vrstyle.kernels import bconv
 from vrstyle.models.binary import BinaryConv2d, sign, sum_bases
 from vrstyle.models.borders import reflect_at_borders
 from vrstyle.models.norm import PLAIN, NormContext
 from vrstyle.models.transformer import ConvLayer
+
+
+def _kernels():
+    """:mod:`vrstyle.kernels.bconv`, imported at first use: loading numba costs about 50 MB and
+    most of a second, which a network without binary activations (a teacher) never needs."""
+    from vrstyle.kernels import bconv
+
+    return bconv
 
 
 class PackedConvLayer(nn.Module):
@@ -29,6 +36,7 @@ class PackedConvLayer(nn.Module):
 
     def __init__(self, layer: ConvLayer):
         super().__init__()
+        bconv = _kernels()
         conv = layer.conv2d
         if not isinstance(conv, BinaryConv2d) or conv.act is None:
             raise ValueError("only convolutions with binary activations run on the popcount kernels")
@@ -60,6 +68,7 @@ class PackedConvLayer(nn.Module):
         if min(h, w) <= self.pad:
             raise ValueError(f"input of {h}x{w} px is too small for reflection padding of {self.pad}")
         pixels = x.detach().float().contiguous().numpy()
+        bconv = _kernels()
         words = -(-self.in_channels // bconv.WORD_BITS)
         bits = np.empty((self.planes, n, h + 2 * self.pad, w + 2 * self.pad, words), np.uint64)
         bconv.pack_planes(pixels, self.thresholds, self.spread, self.pad, bits)
@@ -71,7 +80,7 @@ class PackedConvLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, planes={self.planes}, "
-                f"kernel_path={bconv.kernel_path()}")
+                f"kernel_path={_kernels().kernel_path()}")
 
 
 def _array(value: torch.Tensor) -> np.ndarray:
@@ -89,9 +98,12 @@ def use_fast_kernels(model: nn.Module) -> nn.Module:
         ``model`` in eval mode, computing bit for bit what it computed before, on the CPU.
     """
     model.eval()
+    swapped = False
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, ConvLayer) and isinstance(child.conv2d, BinaryConv2d) and child.conv2d.act is not None:
                 setattr(module, name, PackedConvLayer(child))
-    bconv.set_threads(torch.get_num_threads())
+                swapped = True
+    if swapped:
+        _kernels().set_threads(torch.get_num_threads())
     return model
