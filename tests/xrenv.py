@@ -32,7 +32,9 @@ PYTHON = "/opt/xrvenv/bin/python"
 SOURCE = "/src"
 CLIENT_IMPORTS = "import xr, OpenGL, numpy, zmq, tqdm, PIL, glfw"
 """What the headset client imports inside the chroot (vrstyle itself comes from /src)."""
-SERVICE_START_S = 15.0
+SERVICE_START_S = 45.0
+"""How long the service may take to open its socket: seconds when the machine is idle, more on
+two cores busy with a training run and the suite's own workers."""
 BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -215,9 +217,11 @@ class Monado:
                 "XRT_NO_STDIN": "1", "XRT_LOG": "warning"}, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + SERVICE_START_S
         while not socket.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            code = self.process.poll()
+            if code is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"monado-service did not start: {self.log()[-2000:]}")
+                why = f"exited with status {code}" if code is not None else f"no socket after {SERVICE_START_S:g} s"
+                raise RuntimeError(f"monado-service did not start ({why}): {self.log()[-2000:]}")
             time.sleep(0.05)
         return self
 
