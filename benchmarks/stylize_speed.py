@@ -8,7 +8,8 @@ teacher's weights into a TransformerNet written as fast_neural_style writes it: 
 InstanceNorm2d, ReLU modules, upsampling then padding; one forward pass over the whole image);
 the same teacher in vrstyle's own network class, run bare, is the leaner reference beside it
 (in-place ReLUs); `vrstyle stylize` runs with its defaults (whole image in one pass when it fits
-``--memory``) and, as the path it replaces, forced to 512 px tiles. Cases are interleaved ``--repeats`` times; medians reported.
+``--memory``) and, as the path it replaces, forced to 512 px tiles. Cases are interleaved
+``--repeats`` times; medians reported.
 A ``--big`` image (default 4000x3000, the photo upscaled) shows the memory bound of the tiled path.
 """
 
