@@ -12,7 +12,9 @@ from vrstyle.errors import VrstyleError
 from vrstyle.models import (
     ARCHITECTURES, STYLES, FrameNorm, NormContext, StyleEngine, create_model, frame_norm, resolve_model,
 )
+from vrstyle.models.binary import conv_class
 from vrstyle.models.registry import load_weights
+from vrstyle.models.transformer import ConvLayer, linear_weight
 from vrstyle.normstats import combine_moments, moments_to_stats
 
 EVERY_STUDENT_OPTION = {"planes": 2, "learned_scale": True, "rprelu": True, "bireal": True, "approx": True}
@@ -200,6 +202,17 @@ def test_truncated_and_foreign_model_files_are_explained(tmp_path):
 def test_unknown_style_lists_what_is_available():
     with pytest.raises(VrstyleError, match="unknown style 'vangogh'; available here"):
         resolve_model("vangogh")
+
+
+@pytest.mark.parametrize("kind", ["float", "int8", "binary_weights", "binary"])
+def test_upsampling_layers_compute_upsample_pad_convolve(kind):
+    """Folded into a low-resolution convolution where the layer is linear in its input; as written otherwise."""
+    torch.manual_seed(0)
+    layer = ConvLayer(8, 4, 3, upsample=True, conv=conv_class(kind)).eval()
+    x = torch.randn(2, 8, 7, 10)
+    expected = layer.conv2d(layer.pad(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")))
+    assert (linear_weight(layer.conv2d) is None) == (kind == "binary")
+    torch.testing.assert_close(layer(x), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_engine_crops_and_checks_stats():

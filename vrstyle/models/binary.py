@@ -238,9 +238,14 @@ class BinaryConv2d(nn.Conv2d):
         """(O,) the scale each output channel's ±1 weights are multiplied by."""
         return self.scale if self.scale is not None else self.weight.abs().mean(dim=(1, 2, 3))
 
+    def linear_weight(self) -> torch.Tensor | None:
+        """The float weight this convolution applies to its input as given, or None when it
+        binarises the input first (then it is not a linear map of it)."""
+        return binarize_weights(self.weight, self.scale) if self.act is None else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act is None:
-            return F.conv2d(x, binarize_weights(self.weight, self.scale).to(x.dtype), self.bias, self.stride)
+            return F.conv2d(x, self.linear_weight().to(x.dtype), self.bias, self.stride)
         planes = self.act(x)
         count, batch = planes.shape[:2]
         # Integer-valued: ±1 inputs times ±1 weights, summed exactly in fp32 (|sum| < 2^24).
@@ -299,8 +304,12 @@ class Int8Conv2d(nn.Conv2d):
         """Steps from the current weights: ``max |W| / 127`` per output channel."""
         self.scale.copy_(int8_scale(self.weight))
 
+    def linear_weight(self) -> torch.Tensor:
+        """The float weight this convolution applies: the int8 steps times their scale."""
+        return quantize_int8(self.weight, self.scale)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, quantize_int8(self.weight, self.scale).to(x.dtype), self.bias, self.stride)
+        return F.conv2d(x, self.linear_weight().to(x.dtype), self.bias, self.stride)
 
 
 def conv_class(kind: str, planes: int = 1, learned_scale: bool = False, approx: bool = False, bases: int = 1):

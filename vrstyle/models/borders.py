@@ -83,7 +83,7 @@ def check_bounds(bounds: Bounds, count: int, height: int, width: int, align: int
                              f"(multiples of {align})")
 
 
-def reflect_at_borders(x: torch.Tensor, bounds: Bounds, pad: int) -> torch.Tensor:
+def reflect_at_borders(x: torch.Tensor, bounds: Bounds, pad: int, symmetric: bool = False) -> torch.Tensor:
     """Overwrite the ``pad`` rows and columns beyond each image border with their reflection.
 
     What ``nn.ReflectionPad2d(pad)`` would put there if the tile ended at the border (the edge
@@ -94,6 +94,9 @@ def reflect_at_borders(x: torch.Tensor, bounds: Bounds, pad: int) -> torch.Tenso
         x: (N, C, H, W) activations of N tiles.
         bounds: per tile, the image region in ``x``'s pixels.
         pad: rows and columns to refresh beyond each border (the next convolution's padding).
+        symmetric: mirror with the edge row repeated (numpy's ``symmetric``; one row of it is
+            ``nn.ReplicationPad2d(1)``), as an upsampling convolution pads its low-resolution
+            input (:func:`vrstyle.models.transformer.upsample_conv3x3`).
 
     Returns:
         ``x`` (or its copy) with the reflections written.
@@ -104,6 +107,8 @@ def reflect_at_borders(x: torch.Tensor, bounds: Bounds, pad: int) -> torch.Tenso
     >>> x = torch.arange(6.0).reshape(1, 1, 1, 6)
     >>> reflect_at_borders(x, ((0, 1, 2, 6),), pad=2).flatten().tolist()
     [4.0, 3.0, 2.0, 3.0, 4.0, 5.0]
+    >>> reflect_at_borders(x, ((0, 1, 2, 6),), pad=2, symmetric=True).flatten().tolist()
+    [3.0, 2.0, 2.0, 3.0, 4.0, 5.0]
     """
     if len(bounds) != x.shape[0]:
         raise ValueError(f"{len(bounds)} tile bounds for a batch of {x.shape[0]}")
@@ -111,18 +116,19 @@ def reflect_at_borders(x: torch.Tensor, bounds: Bounds, pad: int) -> torch.Tenso
         x = x.clone()
     height, width = x.shape[-2:]
     for tile, (top, bottom, left, right) in zip(x, bounds):
-        _reflect_axis(tile, top, bottom, pad, dim=1, length=height)
-        _reflect_axis(tile, left, right, pad, dim=2, length=width)
+        _reflect_axis(tile, top, bottom, pad, dim=1, length=height, skip=int(not symmetric))
+        _reflect_axis(tile, left, right, pad, dim=2, length=width, skip=int(not symmetric))
     return x
 
 
-def _reflect_axis(tile: torch.Tensor, start: int, stop: int, pad: int, dim: int, length: int) -> None:
+def _reflect_axis(tile: torch.Tensor, start: int, stop: int, pad: int, dim: int, length: int, skip: int) -> None:
+    """Mirror along ``dim`` at ``start`` and ``stop``, ``skip`` edge rows left out of the mirror image."""
     if 0 < start < length:
         count = min(pad, start)
-        tile.narrow(dim, start - count, count).copy_(tile.narrow(dim, start + 1, count).flip(dim))
+        tile.narrow(dim, start - count, count).copy_(tile.narrow(dim, start + skip, count).flip(dim))
     if 0 < stop < length:
         count = min(pad, length - stop)
-        tile.narrow(dim, stop, count).copy_(tile.narrow(dim, stop - 1 - count, count).flip(dim))
+        tile.narrow(dim, stop, count).copy_(tile.narrow(dim, stop - skip - count, count).flip(dim))
 
 
 def measured_regions(bounds: Bounds | None, margin: int, height: int, width: int) -> Bounds:
