@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from vrstyle.timing import median
 from vrstyle.train.data import data_dir
 
@@ -143,8 +145,11 @@ def main() -> int:
         for key, command in cases.items():
             runs[key].append(measure(command, args.threads))
     width, height = Image.open(photo).size
+    pictures = {key: np.asarray(Image.open(command[-1]), dtype=np.int16) for key, command in cases.items()}
+    reference = next(iter(pictures.values()))
     rows = [(key, median(w for w, _ in runs[key]), median(p for _, p in runs[key]),
-             min(p for _, p in runs[key]), max(p for _, p in runs[key])) for key in cases]
+             min(p for _, p in runs[key]), max(p for _, p in runs[key]),
+             np.abs(pictures[key] - reference).max(), (pictures[key] != reference).mean()) for key in cases]
     big_rows = []
     if args.big:
         big_w, big_h = (int(v) for v in args.big.lower().split("x"))
@@ -158,11 +163,15 @@ def main() -> int:
              f"Command: `{command_line}`", "",
              f"{platform.machine()}, {args.threads} threads; each case a fresh process (imports and model load "
              f"included); wall time and peak resident memory the medians of {args.repeats} interleaved runs, "
-             "the peak's range beside it (a process's peak varies from run to run by tens of MB).", "",
-             "| case | wall s | vs plain | peak MB | vs plain | peak range MB |", "|---|---|---|---|---|---|"]
+             "the peak's range beside it (a process's peak varies from run to run by tens of MB); each "
+             "picture against the first case's: the largest difference in grey levels and the share of "
+             "values that differ.", "",
+             "| case | wall s | vs plain | peak MB | vs plain | peak range MB | picture: max diff | differing |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {key} | {wall:.2f} | {wall / plain_wall:.2f}x | {peak * 1e3:.0f} | {peak / plain_peak:.3f}x | "
-              f"{low * 1e3:.0f}-{high * 1e3:.0f} |" for key, wall, peak, low, high in rows]
-    lines += [f"| {key} (one run) | {wall:.1f} | - | {peak * 1e3:.0f} | - | - |" for key, wall, peak in big_rows]
+              f"{low * 1e3:.0f}-{high * 1e3:.0f} | {diff} | {share:.4%} |"
+              for key, wall, peak, low, high, diff, share in rows]
+    lines += [f"| {key} (one run) | {wall:.1f} | - | {peak * 1e3:.0f} | - | - | - | - |" for key, wall, peak in big_rows]
     print("\n".join(lines))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +179,7 @@ def main() -> int:
         Path(args.out + ".json").write_text(json.dumps(
             {"command": command_line, "style": args.style, "photo": args.photo, "threads": args.threads,
              "cases": {key: [{"wall_s": w, "peak_gb": p} for w, p in runs[key]] for key in cases},
+             "pictures": {row[0]: {"max_diff": int(row[5]), "differing": float(row[6])} for row in rows},
              "big": [{"case": key, "wall_s": wall, "peak_gb": peak} for key, wall, peak in big_rows]}, indent=1) + "\n")
     return 0
 

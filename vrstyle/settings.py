@@ -32,9 +32,10 @@ BATCH_TILES = 4
 STYLIZE_MEMORY_GB = 2.0
 """Memory budget of single-image stylisation in this process: the whole image in one pass when
 it fits (no halo, statistics in the same pass), else tiles, as many per pass as fit."""
-FORWARD_BYTES_PER_PIXEL = 1300
+FORWARD_BYTES_PER_PIXEL = 700
 """Peak memory of one fp32 CPU forward pass per input pixel, beyond the loaded model: measured
-1.0-1.3 KB for the teacher and the binary students at 512-768 px (more at smaller sizes)."""
+470-500 B for candy's teacher and two-base binary student at 2-3 megapixels, 500-1070 B at
+512x512 (one-time allocations, kernel compilation among them, weigh more there)."""
 
 # Models.
 DEFAULT_STYLE = "candy"

@@ -64,7 +64,7 @@ def plan_image(height: int, width: int, memory_bytes: float, tile: int | None = 
     (default :data:`~vrstyle.settings.TILE`), as many per pass as fit (at least one). A given
     ``tile``, ``batch`` or ``stats_tiles`` is used as given.
 
-    >>> plan_image(768, 1024, 2e9).whole, plan_image(3000, 4000, 2e9).batch
+    >>> plan_image(768, 1024, 2e9).whole, plan_image(3000, 4000, 1e9).batch
     (True, 3)
     """
     per_pixel = settings.FORWARD_BYTES_PER_PIXEL
