@@ -18,7 +18,7 @@ from torch import nn
 from vrstyle.images import read_rgb, write_rgb
 from vrstyle.models.binary import BinaryConv2d, Int8Conv2d
 from vrstyle.models.engine import StyleEngine
-from vrstyle.models.transformer import STRIDE
+from vrstyle.models.transformer import STRIDE, ConvLayer
 from vrstyle.progress import progress_bar
 from vrstyle.train.data import data_dir, photo_paths
 from vrstyle.train.losses import VGGFeatures, psnr, ssim
@@ -44,11 +44,12 @@ class Cost:
 
 
 def arithmetic(model: nn.Module, size: int = 64) -> Cost:
-    """Multiply-adds per pixel of each kind, counted on a ``size`` x ``size`` forward pass."""
+    """Multiply-adds per pixel of each kind, counted on a ``size`` x ``size`` forward pass (an
+    upsampling layer that folds its kernel reads 2x2 low-resolution taps per output, not 3x3)."""
     cost = Cost()
 
-    def count(module: nn.Conv2d, inputs, output) -> None:
-        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+    def count(module: nn.Conv2d, inputs, output, taps: int | None = None) -> None:
+        per_output = module.in_channels // module.groups * (taps or module.kernel_size[0] * module.kernel_size[1])
         macs = per_output * output.numel() / output.shape[0] / (size * size)
         if isinstance(module, BinaryConv2d):
             macs *= module.bases  # the output is the bases' sum: each base is a convolution of its own
@@ -62,6 +63,8 @@ def arithmetic(model: nn.Module, size: int = 64) -> Cost:
             cost.float_macs += macs
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(lambda layer, inputs, output: count(layer.conv2d, inputs, output, taps=4))
+              for m in model.modules() if isinstance(m, ConvLayer) and m.folds_upsampling]
     with torch.no_grad():
         model(torch.rand(1, 3, size, size) * 255)
     for hook in hooks:
