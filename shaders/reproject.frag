@@ -2,7 +2,9 @@
 // Reprojection: each pixel of the target view shows the source view's stylised image (the other
 // eye, or the previous frame) where the source sees the same surface, blended over the target's
 // own at alpha = weight; elsewhere (a disocclusion, or outside the source's view) the fragment is
-// discarded and the target keeps its own stylised pixel.
+// discarded and the target keeps its own stylised pixel, unless fill_reach > 0: then a pixel
+// within fill_reach of a seen one along its row takes the farther side's (the background's)
+// strokes, mirrored about that neighbour (vrstyle.reproject.fill_disocclusions).
 // The rule is vrstyle.reproject.correspondence's: unproject the target's depth, project into the
 // source, and accept when the source's depth there agrees within a relative tolerance. Depths
 // are window depths (0 near, 1 far) in GL orientation. The source holds sRGB-coded bytes, or
@@ -20,6 +22,7 @@ uniform float tolerance;
 uniform int srgb_source;
 uniform int srgb_target;
 uniform float weight;
+uniform int fill_reach;
 
 in vec2 uv;
 out vec4 colour;
@@ -54,19 +57,44 @@ vec3 catmull_rom(vec2 at) {
     return clamp(sum, 0.0, 1.0);
 }
 
-void main() {
-    ivec2 pixel = ivec2(gl_FragCoord.xy);
+// Where the source sees the target's pixel: false for a disocclusion or outside the source's view.
+bool source_at(ivec2 pixel, out vec2 at) {
+    at = vec2(0.0);
     float depth = texelFetch(target_depth, pixel, 0).r;
-    vec4 world = target_to_world * vec4(gl_FragCoord.xy / eye_size * 2.0 - 1.0, depth * 2.0 - 1.0, 1.0);
+    vec4 world = target_to_world * vec4((vec2(pixel) + 0.5) / eye_size * 2.0 - 1.0, depth * 2.0 - 1.0, 1.0);
     world /= world.w;
     vec4 clip = world_to_source * world;
     float distance = -(source_view * world).z;
-    if (clip.w <= 0.0 || distance <= 0.0) discard;
-    vec2 at = (clip.xy / clip.w * 0.5 + 0.5) * eye_size;  // source pixels, GL orientation
-    if (any(lessThan(at, vec2(0.5))) || any(greaterThan(at, eye_size - 0.5))) discard;
+    if (clip.w <= 0.0 || distance <= 0.0) return false;
+    at = (clip.xy / clip.w * 0.5 + 0.5) * eye_size;  // source pixels, GL orientation
+    if (any(lessThan(at, vec2(0.5))) || any(greaterThan(at, eye_size - 0.5))) return false;
     float there = texelFetch(source_depth, ivec2(floor(at)), 0).r;
     float seen = source_projection.y / ((there * 2.0 - 1.0) + source_projection.x);
-    if (abs(seen - distance) > tolerance * max(distance, 1e-6)) discard;
+    return abs(seen - distance) <= tolerance * max(distance, 1e-6);
+}
+
+void main() {
+    ivec2 pixel = ivec2(gl_FragCoord.xy);
+    vec2 at;
+    if (!source_at(pixel, at)) {
+        float background = -1.0;  // the chosen neighbour's depth; the right side wins a tie
+        for (int side = -1; side <= 1; side += 2) {
+            for (int k = 1; k <= fill_reach; ++k) {
+                ivec2 neighbour = pixel + ivec2(side * k, 0);
+                if (neighbour.x < 0 || neighbour.x >= int(eye_size.x)) break;
+                vec2 there;
+                if (source_at(neighbour, there)) {
+                    float depth = texelFetch(target_depth, neighbour, 0).r;
+                    if (depth >= background) {
+                        background = depth;
+                        at = there + vec2(float(side * k), 0.0);
+                    }
+                    break;
+                }
+            }
+        }
+        if (background < 0.0) discard;
+    }
     vec3 rgb = catmull_rom(at);
     if (srgb_source != srgb_target) rgb = srgb_target != 0 ? srgb_to_linear(rgb) : linear_to_srgb(rgb);
     colour = vec4(rgb, weight);

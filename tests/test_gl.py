@@ -314,6 +314,48 @@ def test_gpu_reprojection_is_the_reference_correspondence(gl_context):
     assert (blended[~reprojected] == 200).all()
 
 
+def test_gpu_fill_of_thin_disocclusions_is_the_reference_fill(gl_context):
+    """Asked to fill, the shader also draws the disoccluded pixels within reach of a seen one,
+    from the background side, where and as vrstyle.reproject.fill_disocclusions does; a negative
+    reach is one clear error."""
+    from OpenGL import GL
+
+    from vrstyle.gl.context import GLError
+    from vrstyle.gl.reproject import Reprojection
+    from vrstyle.gl.textures import Framebuffer, create_texture, read_pixels, upload_image
+    from vrstyle.reproject import correspondence, fill_disocclusions, sample
+
+    height, width, reach = 72, 96, 2  # at this size 2 px already fill much, not all
+    left_view, right_view = _stereo_views(height, width)
+    left = np.random.default_rng(7).integers(10, 256, (height, width, 3), np.uint8)
+    seen_pixels, seen = correspondence(right_view, left_view)
+    pixels, filled = fill_disocclusions(seen_pixels, seen, right_view.depth, reach)
+    assert (filled & ~seen).sum() > 20 and not filled.all()
+    source, target = create_texture(width, height), create_texture(width, height)
+    upload_image(source, left)
+    upload_image(target, np.zeros_like(left))
+    with Reprojection(width, height) as reprojection, Framebuffer() as framebuffer:
+        drawn = reprojection.draw(source, target, left_view, right_view, fill=reach)
+        framebuffer.attach(target, GL.GL_READ_FRAMEBUFFER)
+        result = read_pixels(width, height)
+        with pytest.raises(GLError, match="fill"):
+            reprojection.draw(source, target, left_view, right_view, fill=-1)
+    GL.glDeleteTextures([source, target])
+    reprojected = (result != 0).any(-1)
+    on_an_edge = np.zeros_like(seen)  # exact ties with the reference's bounds, and pixels filled from them
+    for axis, size in ((0, width), (1, height)):
+        on_an_edge |= (np.abs(seen_pixels[..., axis] - 0.5) < 1e-3) | (np.abs(seen_pixels[..., axis] - (size - 0.5)) < 1e-3)
+    near_an_edge = np.copy(on_an_edge)
+    for k in range(1, reach + 1):
+        near_an_edge[:, k:] |= on_an_edge[:, :-k]
+        near_an_edge[:, :-k] |= on_an_edge[:, k:]
+    np.testing.assert_array_equal(reprojected[~near_an_edge], filled[~near_an_edge])
+    assert drawn == reprojected.sum()
+    fresh = filled & ~seen & reprojected & ~near_an_edge
+    assert fresh.sum() > 20
+    assert np.abs(result[fresh] - sample(left, pixels, cubic=True)[fresh]).max() <= 1
+
+
 def test_srgb_swapchain_images_reproject_as_their_bytes(gl_context):
     """sRGB source and target (what OpenXR runtimes offer first): samples decode, writes encode,
     so the target's bytes are the source's, as with RGBA8 eye textures (interpolated in linear

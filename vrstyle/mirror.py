@@ -29,7 +29,7 @@ from vrstyle.gl.reproject import Reprojection
 from vrstyle.gl.textures import Framebuffer, owned_texture, preserved_state, read_pixels, upload_image
 from vrstyle.images import write_rgb
 from vrstyle.pipeline import FramePipeline, FrameResult
-from vrstyle.reproject import stereo_skip
+from vrstyle.reproject import FILL_REACH, stereo_skip
 from vrstyle.resources import Resource
 from vrstyle.sources import FrameSource
 
@@ -275,7 +275,7 @@ class DesktopMirror(Resource):
                                             settings.CARRIED) for e in eyes]
             self.rates.carried = drawn[0] / (height * width)
         if consistency in ("stereo", "both"):
-            drawn = self.reprojection.draw(left, right, *shown.views)
+            drawn = self.reprojection.draw(left, right, *shown.views, fill=FILL_REACH)  # as stereo_skip counts
             self.rates.reprojected = drawn / (height * width)
             skipped = 0 if shown.result.skipped is None else len(shown.result.skipped)
             self.rates.skipped = skipped / len(shown.result.tiles)

@@ -20,6 +20,10 @@ import tiles
 DEPTH_TOLERANCE = 0.01
 """Relative distance within which a reprojected point is the surface the other view sees there;
 farther behind it, the point is hidden in that view (an occlusion)."""
+FILL_REACH = 4
+"""Pixels along a row within which a disoccluded pixel takes the strokes of the nearest seen
+background (:func:`fill_disocclusions`): most of what one eye sees and the other does not is
+a sliver of one or two pixels along silhouettes."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,55 @@ def correspondence(target: View, source: View, tolerance: float = DEPTH_TOLERANC
     return pixels, visible
 
 
+def fill_disocclusions(pixels: np.ndarray, visible: np.ndarray, depth: np.ndarray,
+                       reach: int = FILL_REACH) -> tuple[np.ndarray, np.ndarray]:
+    """Thin disocclusions filled from the background beside them, as the reprojection shader does.
+
+    A pixel the source does not see looks along its row, up to ``reach`` pixels each way, for
+    the nearest pixel the source does see; of the two sides, the farther surface (the larger
+    window ``depth``; the right on a tie) is the background the sliver belongs to. The pixel
+    takes the source position mirrored about that neighbour's: its source position moved on
+    by the same distance, so the background's strokes continue into the sliver, mirrored,
+    instead of one colour smeared across it.
+
+    Args:
+        pixels: (H, W, 2) source pixel coordinates of each target pixel (:func:`correspondence`).
+        visible: (H, W) pixels the source sees.
+        depth: (H, W) the target's window depth.
+        reach: pixels to look each way (0: no fill).
+
+    Returns:
+        ``pixels`` and ``visible`` with the filled pixels added.
+
+    >>> row = np.array([[True, False, True, True]])
+    >>> at = np.stack([np.arange(4.0) + 10, np.zeros(4)], -1)[None]
+    >>> depth = np.array([[0.2, 0.5, 0.9, 0.9]])  # a near surface on the left, background right
+    >>> filled, seen = fill_disocclusions(at, row, depth, reach=2)
+    >>> filled[0, 1].tolist(), bool(seen.all())  # pixel 1 mirrored about pixel 2 is pixel 3: x 13
+    ([13.0, 0.0], True)
+    """
+    pixels, filled = pixels.copy(), visible.copy()
+    width = visible.shape[1]
+    found = {}
+    for side in (-1, 1):
+        steps = np.zeros(visible.shape, int)
+        for k in range(1, reach + 1):
+            columns = np.arange(width) + side * k
+            inside = (columns >= 0) & (columns < width)
+            hit = (steps == 0) & inside & visible[:, np.clip(columns, 0, width - 1)]
+            steps[hit] = k
+        found[side] = steps
+    rows, cols = np.nonzero(~visible & ((found[-1] > 0) | (found[1] > 0)))
+    left, right = found[-1][rows, cols], found[1][rows, cols]
+    left_depth = np.where(left > 0, depth[rows, np.maximum(cols - left, 0)], -np.inf)
+    right_depth = np.where(right > 0, depth[rows, np.minimum(cols + right, width - 1)], -np.inf)
+    offset = np.where(right_depth >= left_depth, right, -left)
+    pixels[rows, cols] = pixels[rows, cols + offset]
+    pixels[rows, cols, 0] += offset
+    filled[rows, cols] = True
+    return pixels, filled
+
+
 def sample(image: np.ndarray, pixels: np.ndarray, cubic: bool = False) -> np.ndarray:
     """Samples (H, W, C) float of a top-down ``image`` at continuous ``pixels`` (H, W, 2):
     bilinear, or with ``cubic`` Catmull-Rom over 4 x 4 pixels (sharper: strokes carried from
@@ -145,11 +198,13 @@ def warp_error(target_image: np.ndarray, source_image: np.ndarray, target: View,
     return float(difference.mean()), float(visible.mean())
 
 
-def stereo_skip(grid: tiles.TileGrid, views: list[View]) -> np.ndarray:
+def stereo_skip(grid: tiles.TileGrid, views: list[View], fill: int = FILL_REACH) -> np.ndarray:
     """(2 * len(grid),) bool: the stereo frame's tiles to leave out when the right eye takes the
     left eye's strokes: the right eye's tiles whose every pixel, and its neighbours (a margin for
-    a GPU's rounding), the left eye sees (:func:`tiles.covered_tiles`)."""
-    _, seen = correspondence(views[1], views[0])
+    a GPU's rounding), the left eye sees or fills within ``fill`` pixels
+    (:func:`fill_disocclusions`, :func:`tiles.covered_tiles`)."""
+    pixels, seen = correspondence(views[1], views[0])
+    _, seen = fill_disocclusions(pixels, seen, views[1].depth, fill)
     inner = seen.copy()
     inner[1:] &= seen[:-1]
     inner[:-1] &= seen[1:]

@@ -6,7 +6,7 @@ stylised image (the other eye, or this eye's previous frame) into a target view'
 stitched image, pixel by pixel where the depths say both see the same surface
 (``shaders/reproject.frag``, the rule of :func:`vrstyle.reproject.correspondence`), replacing
 it or blended with it; disocclusions and what the source does not see keep the target's own
-stylisation.
+stylisation, or, asked to, thin disocclusions take the strokes of the background beside them.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class Reprojection(Resource):
             self.query = int(GL.glGenQueries(1)[0])
             self.on_close(GL.glDeleteQueries, 1, [self.query])
 
-    def draw(self, source: int, target: Target, source_view: View, target_view: View, weight: float = 1.0) -> int:
+    def draw(self, source: int, target: Target, source_view: View, target_view: View, weight: float = 1.0,
+             fill: int = 0) -> int:
         """``target``'s pixels whose surface ``source`` sees become ``source``'s image there,
         or a blend: ``weight * source + (1 - weight) * target``.
 
@@ -58,16 +59,21 @@ class Reprojection(Resource):
             target: the target view's texture (or array layer), its stylised image at its bottom left.
             source_view, target_view: each view's matrices and top-down window depth (H, W).
             weight: the source's share where it is valid, in (0, 1].
+            fill: also draw the disoccluded pixels within ``fill`` pixels of a seen one along
+                their row, from the background beside them
+                (:func:`vrstyle.reproject.fill_disocclusions`); 0 keeps the target's own there.
 
         Returns:
             How many of the target's pixels now show the source's strokes.
 
         Raises:
             GLError: a depth map not of the eyes' size or not finite in 0..1, a texture
-                smaller than the eyes, or a weight outside (0, 1].
+                smaller than the eyes, a weight outside (0, 1], or a negative fill.
         """
         if not 0 < weight <= 1:
             raise GLError(f"reprojection weight must be in (0, 1], got {weight}")
+        if fill < 0:
+            raise GLError(f"reprojection fill must be >= 0 pixels, got {fill}")
         for view in (source_view, target_view):
             depth = np.asarray(view.depth)
             if depth.shape != (self.height, self.width):
@@ -102,7 +108,7 @@ class Reprojection(Resource):
                 target_to_world=np.linalg.inv(target_view.projection @ target_view.view),
                 world_to_source=projection @ source_view.view, source_view=source_view.view,
                 source_projection=(projection[2, 2], projection[2, 3]), tolerance=self.tolerance,
-                srgb_source=int(srgb_source), srgb_target=int(srgb), weight=weight)
+                srgb_source=int(srgb_source), srgb_target=int(srgb), weight=weight, fill_reach=int(fill))
             for unit, texture in enumerate((source, *self.depths)):
                 GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
                 GL.glBindTexture(GL.GL_TEXTURE_2D, texture)
