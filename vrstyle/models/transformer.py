@@ -38,8 +38,8 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     sub-pixel form of resize-convolution). So the four phases are one 2x2 convolution of the
     low-resolution input with 4x the output channels, interleaved; and reflecting the
     upsampled input by one pixel is repeating the low-resolution edge. The same result as
-    the upsample-pad-convolve sequence (up to float rounding), in 16 instead of 36
-    multiply-adds per output and input channel, and without the full-resolution upsampled and
+    the upsample-pad-convolve sequence (up to float rounding), in 4 instead of 9
+    multiply-adds per output pixel and channel pair, and without the full-resolution upsampled and
     padded inputs (the peak of a whole-image pass: two 4x tensors at the widest layer).
 
     Args:
