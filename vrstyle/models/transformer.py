@@ -102,14 +102,18 @@ class ConvLayer(nn.Module):
     @property
     def folds_upsampling(self) -> bool:
         """Whether this layer runs as :func:`upsample_conv3x3` (2x2 taps at the low resolution)."""
-        return self.upsample and self.conv2d.kernel_size == (3, 3) and linear_weight(self.conv2d) is not None
+        return self._folded_weight() is not None
+
+    def _folded_weight(self) -> torch.Tensor | None:
+        return linear_weight(self.conv2d) if self.upsample and self.conv2d.kernel_size == (3, 3) else None
 
     def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
-        if self.folds_upsampling:
+        weight = self._folded_weight()  # once: a quantised kernel is quantised on each call
+        if weight is not None:
             if norm.bounds is not None:  # one reflected row at 2x is the low-resolution edge row
                 low = Level(2 * self.level.scale, self.level.quantum)
                 x = reflect_at_borders(x, low.map(norm.bounds), 1, symmetric=True)
-            return upsample_conv3x3(x, linear_weight(self.conv2d), self.conv2d.bias)
+            return upsample_conv3x3(x, weight, self.conv2d.bias)
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         if norm.bounds is not None:
