@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 import tiles
+from edgeties import edge_ties
 from gltrack import NameTracker
 
 pytestmark = pytest.mark.gl
@@ -302,9 +303,7 @@ def test_gpu_reprojection_is_the_reference_correspondence(gl_context):
             reprojection.draw(source, target, left_view, right_view, weight=0.0)
     GL.glDeleteTextures([source, target])
     reprojected = (result != 0).any(-1)
-    on_an_edge = np.zeros_like(visible)  # exact ties with the reference's bounds: either side is right
-    for axis, size in ((0, width), (1, height)):
-        on_an_edge |= (np.abs(pixels[..., axis] - 0.5) < 1e-3) | (np.abs(pixels[..., axis] - (size - 0.5)) < 1e-3)
+    on_an_edge = edge_ties(pixels)
     np.testing.assert_array_equal(reprojected[~on_an_edge], visible[~on_an_edge])
     assert drawn == reprojected.sum()
     both = reprojected & visible
@@ -342,13 +341,7 @@ def test_gpu_fill_of_thin_disocclusions_is_the_reference_fill(gl_context):
             reprojection.draw(source, target, left_view, right_view, fill=-1)
     GL.glDeleteTextures([source, target])
     reprojected = (result != 0).any(-1)
-    on_an_edge = np.zeros_like(seen)  # exact ties with the reference's bounds, and pixels filled from them
-    for axis, size in ((0, width), (1, height)):
-        on_an_edge |= (np.abs(seen_pixels[..., axis] - 0.5) < 1e-3) | (np.abs(seen_pixels[..., axis] - (size - 0.5)) < 1e-3)
-    near_an_edge = np.copy(on_an_edge)
-    for k in range(1, reach + 1):
-        near_an_edge[:, k:] |= on_an_edge[:, :-k]
-        near_an_edge[:, :-k] |= on_an_edge[:, k:]
+    near_an_edge = edge_ties(seen_pixels, reach)  # and the pixels filled from them
     np.testing.assert_array_equal(reprojected[~near_an_edge], filled[~near_an_edge])
     assert drawn == reprojected.sum()
     fresh = filled & ~seen & reprojected & ~near_an_edge

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from edgeties import edge_ties
 from vrstyle.images import read_rgb
 
 pytestmark = pytest.mark.gl
@@ -152,14 +153,7 @@ def test_stereo_consistency_shows_the_left_eyes_strokes_in_the_right_eye(xvfb, t
     shown = frame["stylized"].astype(float)
     own = tiles.stitch(frame["tiles"], grid, str(frame["ramp"])).astype(float)  # skipped tiles: raw
     pixels, seen = correspondence(right_view, left_view)
-    height, width = seen.shape
-    tied = np.zeros_like(seen)  # exact ties with the reference's bounds on the eye's edge: either side is right
-    for axis, size in ((0, width), (1, height)):
-        tied |= (np.abs(pixels[..., axis] - 0.5) < 1e-3) | (np.abs(pixels[..., axis] - (size - 0.5)) < 1e-3)
-    near_a_tie = tied.copy()  # and the pixels filled from them
-    for k in range(1, FILL_REACH + 1):
-        near_a_tie[:, k:] |= tied[:, :-k]
-        near_a_tie[:, :-k] |= tied[:, k:]
+    near_a_tie = edge_ties(pixels, FILL_REACH)  # exact ties on the eye's edge, and the pixels filled from them
     pixels, seen = fill_disocclusions(pixels, seen, right_view.depth)  # thin disocclusions: the background's strokes
     assert 0.5 < seen.mean() < 1
     skipped = frame["skipped"]
