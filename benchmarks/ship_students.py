@@ -8,6 +8,11 @@ export to ``vrstyle/models/weights/<style>-binary.safetensors``, evaluation agai
 teacher on held-out photos (written to ``benchmarks/results/binary-<style>.{json,md,png}``)
 and the model card ``<style>-binary.md`` beside the weights. Resumable: a style whose run
 folder already holds a finished checkpoint is not trained again.
+
+``--continue`` gives the shipped students ``--steps`` more end-to-end steps on a cosine
+schedule (``vrstyle distill --init <student file> --schedule cosine``), starting from a copy
+of each shipped file kept in the runs folder, and ships the result with a card that names both
+stages and their time together.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import shlex
+import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from vrstyle import settings
 from vrstyle.models import load_model
@@ -50,7 +58,7 @@ channel). File: {size_kb:.0f} KB ({sizes}).
   student's own stream after the blocks before it to the teacher's stream after the same block.
 - End-to-end stage: {steps} Adam steps{sgd}, encoder frozen; loss: MSE to the teacher's output
   plus {noise} x the stability term (output change under uniform ±1 grey-level input noise).
-- Command: `{command}`
+{continued}- Command: `{command}`
 
 ## Data
 Training: BSDS500 train+val (block-wise: {calibration_images} whole photos, seed {seed}; end to end:
@@ -82,24 +90,31 @@ def main() -> int:
     parser.add_argument("--sets", default="kodak24,bsds500/test")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", default="runs")
+    parser.add_argument("--continue", dest="continued", action="store_true",
+                        help="continue the shipped students: --steps more end-to-end steps, cosine schedule")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sets = tuple(args.sets.split(","))
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     machine = f"{platform.machine()}, {args.threads} torch thread(s)"
     for style in args.styles.split(","):
-        cfg = student_recipe(style, args)
-        run_dir = Path(args.runs) / (f"{style}-blockwise" + (f"-bases{args.weight_bases}" if args.weight_bases > 1 else ""))
-        student = distill(cfg, run_dir, progress=True)
-        seconds = run_seconds(run_dir)
         path = SHIPPED_DIR / f"{style}-binary.safetensors"
-        size = export(student, cfg, path, f"{style}/binary")
+        continued = None
+        if args.continued:
+            base, base_seconds, continued = continued_recipe(style, path, Path(args.runs), args)
+            run_dir = Path(args.runs) / f"{style}-continued"
+        else:
+            base = student_recipe(style, args)
+            run_dir = Path(args.runs) / (f"{style}-blockwise" + (f"-bases{args.weight_bases}" if args.weight_bases > 1 else ""))
+        student = distill(continued or base, run_dir, progress=True)
+        seconds = run_seconds(run_dir) + (base_seconds if continued else 0.0)
+        size = export(student, continued or base, path, f"{style}/binary")
         model = load_model(str(path))  # evaluate what ships, as it loads
         teacher = TeacherCache(Path(args.runs) / "teacher-cache", style, load_model(f"{style}/teacher"))
         report = evaluate(model, f"{style}/binary", size, teacher, sets, args.limit, progress=True)
         report.cpu_seconds_per_frame = cpu_seconds(model, repeats=1)
         write_results(style, report, command, machine)
-        write_card(style, path, report, cfg, seconds, command, machine, sets, args.limit)
+        write_card(style, path, report, base, seconds, command, machine, sets, args.limit, continued)
         print(f"{style}: {report.psnr:.2f} dB, {size / 1000:.0f} KB, {seconds:.0f} s", flush=True)
     return 0
 
@@ -111,6 +126,25 @@ def student_recipe(style: str, args: argparse.Namespace) -> DistillConfig:
                                  **({"weight_bases": args.weight_bases} if args.weight_bases > 1 else {})},
                          init="blockwise", calibration_images=args.photos, block_steps=args.block_steps,
                          steps=args.steps, batch=4, crop=192, lr=3e-4, noise=args.noise, seed=0)
+
+
+def continued_recipe(style: str, shipped: Path, runs: Path,
+                     args: argparse.Namespace) -> tuple[DistillConfig, float, DistillConfig]:
+    """The shipped student's recipe and training seconds (from its file and card, kept in ``runs``
+    the first time), and the recipe that continues it."""
+    start = runs / f"{style}-before-continued.safetensors"
+    if not start.is_file():
+        runs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped, start)
+        shutil.copyfile(shipped.with_suffix(".md"), start.with_suffix(".md"))
+    with safe_open(str(start), "pt") as handle:
+        meta = handle.metadata()
+    base = DistillConfig(arch=meta["arch"], config=json.loads(meta["config"]), **json.loads(meta["recipe"]))
+    spent = re.search(r"^(\d+) s \(\d+ minutes\) of training", start.with_suffix(".md").read_text(), re.MULTILINE)
+    if spent is None:
+        raise SystemExit(f"{start.with_suffix('.md')} does not say how long its student trained")
+    return base, float(spent[1]), replace(base, init=str(start), block_steps=0, steps=args.steps, schedule="cosine",
+                                          noise=args.noise)
 
 
 def run_seconds(run_dir: Path) -> float:
@@ -127,7 +161,7 @@ def write_results(style: str, report: Report, command: str, machine: str) -> Non
 
 
 def write_card(style: str, path: Path, report: Report, cfg: DistillConfig, seconds: float, command: str,
-               machine: str, sets: tuple[str, ...], limit: int | None) -> None:
+               machine: str, sets: tuple[str, ...], limit: int | None, continued: DistillConfig | None = None) -> None:
     from safetensors.torch import load_file
 
     from vrstyle.models.packed import size_report
@@ -138,12 +172,15 @@ def write_card(style: str, path: Path, report: Report, cfg: DistillConfig, secon
     metrics += [f"- {name}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}" for name, m in report.per_set.items()]
     eval_sets = ", ".join(f"{s} (first {limit})" if limit else s for s in sets)
     sgd = f" (batch {cfg.batch}, {cfg.crop} px crops, lr {cfg.lr}, VGG weight {cfg.vgg_weight})"
+    more = "" if continued is None else (
+        f"- Continued: {continued.steps} more end-to-end steps from that student (`--init` its file), the same loss "
+        f"with {continued.noise} x the stability term, lr {continued.lr} on a cosine schedule down to 0.\n")
     path.with_suffix(".md").write_text(CARD.format(
         style=style, size_kb=path.stat().st_size / 1000, sizes=sizes, planes=cfg.config["planes"],
         bases=_bases(cfg.config.get("weight_bases", 1)),
         block_steps=cfg.block_steps, block_batch=cfg.block_batch, block_lr=cfg.block_lr, steps=cfg.steps, sgd=sgd,
-        noise=cfg.noise, command=command, calibration_images=cfg.calibration_images, seed=cfg.seed,
-        eval_sets=eval_sets, seconds=seconds, minutes=seconds / 60, machine=machine, metrics="\n".join(metrics)) + f"\nRecipe as stored: `{json.dumps(asdict(cfg))}`\n")
+        noise=cfg.noise, continued=more, command=command, calibration_images=cfg.calibration_images, seed=cfg.seed,
+        eval_sets=eval_sets, seconds=seconds, minutes=seconds / 60, machine=machine, metrics="\n".join(metrics)) + f"\nRecipe as stored: `{json.dumps(asdict(continued or cfg))}`\n")
     assert path.stat().st_size <= settings.MODEL_FILE_LIMIT, f"{path} is over the size limit"
 
 

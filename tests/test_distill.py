@@ -95,3 +95,34 @@ def test_a_run_folder_of_another_architecture_is_refused_in_one_line(shared_data
     assert main(["distill", "--teacher", "candy", *BLOCKWISE, "--steps", "1", "--run", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "belongs to another student" in err[0]
+
+
+def test_a_student_file_is_continued_with_its_encoder_frozen_and_a_cosine_schedule(shared_data, tmp_path, capsys):
+    import torch
+
+    start = tmp_path / "start.safetensors"
+    assert main(["distill", "--teacher", "candy", *TINY, "--steps", "1", "--run", str(tmp_path / "a"),
+                 "--output", str(start)]) == 0
+    continued = [arg if arg != "random" else str(start) for arg in TINY]
+    run = tmp_path / "b"
+    assert main(["distill", "--teacher", "candy", *continued, "--steps", "2", "--schedule", "cosine",
+                 "--run", str(run)]) == 0
+    before = resolve_model(str(start)).load().state_dict()
+    after = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert torch.equal(after["conv1.conv2d.weight"], before["conv1.conv2d.weight"])  # frozen encoder
+    assert not torch.equal(after["res1.conv1.conv2d.weight"], before["res1.conv1.conv2d.weight"])
+    capsys.readouterr()
+    wider = [arg if arg != '{"width": 4, "blocks": 1}' else '{"width": 8, "blocks": 1}' for arg in continued]
+    assert main(["distill", "--teacher", "candy", *wider, "--steps", "1", "--run", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init is not a student of this --student/--config" in err[0]
+
+
+def test_the_cosine_schedule_decays_to_zero_at_the_last_step():
+    from vrstyle.train.distill import DistillConfig
+
+    cfg = DistillConfig(steps=100, lr=1e-3, schedule="cosine")
+    assert [cfg.lr_at(s) for s in (0, 50, 100)] == pytest.approx([1e-3, 5e-4, 0.0])
+    assert DistillConfig(steps=100, lr=1e-3).lr_at(99) == 1e-3
+    with pytest.raises(Exception, match="unknown schedule"):
+        DistillConfig(schedule="linear").check()

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default="calibrate",
                         help="calibrate (layer-by-layer fit to the teacher), teacher (copy its weights), random, prune "
                              "(a narrower cartoon student cut from the cartoon teacher), or blockwise (teacher weights, then each residual block trained on cached teacher "
-                             "features; default calibrate)")
+                             "features; default calibrate), or a student .safetensors file to continue (more steps for a "
+                             "shipped student)")
     parser.add_argument("--calibration-images", type=int, default=settings.CALIBRATION_IMAGES,
                         help=f"photos for calibration or block-wise features (default {settings.CALIBRATION_IMAGES})")
     parser.add_argument("--block-steps", type=int, default=0, help="block-wise steps per residual block (default 0)")
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, default=4, help="crops per step (default 4)")
     parser.add_argument("--crop", type=positive_int, default=128, help="crop size, px (default 128)")
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    parser.add_argument("--schedule", default="constant",
+                        help="learning rate over the steps: constant, or cosine (decays to zero at the last step)")
     parser.add_argument("--vgg-weight", type=float, default=0.0, help="weight of the VGG19 perceptual term")
     parser.add_argument("--colour", default="none", help="target colour correction: none or luminance")
     parser.add_argument("--seed", type=int, default=0, help="random seed: photo order, crops, initial weights")
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     style = resolve_model(teacher_name(args.teacher)).style  # an unknown teacher fails here, before any work
     cfg = DistillConfig(teacher=args.teacher, arch=args.student, config=config, init=args.init,
                         calibration_images=args.calibration_images, steps=args.steps, batch=args.batch,
-                        crop=args.crop, lr=args.lr, vgg_weight=args.vgg_weight, colour=args.colour,
+                        crop=args.crop, lr=args.lr, schedule=args.schedule, vgg_weight=args.vgg_weight, colour=args.colour,
                         noise=args.noise, block_steps=args.block_steps, block_batch=args.block_batch,
                         block_lr=args.block_lr, seed=args.seed, device=args.device)
     student = distill(cfg, Path(args.run_dir), progress=None)

@@ -12,7 +12,11 @@ the teacher's weights, random, ``prune`` (a cartoon student cut from the cartoon
 :func:`~vrstyle.models.cartoon.pruned_state`), or ``blockwise``: the teacher's weights as latent weights,
 then each residual block trained on cached teacher features (:mod:`vrstyle.train.blockwise`,
 ``block_steps`` per block); the float encoder is then frozen, since the blocks learnt on
-its exact output. Gradient descent with straight-through estimators (``steps``) follows.
+its exact output. ``init`` may also be a student model file (``.safetensors``) of the same
+architecture and configuration: the run continues that student (its float encoder frozen, as
+after block-wise training), e.g. more end-to-end steps for a shipped one. Gradient descent with
+straight-through estimators (``steps``) follows, at a constant learning rate or on a cosine
+``schedule`` down to zero at the last step (what a continued student needs to settle).
 Checkpoints (model, optimiser, data and random state, block-wise progress) make a run
 resumable; a CSV log records every step.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +42,7 @@ from vrstyle.models.cartoon import CartoonNet, pruned_state
 from vrstyle.models.norm import FrameNorm
 from vrstyle.models.transformer import ConvLayer
 from vrstyle.models.packed import save_model
-from vrstyle.models.registry import MODEL_SUFFIXES
+from vrstyle.models.registry import MODEL_SUFFIXES, load_weights
 from vrstyle.progress import progress_bar
 from vrstyle.train.blockwise import CACHE_FILE, FeatureCache, train_body
 from vrstyle.train.calibrate import calibrate
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 
 INITS = ("calibrate", "teacher", "random", "blockwise", "prune")
 COLOURS = ("none", "luminance")
+SCHEDULES = ("constant", "cosine")
 IDENTITY = ("teacher", "arch", "config", "init", "calibration_images", "seed")
 """Settings that define the student of a run; the others (steps, batch, lr, ...) may change on resuming."""
 ENCODER = ("conv1", "in1", "conv2", "in2", "conv3", "in3")
@@ -69,6 +75,7 @@ class DistillConfig:
     batch: int = 4
     crop: int = 128
     lr: float = 2e-4
+    schedule: str = "constant"
     vgg_weight: float = 0.0
     colour: str = "none"
     noise: float = 0.0
@@ -79,8 +86,12 @@ class DistillConfig:
     device: str = "cpu"
 
     def check(self) -> None:
-        if self.init not in INITS:
-            raise VrstyleError(f"unknown init {self.init!r}; use one of {', '.join(INITS)}")
+        if self.init not in INITS and not self.continues:
+            raise VrstyleError(f"unknown init {self.init!r}; use one of {', '.join(INITS)} or a student .safetensors file")
+        if self.continues and not Path(self.init).is_file():
+            raise VrstyleError(f"student file {self.init} (--init) does not exist")
+        if self.schedule not in SCHEDULES:
+            raise VrstyleError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
         if self.colour not in COLOURS:
             raise VrstyleError(f"unknown colour correction {self.colour!r}; use one of {', '.join(COLOURS)}")
         for name in ("steps", "calibration_images", "block_steps"):
@@ -91,6 +102,17 @@ class DistillConfig:
             raise VrstyleError("batches must be >= 1, learning rates > 0, vgg weight and noise weight >= 0")
         if self.init == "blockwise" and self.calibration_images < 1:
             raise VrstyleError("block-wise training needs --calibration-images >= 1 photos for its features")
+
+    @property
+    def continues(self) -> bool:
+        """Whether the run continues a student model file rather than initialising one."""
+        return self.init.endswith(".safetensors")
+
+    def lr_at(self, step: int) -> float:
+        """The end-to-end learning rate at ``step`` (0-based) of ``steps``."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * step / max(self.steps, 1)))
+        return self.lr
 
 
 def teacher_name(teacher: str) -> str:
@@ -105,9 +127,15 @@ def seed_everything(seed: int) -> None:
 
 
 def initial_student(cfg: DistillConfig, teacher: torch.nn.Module, progress: bool | None) -> torch.nn.Module:
-    """The student before gradient descent: calibrated, a copy of the teacher, or random."""
+    """The student before gradient descent: calibrated, a copy of the teacher, random, or a student
+    file continued."""
     student = create_model(cfg.arch, **cfg.config)
-    if cfg.init == "calibrate":
+    if cfg.continues:
+        try:
+            load_weights(student, Path(cfg.init))
+        except VrstyleError as exc:
+            raise VrstyleError(f"--init is not a student of this --student/--config: {exc}") from None
+    elif cfg.init == "calibrate":
         paths = photo_paths(("bsds500/train",))
         random.Random(cfg.seed).shuffle(paths)
         images = load_batch(paths[:cfg.calibration_images])
@@ -163,8 +191,8 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     def elapsed() -> float:
         return seconds + time.perf_counter() - started
 
-    if cfg.init == "blockwise":
-        if cfg.block_steps and blocks_done < len(student.residual_blocks()):
+    if cfg.init == "blockwise" or cfg.continues:
+        if cfg.init == "blockwise" and cfg.block_steps and blocks_done < len(student.residual_blocks()):
             _train_blocks(cfg, run_dir, teacher, student, blocks_done, progress,
                           lambda done: _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed(),
                                                         done))
@@ -194,6 +222,8 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
             writer.writerow(["step", "loss", "mse", "perceptual", "stability", "seconds"])
         while step < cfg.steps:
             start = time.perf_counter()
+            for group in optimiser.param_groups:
+                group["lr"] = cfg.lr_at(step)
             x = crops.batch(cfg.batch).to(device)
             with torch.no_grad():
                 target = teacher(x).clamp(0, 255)
