@@ -19,6 +19,7 @@ uniform mat4 source_view;       // world-to-eye of the source eye
 uniform vec2 source_projection; // (P[2][2], P[2][3]) of the source's projection, row-major
 uniform vec2 eye_size;          // both eyes' images: the bottom-left of their textures
 uniform float tolerance;
+uniform float edge_slack;  // pixels past the first and last pixel centres still inside (EDGE_SLACK)
 uniform int srgb_source;
 uniform int srgb_target;
 uniform float weight;
@@ -67,7 +68,7 @@ bool source_at(ivec2 pixel, out vec2 at) {
     float distance = -(source_view * world).z;
     if (clip.w <= 0.0 || distance <= 0.0) return false;
     at = (clip.xy / clip.w * 0.5 + 0.5) * eye_size;  // source pixels, GL orientation
-    if (any(lessThan(at, vec2(0.5))) || any(greaterThan(at, eye_size - 0.5))) return false;
+    if (any(lessThan(at, vec2(0.5 - edge_slack))) || any(greaterThan(at, eye_size - 0.5 + edge_slack))) return false;
     float there = texelFetch(source_depth, ivec2(floor(at)), 0).r;
     float seen = source_projection.y / ((there * 2.0 - 1.0) + source_projection.x);
     return abs(seen - distance) <= tolerance * max(distance, 1e-6);

@@ -94,3 +94,44 @@ def test_depth_is_only_kept_when_asked_for(gl_context):
     with pytest.raises(GLError, match="keep_depth"):
         scene.read_depth()
     scene.close()
+
+
+def test_the_compiled_stereo_coverage_is_the_reference_rule(gl_context):
+    """The compiled pass covers what the numpy reference covers, pixel for pixel, on the demo
+    scene (both eyes' top and bottom rows are exact ties), and leaves out the same tiles."""
+    import tiles
+    from vrstyle.gl.scene import DemoScene
+    from vrstyle.kernels.coverage import covered_pixels
+    from vrstyle.reproject import DEPTH_TOLERANCE, EDGE_SLACK, FILL_REACH, fill_disocclusions, stereo_skip
+
+    with DemoScene(360, 320, keep_depth=True) as scene:
+        views, projections = scene.eye_views(4.0)
+        scene.render(views, projections, 4.0)
+        depth = scene.read_depth()
+    left, right = (View(views[e], projections[e], depth[e]) for e in (0, 1))
+    pixels, seen = correspondence(right, left)
+    _, seen = fill_disocclusions(pixels, seen, right.depth, FILL_REACH)
+    reference = seen.copy()
+    reference[1:] &= seen[:-1]
+    reference[:-1] &= seen[1:]
+    reference[:, 1:] &= seen[:, :-1]
+    reference[:, :-1] &= seen[:, 1:]
+    to_left_eye = left.view @ np.linalg.inv(right.projection @ right.view)
+    covered = covered_pixels(right.depth, left.depth, to_left_eye, left.projection, DEPTH_TOLERANCE, FILL_REACH,
+                             EDGE_SLACK)
+    np.testing.assert_array_equal(covered, reference)
+    assert 0.5 < covered.mean() < 1
+    grid = tiles.plan_grid(360, 320, 32, 8, 4)
+    skip = stereo_skip(grid, [left, right])
+    assert not skip[:len(grid)].any() and skip[len(grid):].mean() > 0.5
+    assert np.array_equal(skip[len(grid):], tiles.covered_tiles(grid, reference))
+
+
+def test_stereo_coverage_refuses_bad_shapes():
+    from vrstyle.kernels.coverage import covered_pixels
+
+    wall = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="4x4"):
+        covered_pixels(wall, wall, np.eye(3), np.eye(4), 0.01, 1)
+    with pytest.raises(ValueError, match="reach"):
+        covered_pixels(wall, wall, np.eye(4), np.eye(4), 0.01, -1)

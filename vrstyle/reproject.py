@@ -20,6 +20,11 @@ import tiles
 DEPTH_TOLERANCE = 0.01
 """Relative distance within which a reprojected point is the surface the other view sees there;
 farther behind it, the point is hidden in that view (an occlusion)."""
+EDGE_SLACK = 1e-3
+"""Pixels beyond the source's first and last pixel centres within which a reprojected point still
+counts as inside (sampled at the edge). Eyes with the same vertical field of view map whole rows
+exactly onto the other eye's first and last pixel centres; without the slack those ties go
+either way with rounding (float64 here, float32 on a GPU) and a skipped tile could lose a row."""
 FILL_REACH = 4
 """Pixels along a row within which a disoccluded pixel takes the strokes of the nearest seen
 background (:func:`fill_disocclusions`): most of what one eye sees and the other does not is
@@ -85,8 +90,9 @@ def correspondence(target: View, source: View, tolerance: float = DEPTH_TOLERANC
     """
     height, width = source.shape
     pixels, distance = to_pixels(source, to_world(target, pixel_centres(*target.shape), target.depth))
-    inside = (pixels[..., 0] >= 0.5) & (pixels[..., 0] <= width - 0.5) & (pixels[..., 1] >= 0.5) \
-        & (pixels[..., 1] <= height - 0.5) & (distance > 0)
+    low = 0.5 - EDGE_SLACK
+    inside = (pixels[..., 0] >= low) & (pixels[..., 0] <= width - low) & (pixels[..., 1] >= low) \
+        & (pixels[..., 1] <= height - low) & (distance > 0)
     col = np.clip(np.floor(pixels[..., 0]).astype(int), 0, width - 1)
     row = np.clip(np.floor(pixels[..., 1]).astype(int), 0, height - 1)
     there = eye_distance(source.depth[row, col], source.projection)
@@ -202,12 +208,12 @@ def stereo_skip(grid: tiles.TileGrid, views: list[View], fill: int = FILL_REACH)
     """(2 * len(grid),) bool: the stereo frame's tiles to leave out when the right eye takes the
     left eye's strokes: the right eye's tiles whose every pixel, and its neighbours (a margin for
     a GPU's rounding), the left eye sees or fills within ``fill`` pixels
-    (:func:`fill_disocclusions`, :func:`tiles.covered_tiles`)."""
-    pixels, seen = correspondence(views[1], views[0])
-    _, seen = fill_disocclusions(pixels, seen, views[1].depth, fill)
-    inner = seen.copy()
-    inner[1:] &= seen[:-1]
-    inner[:-1] &= seen[1:]
-    inner[:, 1:] &= seen[:, :-1]
-    inner[:, :-1] &= seen[:, 1:]
-    return np.concatenate([np.zeros(len(grid), bool), tiles.covered_tiles(grid, inner)])
+    (:func:`correspondence` and :func:`fill_disocclusions`, compiled into one pass:
+    :func:`vrstyle.kernels.coverage.covered_pixels`; :func:`tiles.covered_tiles`)."""
+    from vrstyle.kernels.coverage import covered_pixels
+
+    target, source = views[1], views[0]
+    to_source_eye = source.view @ np.linalg.inv(target.projection @ target.view)
+    covered = covered_pixels(target.depth, source.depth, to_source_eye, source.projection, DEPTH_TOLERANCE, fill,
+                             EDGE_SLACK)
+    return np.concatenate([np.zeros(len(grid), bool), tiles.covered_tiles(grid, covered)])

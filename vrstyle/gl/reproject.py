@@ -19,7 +19,7 @@ from vrstyle.gl.shaders import Program
 from vrstyle.gl.textures import (
     SRGB_INTERNAL_FORMATS, Framebuffer, Target, owned_texture, preserved_state, texture_format, texture_size,
 )
-from vrstyle.reproject import DEPTH_TOLERANCE, View
+from vrstyle.reproject import DEPTH_TOLERANCE, EDGE_SLACK, View
 from vrstyle.resources import Resource
 
 
@@ -107,7 +107,7 @@ class Reprojection(Resource):
                 source_image=0, source_depth=1, target_depth=2, eye_size=(self.width, self.height),
                 target_to_world=np.linalg.inv(target_view.projection @ target_view.view),
                 world_to_source=projection @ source_view.view, source_view=source_view.view,
-                source_projection=(projection[2, 2], projection[2, 3]), tolerance=self.tolerance,
+                source_projection=(projection[2, 2], projection[2, 3]), tolerance=self.tolerance, edge_slack=EDGE_SLACK,
                 srgb_source=int(srgb_source), srgb_target=int(srgb), weight=weight, fill_reach=int(fill))
             for unit, texture in enumerate((source, *self.depths)):
                 GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
