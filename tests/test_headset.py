@@ -228,14 +228,16 @@ def test_gaze_foveation_without_eye_tracking_is_fixed_on_each_eyes_optical_centr
 @pytest.mark.slow
 def test_stereo_consistency_puts_the_left_eyes_strokes_into_the_right_eye(xrenv, monado, workers):
     """With the scene's depth, each submitted right eye shows the left eye's stylised pixels where
-    it sees the same surface (as the float64 reference reprojects them) and its own stitched
-    tiles elsewhere; the left eye is its own stitch; the depth goes to the runtime too."""
-    from vrstyle.reproject import View, correspondence, sample
+    it sees the same surface or a thin disocclusion beside it (as the float64 reference reprojects
+    and fills them) and its own stitched tiles elsewhere; the right eye's tiles those strokes
+    cover were never stylised, and none of them shows anywhere else; the left eye is its own
+    stitch; the depth goes to the runtime too."""
+    from vrstyle.reproject import FILL_REACH, View, correspondence, fill_disocclusions, sample
 
-    run = Run(xrenv, monado, workers.client_endpoint, 30, 2, 5, "--consistency", "stereo")
+    run = Run(xrenv, monado, workers.client_endpoint, 30, 2, 5, "--consistency", "stereo", "--tile", "64")
     summary = run.finish()
     assert summary["depth_layers"] >= 25 and summary["reprojected"] > 0.5  # depth went to the runtime too
-    checked = 0
+    checked = skipped_tiles = 0
     for path in run.recordings():
         record = np.load(path)
         if "depth" not in record:  # the pipeline was filling: the raw render went out
@@ -246,13 +248,18 @@ def test_stereo_consistency_puts_the_left_eyes_strokes_into_the_right_eye(xrenv,
         assert np.abs(submitted[0] - stitched[0]).max() <= 1, path
         left, right = (View(record["views"][e], record["projections"][e], record["depth"][e]) for e in (0, 1))
         pixels, seen = correspondence(right, left)
+        pixels, filled = fill_disocclusions(pixels, seen, right.depth, FILL_REACH)
         assert seen.mean() > 0.5, path
-        expected = np.where(seen[..., None], sample(submitted[0], pixels, cubic=True), stitched[1])
+        skipped = record["skipped"] - len(grid)
+        assert (skipped >= 0).all(), path  # right-eye tiles only
+        assert tiles.covered_tiles(grid, filled)[skipped].all(), path  # no tile left out shows anywhere
+        skipped_tiles += len(skipped)
+        expected = np.where(filled[..., None], sample(submitted[0], pixels, cubic=True), stitched[1])
         assert np.abs(submitted[1] - expected).mean() < 1, path
         off = np.abs(stitched[1] - expected)[seen].mean()  # the tiny model's eyes nearly agree anyway
         assert np.abs(submitted[1] - expected)[seen].mean() < off / 3, path
         checked += 1
-    assert checked
+    assert checked and skipped_tiles
 
 
 @pytest.mark.xr

@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "sees the same surface; temporal, each shown frame carries the previous one's strokes "
                              "over where it sees the same surface; both (default off)")
     parser.add_argument("--tile", type=positive_int, default=settings.TILE,
-                        help=f"with foveation, the largest tile core, px (default {settings.TILE}; without, "
-                             "each worker gets one tile of each eye)")
+                        help=f"with foveation or stereo consistency, the largest tile core, px (default "
+                             f"{settings.TILE}; otherwise each worker gets one tile of each eye)")
     parser.add_argument("--pipeline-depth", type=int, default=settings.XR_PIPELINE_DEPTH, metavar="N",
                         help="show frame t-N while frame t is stylised; the layer carries the pose each image "
                              "was rendered with, so reprojection stays right "
@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         if args.foveation != "off":  # rings of tiles, whatever the workers
             return FramePipeline.plan(backend, height, width, args.style, tile=args.tile, halo=args.halo,
                                       overlap=args.overlap, rings=args.rings)
+        if args.consistency in ("stereo", "both"):  # tiles small enough for the left eye's strokes to cover
+            return FramePipeline.plan(backend, height, width, args.style, tile=args.tile, halo=args.halo,
+                                      overlap=args.overlap)
         workers = sum(args.style in worker["styles"] for worker in backend.status()["workers"])
         return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
                                   overlap=args.overlap)
@@ -99,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
           f"{plural(report.losses, 'runtime loss', 'runtime losses')}"
           + ("" if report.carried is None else f", {100 * report.carried:.0f}% of the left eye carried over")
           + ("" if report.reprojected is None else f", {100 * report.reprojected:.0f}% of the right eye "
-             "reprojected from the left"))
+             "reprojected from the left")
+          + ("" if report.skipped is None else f", {100 * report.skipped:.0f}% of the tiles not stylised"))
     return 0
 
 

@@ -80,6 +80,8 @@ class HeadsetReport:
     """Frames read back straight into the pipeline's shared frame ring (nothing copied to submit them)."""
     carried: float | None = None
     """Share of the left eye's pixels carrying the previous frame's strokes in the last stylised frame."""
+    skipped: float | None = None
+    """Share of the last stylised frame's tiles left out (the left eye's strokes covered them)."""
     max_frame_interval_s: float = 0.0
     """Longest time between two successive frames of one session (the runtime paces them)."""
     seconds: float = 0.0
@@ -265,6 +267,7 @@ class HeadsetApp:
             frame_id=shown.frame_id, stats=np.zeros(0) if result.stats is None else result.stats,
             fallback=np.array([index for index, _ in fallback], dtype=np.int64),
             fallback_source=np.array([f.source for _, f in fallback], dtype=str),
+            skipped=np.zeros(0, np.int64) if result.skipped is None else result.skipped,
             grid=np.array([grid.height, grid.width, grid.core_h, grid.core_w, grid.rows, grid.cols, grid.halo,
                            grid.overlap]), ramp=result.ramp,
             scales=np.ones(len(result.tiles), np.int8) if result.scales is None else result.scales,
@@ -310,7 +313,7 @@ class HeadsetApp:
             self.report.stylized += counts.stylized
             self.report.fresh_tiles += counts.fresh_tiles
             self.report.fallback_tiles += counts.fallback_tiles
-            for share in ("reprojected", "carried"):
+            for share in ("reprojected", "carried", "skipped"):
                 if getattr(counts, share) is not None:
                     setattr(self.report, share, getattr(counts, share))
         for part in (self.stylizer, self.scene, self.mirror):
