@@ -108,3 +108,10 @@ def covered_pixels(target_depth: np.ndarray, source_depth: np.ndarray, to_source
     _filled(seen, int(reach), filled)
     _eroded(filled, seen)
     return seen
+
+
+def warm_up() -> None:
+    """Compile the pass now for float32 depth maps (seconds the first time on a machine, read
+    from numba's cache after), so that a headset's first frames do not wait for it."""
+    depth = np.full((2, 2), 0.5, np.float32)
+    covered_pixels(depth, depth, np.eye(4), np.eye(4), 0.01, 1)

@@ -108,6 +108,10 @@ class Stylizer(Resource):
         if consistency not in settings.CONSISTENCY:
             raise VrstyleError(f"consistency must be one of {', '.join(settings.CONSISTENCY)}, got {consistency!r}")
         self.pipeline, self.depth, self.budget, self.consistency = pipeline, depth, budget, consistency
+        if consistency in ("stereo", "both"):
+            from vrstyle.kernels.coverage import warm_up
+
+            warm_up()
         pipeline.hold(depth + 1)  # frames t - depth .. t are in flight together
         self.interval: float | None = None
         self._last_start: float | None = None
