@@ -37,7 +37,7 @@ from vrstyle.train.evaluate import eval_photo
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of two uint8 images (:func:`vrstyle.train.losses.psnr`)."""
-    return losses.psnr(torch.from_numpy(a), torch.from_numpy(b))
+    return losses.psnr(torch.as_tensor(np.array(a)), torch.as_tensor(np.array(b)))  # copies: arrays may be read-only
 
 
 def tiled(engine: StyleEngine, photo: np.ndarray, tile: int) -> np.ndarray:
