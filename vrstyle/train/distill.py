@@ -88,8 +88,6 @@ class DistillConfig:
     def check(self) -> None:
         if self.init not in INITS and not self.continues:
             raise VrstyleError(f"unknown init {self.init!r}; use one of {', '.join(INITS)} or a student .safetensors file")
-        if self.continues and not Path(self.init).is_file():
-            raise VrstyleError(f"student file {self.init} (--init) does not exist")
         if self.schedule not in SCHEDULES:
             raise VrstyleError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
         if self.colour not in COLOURS:
@@ -170,6 +168,8 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)
     teacher = load_model(teacher_name(cfg.teacher)).to(device).requires_grad_(False)
+    if cfg.continues and not (run_dir / CHECKPOINT).is_file() and not Path(cfg.init).is_file():
+        raise VrstyleError(f"student file {cfg.init} (--init) does not exist")  # a resumed run needs it no more
     run_dir.mkdir(parents=True, exist_ok=True)  # once the teacher loads: a failed start leaves no empty folder
     checkpoint_path = run_dir / CHECKPOINT
     checkpoint = load_checkpoint(checkpoint_path, device) if checkpoint_path.is_file() else None
