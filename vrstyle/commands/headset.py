@@ -83,12 +83,10 @@ def run(args: argparse.Namespace) -> int:
             clusters.append(start_local_workers(args))
             args.broker = clusters[0].client_endpoint
         backend, _ = open_broker(args, [args.style])
-        if args.foveation != "off":  # rings of tiles, whatever the workers
+        foveated = args.foveation != "off"  # rings of tiles, whatever the workers
+        if foveated or args.consistency in ("stereo", "both"):  # or tiles the left eye's strokes can cover
             return FramePipeline.plan(backend, height, width, args.style, tile=args.tile, halo=args.halo,
-                                      overlap=args.overlap, rings=args.rings)
-        if args.consistency in ("stereo", "both"):  # tiles small enough for the left eye's strokes to cover
-            return FramePipeline.plan(backend, height, width, args.style, tile=args.tile, halo=args.halo,
-                                      overlap=args.overlap)
+                                      overlap=args.overlap, rings=args.rings if foveated else None)
         workers = sum(args.style in worker["styles"] for worker in backend.status()["workers"])
         return FramePipeline.plan(backend, height, width, args.style, workers=workers, halo=args.halo,
                                   overlap=args.overlap)
