@@ -163,7 +163,7 @@ class DesktopMirror(Resource):
             self.reader = self.own(Framebuffer())
             # Temporal consistency reads the frame shown while compositing the next: two pairs in turn.
             self.eye_pairs = [[owned_texture(self, width, height) for _ in range(2)] for _ in range(2)] \
-                if options.consistency in ("temporal", "both") else [self.compositor.eye_textures]
+                if settings.temporal_consistent(options.consistency) else [self.compositor.eye_textures]
         self.in_flight: dict[int, ShownFrame] = {}  # frame id -> its raw eyes, capture time and views
         self.shown: ShownFrame | None = None
         self.carry = False
@@ -244,7 +244,7 @@ class DesktopMirror(Resource):
         if self.options.stylized and len(self.in_flight) < pipeline.depth:
             raw = self.source.frame(now - self.started)
             views = getattr(self.source, "views", None)
-            stereo = self.options.consistency in ("stereo", "both")
+            stereo = settings.stereo_consistent(self.options.consistency)
             skip = stereo_skip(pipeline.grid, views) if stereo and views is not None else None
             self.in_flight[pipeline.submit(raw, skip=skip)] = ShownFrame(raw, None, now, views)
         if not self.in_flight:
@@ -269,12 +269,12 @@ class DesktopMirror(Resource):
         left, right = self.compositor.composite(shown.eyes)
         height, width = self.source.eye_shape
         consistency = self.options.consistency if shown.views is not None else "off"
-        if consistency in ("temporal", "both") and previous is not None:
+        if settings.temporal_consistent(consistency) and previous is not None:
             eyes = (0,) if consistency == "both" else (0, 1)  # with both, the right eye takes the left's
             drawn = [self.reprojection.draw(previous.eyes[e], shown.eyes[e], previous.views[e], shown.views[e],
                                             settings.CARRIED) for e in eyes]
             self.rates.carried = drawn[0] / (height * width)
-        if consistency in ("stereo", "both"):
+        if settings.stereo_consistent(consistency):
             drawn = self.reprojection.draw(left, right, *shown.views, fill=FILL_REACH)  # as stereo_skip counts
             self.rates.reprojected = drawn / (height * width)
             skipped = 0 if shown.result.skipped is None else len(shown.result.skipped)

@@ -146,6 +146,16 @@ PHOTO_SECONDS = 8.0
 CONSISTENCY = ("off", "stereo", "temporal", "both")
 """Consistency from depth (mirror, headset): the right eye takes the left eye's strokes (stereo),
 each frame carries the previous one's over (temporal), or both."""
+
+
+def stereo_consistent(consistency: str) -> bool:
+    """Whether a :data:`CONSISTENCY` mode gives the right eye the left eye's strokes."""
+    return consistency in ("stereo", "both")
+
+
+def temporal_consistent(consistency: str) -> bool:
+    """Whether a :data:`CONSISTENCY` mode carries each frame's strokes over to the next."""
+    return consistency in ("temporal", "both")
 CARRIED = 0.8
 """Temporal consistency: the previous frame's share where it reprojects onto the same surface
 (the fresh stylisation keeps the rest): strokes stay on surfaces and fade over a few frames."""

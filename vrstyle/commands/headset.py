@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             args.broker = clusters[0].client_endpoint
         backend, _ = open_broker(args, [args.style])
         foveated = args.foveation != "off"  # rings of tiles, whatever the workers
-        if foveated or args.consistency in ("stereo", "both"):  # or tiles the left eye's strokes can cover
+        if foveated or settings.stereo_consistent(args.consistency):  # or tiles the left eye's strokes can cover
             return FramePipeline.plan(backend, height, width, args.style, tile=args.tile, halo=args.halo,
                                       overlap=args.overlap, rings=args.rings if foveated else None)
         workers = sum(args.style in worker["styles"] for worker in backend.status()["workers"])

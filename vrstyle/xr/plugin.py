@@ -108,7 +108,7 @@ class Stylizer(Resource):
         if consistency not in settings.CONSISTENCY:
             raise VrstyleError(f"consistency must be one of {', '.join(settings.CONSISTENCY)}, got {consistency!r}")
         self.pipeline, self.depth, self.budget, self.consistency = pipeline, depth, budget, consistency
-        if consistency in ("stereo", "both"):
+        if settings.stereo_consistent(consistency):
             from vrstyle.kernels.coverage import warm_up
 
             warm_up()
@@ -193,7 +193,7 @@ class Stylizer(Resource):
         interval = self._frame_interval(start, period)
         deadline_s = self.depth * interval + self.budget * period  # due when its display slot comes
         centres = None if self.pipeline.rings is None else eye_centres(views, eyes.shape[1:3], gaze)
-        stereo = self.consistency in ("stereo", "both") and depth_views is not None
+        stereo = settings.stereo_consistent(self.consistency) and depth_views is not None
         skip = stereo_skip(self.pipeline.grid, depth_views) if stereo else None
         self.submitted = self.pipeline.submit(eyes, deadline_s=deadline_s, centres=centres, skip=skip)
         self.pending.append(Shown(self.submitted, list(views), eyes, depth=depth_views))
@@ -263,13 +263,13 @@ class Stylizer(Resource):
         if self.reprojection is None or (self.reprojection.height, self.reprojection.width) != (height, width):
             self._drop_consistency()  # new eyes: nothing to carry over
             self.reprojection = Reprojection(width, height)
-        temporal = self.consistency in ("temporal", "both")
+        temporal = settings.temporal_consistent(self.consistency)
         if temporal and self._history_depth is not None:
             eyes = (0,) if self.consistency == "both" else (0, 1)  # with both, the right eye takes the left's
             drawn = [self.reprojection.draw(self.history.textures[e], targets[e], self._history_depth[e], depth[e],
                                             settings.CARRIED) for e in eyes]
             self.counts.carried = drawn[0] / (height * width)
-        if self.consistency in ("stereo", "both"):
+        if settings.stereo_consistent(self.consistency):
             drawn = self.reprojection.draw(targets[0], targets[1], *depth, fill=FILL_REACH)  # as stereo_skip counts
             self.counts.reprojected = drawn / (height * width)
         if temporal:
