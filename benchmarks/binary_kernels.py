@@ -16,8 +16,10 @@ interleaved runs; the compiled kernels are warmed up first, and their first-use 
 ``--models`` adds whole networks, same run, on ``--network-threads`` threads, through
 :class:`~vrstyle.models.engine.StyleEngine` as the workers run them: a whole 512x512 image
 (per-image statistics) and a batch of two Quest 3 tiles (512 px cores with the default halo
-and overlap, 656x656 px, given statistics); binary students both on the compiled kernels and
-on the float simulation (``reference``), with each one's throughput against the first model.
+and overlap, 656x656 px, given statistics); each both on the compiled kernels (the engine's
+default: popcount for binary layers, :mod:`vrstyle.kernels.rgbconv` for the RGB tail) and on
+PyTorch's layers (``reference``: the float simulation of binary layers), with its throughput
+against the first model on each path; and the RGB tail alone, PyTorch's against the compiled.
 """
 
 from __future__ import annotations
@@ -157,7 +159,6 @@ def network_rows(names: list[str], threads: int, repeats: int) -> list[dict]:
     from vrstyle import settings
     from vrstyle.models import resolve_model
     from vrstyle.models.engine import StyleEngine
-    from vrstyle.models.fast import has_binary_activations
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -168,8 +169,7 @@ def network_rows(names: list[str], threads: int, repeats: int) -> list[dict]:
     for name in names:
         model = resolve_model(name).load()
         engines.append((name, "compiled", StyleEngine(model)))
-        if has_binary_activations(model):
-            engines.append((name, "reference", StyleEngine(model, reference=True)))
+        engines.append((name, "reference", StyleEngine(model, reference=True)))
     stats = {id(e): e.measure(tiles, settings.HALO + settings.OVERLAP)[1:] for _, _, e in engines}
     runs = {}
     for name, path, engine in engines:
@@ -180,7 +180,31 @@ def network_rows(names: list[str], threads: int, repeats: int) -> list[dict]:
     rows = []
     for (name, path, case), seconds in median.items():
         rows.append({"model": name, "path": path, "case": case, "threads": threads, "ms": seconds * 1e3,
-                     "throughput_vs_first": median[(names[0], "compiled", case)] / seconds})
+                     "throughput_vs_first": median[(names[0], "compiled", case)] / seconds,
+                     "throughput_vs_first_reference": median[(names[0], "reference", case)] / seconds})
+    return rows
+
+
+def tail_rows(threads: int, repeats: int) -> list[dict]:
+    """The RGB tail of a 512x512 frame (32 -> 3 channels, 9x9), PyTorch's convolution against the compiled one."""
+    from vrstyle.kernels.bconv import set_threads
+    from vrstyle.kernels.rgbconv import rgb_conv9
+
+    rows = []
+    for count in sorted({1, threads}):
+        torch.set_num_threads(count)
+        set_threads(count)
+        rng = np.random.default_rng(0)
+        x = rng.uniform(0, 4, (1, 32, 520, 520)).astype(np.float32)
+        weight, bias = rng.normal(0, 0.05, (3, 32, 9, 9)).astype(np.float32), np.zeros(3, np.float32)
+        tensors = [torch.from_numpy(a) for a in (x, weight, bias)]
+        runs = {"PyTorch conv2d": lambda: torch.nn.functional.conv2d(*tensors),
+                "compiled": lambda: rgb_conv9(x, weight, bias)}
+        with torch.inference_mode():
+            median = interleaved_medians(runs, repeats)
+        rows.append({"threads": count, "ms": {k: v * 1e3 for k, v in median.items()},
+                     "speedup": median["PyTorch conv2d"] / median["compiled"]})
+    torch.set_num_threads(threads)
     return rows
 
 
@@ -221,11 +245,12 @@ def main() -> int:
     rows = [row for t in args.threads.split(",") for row in rows_in_fresh_process(int(t), args)]
     rows.sort(key=lambda r: (tuple(r["shape"].values()), r["threads"]))
     networks = network_rows(args.models, args.network_threads, max(3, args.repeats // 2)) if args.models else []
+    tail = tail_rows(args.network_threads, args.repeats) if args.models else []
     int8 = int8_rows(args.network_threads, args.repeats) if args.int8 else []
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     report = {"command": command, "machine": platform.processor() or platform.machine(), "kernel_path": kernel_path(),
               "torch": torch.__version__, "first_use_seconds": first_use, "rows": rows, "networks": networks,
-              "int8": int8}
+              "rgb_tail": tail, "int8": int8}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Binary convolution kernels against float convolutions ({args.size}x{args.size} px input)", "",
@@ -245,9 +270,14 @@ def main() -> int:
                      f"| {r['binary_gmac_per_s']:.0f} |")
     if networks:
         lines += ["", f"## Whole networks ({args.network_threads} threads, StyleEngine, medians, ms)", "",
-                  f"| model | binary layers on | case | ms | throughput vs {args.models[0]} |", "|---|---|---|---|---|"]
-        lines += [f"| {r['model']} | {r['path']} | {r['case']} | {r['ms']:.0f} | {r['throughput_vs_first']:.2f}x |"
-                  for r in networks]
+                  f"| model | layers on | case | ms | throughput vs {args.models[0]} compiled | vs {args.models[0]} "
+                  "reference |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['path']} | {r['case']} | {r['ms']:.0f} | {r['throughput_vs_first']:.2f}x "
+                  f"| {r['throughput_vs_first_reference']:.2f}x |" for r in networks]
+        lines += ["", "## The RGB tail of a 512x512 frame (32->3 channels, 9x9; medians, ms)", "",
+                  "| threads | PyTorch conv2d | compiled | speed-up |", "|---|---|---|---|"]
+        lines += [f"| {r['threads']} | {r['ms']['PyTorch conv2d']:.1f} | {r['ms']['compiled']:.1f} | {r['speedup']:.1f}x |"
+                  for r in tail]
     if int8:
         lines += ["", f"## The full-precision layers of a 512x512 frame as int8 ({args.network_threads} threads, "
                       "PyTorch x86 quantized backend, medians, ms)", "",

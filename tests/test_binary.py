@@ -266,6 +266,6 @@ def test_kernels_import_neither_torch_nor_the_models():
     import subprocess
     import sys
 
-    code = "import sys, vrstyle.kernels.bconv; print(sorted(m for m in ('torch', 'vrstyle.models') if m in sys.modules))"
+    code = "import sys, vrstyle.kernels.bconv, vrstyle.kernels.rgbconv; print(sorted(m for m in ('torch', 'vrstyle.models') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr[-1000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -153,13 +154,21 @@ def test_shipped_student_tiles_without_seams():
 
 @pytest.mark.parametrize("path", SHIPPED, ids=STYLES)
 def test_shipped_student_on_popcount_kernels_equals_its_float_simulation(path):
-    """The CPU fast path (the engine's default) changes no bit of any shipped student's output."""
+    """The popcount kernels change no bit of any shipped student's output; the engine's CPU
+    fast path (those and the compiled RGB tail) stays within float rounding of the reference."""
     from vrstyle.models.engine import StyleEngine
+    from vrstyle.models.fast import use_fast_kernels
 
-    model = resolve_model(str(path)).load()
+    model = resolve_model(str(path)).load().eval()
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (1, 3, 60, 84)).astype(np.float32))
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.equal(use_fast_kernels(copy.deepcopy(model))(x), expected)
     fast, reference = StyleEngine(model), StyleEngine(model, reference=True)
     assert fast.fast and not reference.fast
     pixels = np.random.default_rng(1).integers(0, 256, (2, 60, 84, 3), dtype=np.uint8)
     stats = reference.measure(pixels, margin=8)[1:].astype(np.float32)
-    np.testing.assert_array_equal(fast.stylize(pixels, None), reference.stylize(pixels, None))
-    np.testing.assert_array_equal(fast.stylize(pixels, stats, crop=8), reference.stylize(pixels, stats, crop=8))
+    for got, want in ((fast.stylize(pixels, None), reference.stylize(pixels, None)),
+                      (fast.stylize(pixels, stats, crop=8), reference.stylize(pixels, stats, crop=8))):
+        difference = np.abs(got.astype(int) - want)
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.01, (difference.max(), difference.mean())

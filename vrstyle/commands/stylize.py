@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: as many as fit --memory, at most {settings.STATS_TILES})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--reference", action="store_true",
-                        help="run binary layers as their float simulation instead of the popcount kernels (checks)")
+                        help="run PyTorch's layers instead of the compiled CPU kernels: binary layers as their float "
+                             "simulation, the RGB tail as PyTorch's convolution (checks)")
     parser.add_argument("--no-shared-stats", action="store_true",
                         help="give each tile its own normalisation statistics (shows seams)")
     parser.add_argument("--broker", metavar="ENDPOINT",

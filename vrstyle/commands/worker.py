@@ -46,7 +46,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         help="run the networks through torch.compile (default: on CUDA)")
     parser.add_argument("--reference", action="store_true",
-                        help="run binary layers as their float simulation instead of the popcount kernels (checks)")
+                        help="run PyTorch's layers instead of the compiled CPU kernels: binary layers as their float "
+                             "simulation, the RGB tail as PyTorch's convolution (checks)")
     parser.add_argument("--warmup", action="append", default=[], metavar="WxH",
                         help="tile shape (as sent: core + 2 * (halo + overlap)) to compile and warm up for")
     parser.add_argument("--halo", type=int, default=settings.HALO, help="halo of the warm-up tiles")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vrstyle.errors import VrstyleError
-from vrstyle.models.fast import has_binary_activations, use_fast_kernels
+from vrstyle.models.fast import use_compiled_tail, use_fast_kernels
 from vrstyle.models.borders import Bounds, as_bounds, check_bounds, crosses
 from vrstyle.models.norm import MeasuredEnough, NormContext
 from vrstyle.models.transformer import STRIDE
@@ -51,8 +51,9 @@ class StyleEngine:
             every batch size; :meth:`warmup` builds them ahead of time. A stream's first frame
             (no statistics yet), batches with an image border inside a tile (their per-tile
             reflections) and :meth:`stylize` stay eager.
-        reference: on a CPU, keep the float simulation of binary layers instead of the
-            popcount kernels (:mod:`vrstyle.models.fast`, bit-identical and faster).
+        reference: on a CPU, keep PyTorch's layers: the float simulation of binary layers
+            instead of the popcount kernels (bit-identical and faster) and PyTorch's RGB tail
+            instead of the compiled one (equal up to float rounding; :mod:`vrstyle.models.fast`).
     """
 
     def __init__(self, model: nn.Module, device: str = "cpu", half: bool = False, channels_last: bool = False,
@@ -63,9 +64,9 @@ class StyleEngine:
         self.dtype = torch.float16 if half else torch.float32
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
-        self.fast = self.device.type == "cpu" and not reference and has_binary_activations(model)
+        self.fast = self.device.type == "cpu" and not reference
         if self.fast:
-            self.model = use_fast_kernels(copy.deepcopy(self.model))
+            self.model = use_compiled_tail(use_fast_kernels(copy.deepcopy(self.model)))
         self.stats_channels: int = model.stats_channels
         self._compiled = torch.compile(self._run, mode="reduce-overhead", dynamic=False) if compile else None
 
