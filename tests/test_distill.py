@@ -126,3 +126,33 @@ def test_the_cosine_schedule_decays_to_zero_at_the_last_step():
     assert DistillConfig(steps=100, lr=1e-3).lr_at(99) == 1e-3
     with pytest.raises(Exception, match="unknown schedule"):
         DistillConfig(schedule="linear").check()
+
+
+def test_the_blockwise_stage_checkpoints_within_a_block_and_resumes_there(shared_data, tmp_path, monkeypatch, caplog):
+    """Stopped after the first step of block 1 (a checkpoint every step here, every few minutes
+    in a real run), the run resumes at that step, not at the block's start."""
+    import logging
+
+    import torch
+
+    from vrstyle.train import blockwise, distill
+
+    monkeypatch.setattr(blockwise, "CHECKPOINT_SECONDS", 0.0)
+    save = distill._save_checkpoint
+
+    def save_then_stop(*args, block_state=None):
+        save(*args, block_state=block_state)
+        if block_state is not None:
+            raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(distill, "_save_checkpoint", save_then_stop)
+    assert main(["distill", "--teacher", "candy", *BLOCKWISE, "--steps", "1", "--run", str(run)]) == 130
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert checkpoint["blocks_done"] == 0 and checkpoint["block_state"]["step"] == 1
+    monkeypatch.setattr(distill, "_save_checkpoint", save)
+    with caplog.at_level(logging.INFO, logger="vrstyle.train.distill"):
+        assert main(["distill", "--teacher", "candy", *BLOCKWISE, "--steps", "1", "--run", str(run)]) == 0
+    assert "resuming block 1 at step 1" in caplog.text
+    assert [int(r["block"]) for r in csv.DictReader(open(run / "blocks.csv"))] == [1, 2, 3, 4, 5]
+    assert "block_state" not in torch.load(run / "checkpoint.pt", weights_only=False)

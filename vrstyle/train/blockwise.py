@@ -38,6 +38,8 @@ from vrstyle.train.data import load_batch
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "features.pt"
+CHECKPOINT_SECONDS = 300.0
+"""How often a block in training hands its state to be checkpointed."""
 
 
 @dataclass
@@ -109,8 +111,8 @@ def init_thresholds(block: nn.Module, x: torch.Tensor, generator: torch.Generato
 
 
 def train_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, steps: int, batch: int, lr: float,
-                generator: torch.Generator, noise: float = 0.0, bar: tqdm | None = None,
-                on_step: Callable[[int, float], None] | None = None) -> float:
+                generator: torch.Generator, noise: float = 0.0, bar: tqdm | None = None, state: dict | None = None,
+                on_checkpoint: Callable[[dict], None] | None = None) -> float:
     """Fit ``block(inputs) ~ targets`` by Adam with a cosine schedule; returns the final relative error.
 
     Args:
@@ -119,16 +121,26 @@ def train_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, s
         steps, batch, lr: optimisation budget.
         noise: stability term weight: the block's output on inputs perturbed by a small
             fraction of their spread should stay where it is on the clean inputs.
-        on_step: called with (step, relative error) after every step.
+        state: where an interrupted call stood (given to ``on_checkpoint``), ``block`` holding
+            its weights then: training goes on exactly as it would have.
+        on_checkpoint: called with that state every :data:`CHECKPOINT_SECONDS` of training
+            (a block takes 10-60 minutes on a CPU).
     """
     params = [p for p in block.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    first = 0
+    if state is not None:
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        first = state["step"]
     block.train()
     spread = inputs[: min(len(inputs), 16)].float().std() if noise else None
     error = float("nan")
+    saved = time.monotonic()
     with torch.enable_grad():
-        for step in range(steps):
+        for step in range(first, steps):
             pick = torch.randint(len(inputs), (batch,), generator=generator)
             x, target = inputs[pick].float(), targets[pick].float()
             out = block(x)
@@ -144,8 +156,10 @@ def train_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, s
             if bar is not None:
                 bar.set_postfix(error=f"{error:.4f}")
                 bar.update()
-            if on_step is not None:
-                on_step(step + 1, error)
+            if on_checkpoint is not None and step + 1 < steps and time.monotonic() - saved >= CHECKPOINT_SECONDS:
+                on_checkpoint({"step": step + 1, "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                               "generator": generator.get_state()})
+                saved = time.monotonic()
     block.eval()
     return error
 
@@ -159,12 +173,15 @@ def run_block(block: nn.Module, inputs: torch.Tensor, chunk: int = 16) -> torch.
 
 def train_body(student: TransformerNet, cache: FeatureCache, steps: int, batch: int, lr: float, seed: int,
                noise: float = 0.0, start_block: int = 0, progress: bool | None = None,
-               on_block: Callable[[int, float, float], None] | None = None) -> list[float]:
+               on_block: Callable[[int, float, float], None] | None = None, resume: dict | None = None,
+               on_checkpoint: Callable[[int, dict], None] | None = None) -> list[float]:
     """Train the student's residual blocks one after another on ``cache``.
 
     Block ``i`` maps the student's own stream after blocks ``< i`` (from ``cache.streams[0]``,
     the encoder output, which the float encoder reproduces exactly) to the teacher's stream
-    after block ``i``. Blocks before ``start_block`` are taken as trained (a resumed run).
+    after block ``i``. Blocks before ``start_block`` are taken as trained (a resumed run);
+    ``resume`` is where block ``start_block`` stood (:func:`train_block`'s state), and
+    ``on_checkpoint`` gets (block index, state) while a block trains.
 
     Returns:
         the final relative error of each block trained.
@@ -177,13 +194,18 @@ def train_body(student: TransformerNet, cache: FeatureCache, steps: int, batch: 
     for block in blocks[:start_block]:
         stream = run_block(block, stream)
     errors = []
-    bar = progress_bar(total=steps * (len(blocks) - start_block), progress=progress, desc="train blocks", unit="step")
+    done = resume["step"] if resume is not None else 0
+    bar = progress_bar(total=steps * (len(blocks) - start_block), initial=done, progress=progress, desc="train blocks",
+                       unit="step")
     for index in range(start_block, len(blocks)):
         started = time.perf_counter()
         block, target = blocks[index], cache.streams[index + 1]
-        init_thresholds(block, stream[:batch].float(), generator)
+        state = resume if index == start_block else None
+        if state is None:
+            init_thresholds(block, stream[:batch].float(), generator)
         before = float(relative_mse(run_block(block, stream[:64]).float(), target[:64].float()))
-        error = train_block(block, stream, target, steps, batch, lr, generator, noise, bar)
+        error = train_block(block, stream, target, steps, batch, lr, generator, noise, bar, state,
+                            None if on_checkpoint is None else lambda state, i=index: on_checkpoint(i, state))
         stream = run_block(block, stream)
         drift = float(relative_mse(stream.float(), target.float()))
         log.info("block %d: relative error %.4f -> %.4f (stream %.4f), %.0f s", index + 1, before, error, drift,

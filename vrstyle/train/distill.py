@@ -193,9 +193,12 @@ def distill(cfg: DistillConfig, run_dir: Path, progress: bool | None = None) -> 
 
     if cfg.init == "blockwise" or cfg.continues:
         if cfg.init == "blockwise" and cfg.block_steps and blocks_done < len(student.residual_blocks()):
-            _train_blocks(cfg, run_dir, teacher, student, blocks_done, progress,
-                          lambda done: _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed(),
-                                                        done))
+            def save(done: int, block_state: dict | None = None) -> None:
+                _save_checkpoint(checkpoint_path, cfg, student, None, None, step, elapsed(), done,
+                                 block_state=block_state)
+
+            _train_blocks(cfg, run_dir, teacher, student, blocks_done, progress, save,
+                          checkpoint.get("block_state") if checkpoint is not None else None)
         blocks_done = len(student.residual_blocks())
         for name in ENCODER:
             module = getattr(student, name)
@@ -255,8 +258,9 @@ BLOCK_LOG = "blocks.csv"
 
 
 def _train_blocks(cfg: DistillConfig, run_dir: Path, teacher, student, blocks_done: int, progress: bool | None,
-                  checkpoint) -> None:
-    """The block-wise stage: features cached in the run folder, a checkpoint after every block."""
+                  checkpoint, block_state: dict | None) -> None:
+    """The block-wise stage: features cached in the run folder, a checkpoint after every block
+    and every few minutes within one (``block_state``: where the block being trained stood)."""
     paths = photo_paths(TRAIN_SETS)
     random.Random(cfg.seed).shuffle(paths)
     paths = paths[:cfg.calibration_images]
@@ -279,8 +283,11 @@ def _train_blocks(cfg: DistillConfig, run_dir: Path, teacher, student, blocks_do
             log_file.flush()
             checkpoint(block)
 
+        if block_state is not None:
+            log.info("resuming block %d at step %d", blocks_done + 1, block_state["step"])
         train_body(student, cache, cfg.block_steps, cfg.block_batch, cfg.block_lr, cfg.seed + blocks_done,
-                   start_block=blocks_done, progress=progress, on_block=done)
+                   start_block=blocks_done, progress=progress, on_block=done, resume=block_state,
+                   on_checkpoint=checkpoint)
 
 
 def _identity(config: dict) -> dict:
@@ -299,9 +306,11 @@ def load_checkpoint(path: Path, device) -> dict:
 
 
 def _save_checkpoint(path: Path, cfg: DistillConfig, student, optimiser, crops, step: int, seconds: float,
-                     blocks_done: int = 0) -> None:
+                     blocks_done: int = 0, block_state: dict | None = None) -> None:
     state = {"config": asdict(cfg), "model": student.state_dict(), "step": step, "seconds": seconds,
              "blocks_done": blocks_done}
+    if block_state is not None:
+        state["block_state"] = block_state
     if optimiser is not None:
         state.update(optimiser=optimiser.state_dict(), data=crops.state(), rng=torch.get_rng_state())
     temporary = path.with_suffix(".tmp")
