@@ -1,11 +1,11 @@
 """The RGB tail of a style network (a 9x9 convolution to 3 channels at full resolution), compiled.
 
 Every Johnson network ends in ``deconv3``: 32 channels to RGB through a 9x9 kernel at the
-output's full resolution, a third of a teacher's CPU time. oneDNN (PyTorch's CPU convolution)
-blocks output channels by 8 or 16 and runs this 3-channel layer at about a ninth of the rate it
-reaches on the 32-channel head ``conv1`` with the same kernel. Here each output row keeps its
-three channel accumulators in vector registers along the row, and every input row's nine
-taps serve all three: the same multiply-adds, 3-4x faster on one core (measured in
+output's full resolution, a teacher's slowest layer on a CPU. oneDNN (PyTorch's CPU convolution)
+runs it at about a fifth of the rate it reaches on the head ``conv1`` (3 to 32 channels, the
+same kernel and multiply-adds: ``benchmarks/results/binary-kernels.md``). Here each output row
+keeps its three channel sums along the row (in L1 cache), and each input row's nine taps,
+loaded once, serve all three: the same multiply-adds, 3-4x faster than oneDNN (measured in
 ``benchmarks/binary_kernels.py``). The summation order is the same at every pixel, so tiles
 still match the whole image bit for bit; against PyTorch's order it differs by float rounding.
 """

@@ -9,7 +9,7 @@ padding is done on the bits, and the convolution runs on AND + popcount
 network trains with (tested on every shipped student), so :func:`use_fast_kernels` is safe
 to apply to any model before inference on a CPU. :class:`RGBTailLayer` runs the 9x9
 convolution to RGB at the end of every Johnson network (:mod:`vrstyle.kernels.rgbconv`, a
-third of a teacher's time in oneDNN) 3-4x faster, equal to PyTorch's up to float rounding
+teacher's slowest layer in oneDNN) 3-4x faster, equal to PyTorch's up to float rounding
 (:func:`use_compiled_tail`). :class:`~vrstyle.models.engine.StyleEngine` applies both unless
 asked for the reference path.
 """
