@@ -1,4 +1,4 @@
-"""Bit-packed binary convolution: packing, and compiled AND + popcount kernels for CPUs.
+"""Compiled CPU kernels: bit packing and the AND + popcount convolution, the RGB tail, stereo coverage.
 
 Pure array code (numpy and numba): nothing here imports torch or the models, which wrap
 these kernels in :mod:`vrstyle.models.fast`.
