@@ -90,8 +90,8 @@ def covered_pixels(target_depth: np.ndarray, source_depth: np.ndarray, to_source
     >>> from vrstyle.gl.transforms import fov_projection
     >>> p = fov_projection(-0.5, 0.5, 0.5, -0.5, near=0.1, far=10.0)
     >>> wall = np.full((4, 6), 0.9, np.float32)
-    >>> covered_pixels(wall, wall, np.linalg.inv(p), p, 0.01, 0, slack=1e-3).all()  # the same view: all seen
-    np.True_
+    >>> bool(covered_pixels(wall, wall, np.linalg.inv(p), p, 0.01, 0, slack=1e-3).all())  # the same view: all seen
+    True
     """
     target_depth, source_depth = (np.ascontiguousarray(d, d.dtype if d.dtype in (np.float32, np.float64) else np.float64)
                                   for d in map(np.asarray, (target_depth, source_depth)))
