@@ -207,3 +207,29 @@ def test_a_pickle_of_objects_is_refused_in_one_line(tmp_path, photo, capsys):
     assert main(["stylize", photo, str(tmp_path / "o.png"), "--style", str(path)]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds Python objects besides tensors" in err, err
+
+
+def test_an_interrupt_lost_in_a_ctypes_callback_is_delivered_again():
+    """Was: SIGTERM while numba compiled a kernel (llvmlite calls back into Python through
+    ctypes) raised KeyboardInterrupt inside the callback, where Python ignores it, and the
+    command ran on."""
+    code = """
+import ctypes, signal, sys, time
+from vrstyle.cli import install_interrupts
+install_interrupts()
+
+@ctypes.CFUNCTYPE(None)
+def callback():
+    signal.raise_signal(signal.SIGTERM)  # its handler raises here, inside the callback
+    sum(range(1000))
+
+try:
+    callback()
+    time.sleep(5)
+    print("ran on")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "interrupted", (result.stdout, result.stderr)
+    assert "Exception ignored" not in result.stderr, result.stderr

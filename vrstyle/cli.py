@@ -7,11 +7,13 @@ line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import importlib
 import logging
 import signal
 import sys
+import threading
 
 from tiles import GridError
 from vrstyle.errors import EXIT_USER_ERROR, VrstyleError
@@ -83,10 +85,33 @@ def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
+def install_interrupts() -> None:
+    """SIGTERM ends a command as Ctrl-C does, and neither is lost inside a ctypes callback."""
+    global _other_unraisable
+    signal.signal(signal.SIGTERM, _interrupt)
+    if sys.unraisablehook is not _redeliver_swallowed_interrupt:
+        _other_unraisable = sys.unraisablehook
+        sys.unraisablehook = _redeliver_swallowed_interrupt
+
+
+_other_unraisable = sys.__unraisablehook__
+
+
+def _redeliver_swallowed_interrupt(unraisable) -> None:
+    """Ctrl-C or SIGTERM that landed inside a ctypes callback (numba compiling a kernel on
+    first use calls back into Python through llvmlite) is ignored there by Python, and the
+    command would run on: deliver it again once the callback has returned. Only an interrupt
+    known to be lost is repeated, so the cleanup a delivered one starts is never cut short."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        threading.Timer(0.05, _thread.interrupt_main).start()
+    else:
+        _other_unraisable(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends a command as Ctrl-C does: its resources (workers, shared memory) are released
     # on the way out. Servers install their own handlers to leave their loops cleanly.
-    signal.signal(signal.SIGTERM, _interrupt)
+    install_interrupts()
     args = build_parser().parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose + args.more_verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
