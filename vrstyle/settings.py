@@ -156,6 +156,8 @@ def stereo_consistent(consistency: str) -> bool:
 def temporal_consistent(consistency: str) -> bool:
     """Whether a :data:`CONSISTENCY` mode carries each frame's strokes over to the next."""
     return consistency in ("temporal", "both")
+
+
 CARRIED = 0.8
 """Temporal consistency: the previous frame's share where it reprojects onto the same surface
 (the fresh stylisation keeps the rest): strokes stay on surfaces and fade over a few frames."""

@@ -153,9 +153,12 @@ def use_compiled_tail(model: nn.Module) -> nn.Module:
         ``model`` in eval mode, computing what it computed before up to float rounding, on the CPU.
     """
     model.eval()
+    swapped = False
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if is_rgb_tail(child):
                 setattr(module, name, RGBTailLayer(child))
-                _kernels().set_threads(torch.get_num_threads())
+                swapped = True
+    if swapped:
+        _kernels().set_threads(torch.get_num_threads())
     return model

@@ -205,7 +205,7 @@ def train_body(student: TransformerNet, cache: FeatureCache, steps: int, batch: 
             init_thresholds(block, stream[:batch].float(), generator)
         before = float(relative_mse(run_block(block, stream[:64]).float(), target[:64].float()))
         error = train_block(block, stream, target, steps, batch, lr, generator, noise, bar, state,
-                            None if on_checkpoint is None else lambda state, i=index: on_checkpoint(i, state))
+                            None if on_checkpoint is None else lambda where, i=index: on_checkpoint(i, where))
         stream = run_block(block, stream)
         drift = float(relative_mse(stream.float(), target.float()))
         log.info("block %d: relative error %.4f -> %.4f (stream %.4f), %.0f s", index + 1, before, error, drift,
