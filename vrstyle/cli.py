@@ -100,10 +100,11 @@ _other_unraisable = sys.__unraisablehook__
 def _redeliver_swallowed_interrupt(unraisable) -> None:
     """Ctrl-C or SIGTERM that landed inside a ctypes callback (numba compiling a kernel on
     first use calls back into Python through llvmlite) is ignored there by Python, and the
-    command would run on: deliver it again once the callback has returned. Only an interrupt
+    command would run on: deliver it again once the callback has returned, as SIGTERM (whose
+    handler is ours; a process started in the background ignores SIGINT). Only an interrupt
     known to be lost is repeated, so the cleanup a delivered one starts is never cut short."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        threading.Timer(0.05, _thread.interrupt_main).start()
+        threading.Timer(0.05, _thread.interrupt_main, (signal.SIGTERM,)).start()
     else:
         _other_unraisable(unraisable)
 
