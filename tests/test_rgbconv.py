@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import tiles
 from vrstyle.kernels.rgbconv import rgb_conv9
 from vrstyle.models import StyleEngine
-from vrstyle.models.fast import RGBTailLayer, is_rgb_tail, use_compiled_tail
+from vrstyle.models.fast import RGBTailConv, is_rgb_tail, use_compiled_tail
 from vrstyle.models.transformer import ConvLayer, TransformerNet
 
 
@@ -49,12 +50,12 @@ def test_only_the_rgb_tail_is_swapped(random_weights):
     assert [name for name, m in net.named_modules() if is_rgb_tail(m)] == ["deconv3"]
     assert not is_rgb_tail(ConvLayer(8, 3, 9, stride=2)) and not is_rgb_tail(ConvLayer(8, 4, 9))
     with pytest.raises(ValueError, match="9x9 convolution to 3 channels"):
-        RGBTailLayer(net.conv1)
+        RGBTailConv(net.conv1)
     x = torch.rand(2, 3, 36, 44) * 255
     with torch.no_grad():
         expected = net(x)
         compiled = use_compiled_tail(net)
-        assert isinstance(compiled.deconv3, RGBTailLayer)
+        assert isinstance(compiled.deconv3.conv2d, RGBTailConv)
         torch.testing.assert_close(compiled(x), expected, rtol=1e-5, atol=1e-3)
 
 
@@ -66,7 +67,7 @@ def test_engine_fast_path_stays_within_rounding_of_the_reference_at_image_border
         net.deconv3.conv2d.weight.mul_(150)
         net.deconv3.conv2d.bias.fill_(128)
     fast, reference = StyleEngine(net), StyleEngine(net, reference=True)
-    assert isinstance(fast.model.deconv3, RGBTailLayer) and isinstance(reference.model.deconv3, ConvLayer)
+    assert isinstance(fast.model.deconv3.conv2d, RGBTailConv) and type(reference.model.deconv3.conv2d) is nn.Conv2d
     image = np.random.default_rng(2).integers(0, 256, (97, 130, 3), dtype=np.uint8)
     grid = tiles.plan_grid(97, 130, 48, 32, 8)
     pieces, bounds = tiles.cut(image, grid), grid.bounds()

@@ -7,7 +7,7 @@ input is binarised by the layer's own thresholds straight into packed bits, refl
 padding is done on the bits, and the convolution runs on AND + popcount
 (:mod:`vrstyle.kernels.bconv`). The result is bit-identical to the float simulation the
 network trains with (tested on every shipped student), so :func:`use_fast_kernels` is safe
-to apply to any model before inference on a CPU. :class:`RGBTailLayer` runs the 9x9
+to apply to any model before inference on a CPU. :class:`RGBTailConv` runs the 9x9
 convolution to RGB at the end of every Johnson network (:mod:`vrstyle.kernels.rgbconv`, a
 teacher's slowest layer in oneDNN) 3-4x faster, equal to PyTorch's up to float rounding
 (:func:`use_compiled_tail`). :class:`~vrstyle.models.engine.StyleEngine` applies both unless
@@ -87,14 +87,14 @@ class PackedConvLayer(nn.Module):
                 f"kernel_path={_kernels().kernel_path()}")
 
 
-class RGBTailLayer(nn.Module):
-    """Inference twin of a float 9x9 :class:`ConvLayer` to 3 channels (a network's last layer). CPU only."""
+class RGBTailConv(nn.Module):
+    """Inference twin of the convolution of a float 9x9 :class:`ConvLayer` to 3 channels (a
+    network's last layer): the layer keeps its own padding, this runs on what it pads. CPU only."""
 
     def __init__(self, layer: ConvLayer):
         super().__init__()
         if not is_rgb_tail(layer):
             raise ValueError("only a float, stride-1 9x9 convolution to 3 channels runs on the RGB tail kernel")
-        self.pad, self.level = layer.pad.padding[0], layer.level
         self.weight = _array(layer.conv2d.weight)
         bias = layer.conv2d.bias
         self.bias = _array(bias) if bias is not None else np.zeros(3, np.float32)
@@ -102,17 +102,14 @@ class RGBTailLayer(nn.Module):
 
         self.convolve = rgb_conv9
 
-    def forward(self, x: torch.Tensor, norm: NormContext = PLAIN) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.dtype != torch.float32:
             raise RuntimeError("the RGB tail kernel runs in float32 on the CPU; use the reference path otherwise")
-        if norm.bounds is not None:
-            x = reflect_at_borders(x, self.level.map(norm.bounds), self.pad)
-        x = F.pad(x, (self.pad,) * 4, mode="reflect")
         return torch.from_numpy(self.convolve(x.detach().contiguous().numpy(), self.weight, self.bias))
 
 
 def is_rgb_tail(layer: nn.Module) -> bool:
-    """Whether ``layer`` is a :class:`ConvLayer` that :class:`RGBTailLayer` can run."""
+    """Whether ``layer`` is a :class:`ConvLayer` whose convolution :class:`RGBTailConv` can run."""
     if not isinstance(layer, ConvLayer) or type(layer.conv2d) is not nn.Conv2d or layer.upsample:
         return False
     conv = layer.conv2d
@@ -147,18 +144,15 @@ def use_fast_kernels(model: nn.Module) -> nn.Module:
 
 
 def use_compiled_tail(model: nn.Module) -> nn.Module:
-    """Swap every RGB tail of ``model`` (:func:`is_rgb_tail`) for :class:`RGBTailLayer` (in place).
+    """Swap the convolution of every RGB tail of ``model`` (:func:`is_rgb_tail`) for :class:`RGBTailConv` (in place).
 
     Returns:
         ``model`` in eval mode, computing what it computed before up to float rounding, on the CPU.
     """
     model.eval()
-    swapped = False
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if is_rgb_tail(child):
-                setattr(module, name, RGBTailLayer(child))
-                swapped = True
-    if swapped:
+    tails = [layer for layer in model.modules() if is_rgb_tail(layer)]
+    for layer in tails:
+        layer.conv2d = RGBTailConv(layer)
+    if tails:
         _kernels().set_threads(torch.get_num_threads())
     return model
