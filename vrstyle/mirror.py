@@ -270,7 +270,7 @@ class DesktopMirror(Resource):
         height, width = self.source.eye_shape
         consistency = self.options.consistency if shown.views is not None else "off"
         if settings.temporal_consistent(consistency) and previous is not None:
-            eyes = (0,) if consistency == "both" else (0, 1)  # with both, the right eye takes the left's
+            eyes = (0,) if settings.stereo_consistent(consistency) else (0, 1)  # the right eye takes the left's
             drawn = [self.reprojection.draw(previous.eyes[e], shown.eyes[e], previous.views[e], shown.views[e],
                                             settings.CARRIED) for e in eyes]
             self.rates.carried = drawn[0] / (height * width)

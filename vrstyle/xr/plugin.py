@@ -265,7 +265,7 @@ class Stylizer(Resource):
             self.reprojection = Reprojection(width, height)
         temporal = settings.temporal_consistent(self.consistency)
         if temporal and self._history_depth is not None:
-            eyes = (0,) if self.consistency == "both" else (0, 1)  # with both, the right eye takes the left's
+            eyes = (0,) if settings.stereo_consistent(self.consistency) else (0, 1)  # the right eye takes the left's
             drawn = [self.reprojection.draw(self.history.textures[e], targets[e], self._history_depth[e], depth[e],
                                             settings.CARRIED) for e in eyes]
             self.counts.carried = drawn[0] / (height * width)
