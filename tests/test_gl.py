@@ -279,7 +279,7 @@ def test_gpu_reprojection_is_the_reference_correspondence(gl_context):
     from vrstyle.gl.context import GLError
     from vrstyle.gl.reproject import Reprojection
     from vrstyle.gl.textures import Framebuffer, create_texture, read_pixels, upload_image
-    from vrstyle.reproject import correspondence, sample
+    from vrstyle.reproject import correspondence, reproject, sample
 
     height, width = 72, 96
     left_view, right_view = _stereo_views(height, width)
@@ -308,8 +308,8 @@ def test_gpu_reprojection_is_the_reference_correspondence(gl_context):
     assert drawn == reprojected.sum()
     both = reprojected & visible
     assert np.abs(result[both] - sample(left, pixels, cubic=True)[both]).max() <= 1
-    expected = 0.25 * sample(left, pixels, cubic=True) + 0.75 * 200
-    assert np.abs(blended[both] - expected[both]).max() <= 1.5
+    expected, _ = reproject(left, np.full_like(right, 200), right_view, left_view, weight=0.25)  # the CPU twin
+    assert np.abs(blended[both].astype(int) - expected[both]).max() <= 1
     assert (blended[~reprojected] == 200).all()
 
 
@@ -322,13 +322,13 @@ def test_gpu_fill_of_thin_disocclusions_is_the_reference_fill(gl_context):
     from vrstyle.gl.context import GLError
     from vrstyle.gl.reproject import Reprojection
     from vrstyle.gl.textures import Framebuffer, create_texture, read_pixels, upload_image
-    from vrstyle.reproject import correspondence, fill_disocclusions, sample
+    from vrstyle.reproject import correspondence, fill_disocclusions, reproject
 
     height, width, reach = 72, 96, 1  # at this size 1 px already fills much, not all
     left_view, right_view = _stereo_views(height, width)
     left = np.random.default_rng(7).integers(10, 256, (height, width, 3), np.uint8)
     seen_pixels, seen = correspondence(right_view, left_view)
-    pixels, filled = fill_disocclusions(seen_pixels, seen, right_view.depth, reach)
+    _, filled = fill_disocclusions(seen_pixels, seen, right_view.depth, reach)
     assert (filled & ~seen).sum() > 20 and not filled.all()
     source, target = create_texture(width, height), create_texture(width, height)
     upload_image(source, left)
@@ -346,7 +346,9 @@ def test_gpu_fill_of_thin_disocclusions_is_the_reference_fill(gl_context):
     assert drawn == reprojected.sum()
     fresh = filled & ~seen & reprojected & ~near_an_edge
     assert fresh.sum() > 20
-    assert np.abs(result[fresh] - sample(left, pixels, cubic=True)[fresh]).max() <= 1
+    expected, share = reproject(left, np.zeros_like(left), right_view, left_view, fill=reach)  # the CPU twin
+    assert share == filled.mean()
+    assert np.abs(result[fresh].astype(int) - expected[fresh]).max() <= 1
 
 
 def test_srgb_swapchain_images_reproject_as_their_bytes(gl_context):

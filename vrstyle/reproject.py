@@ -182,6 +182,38 @@ def sample(image: np.ndarray, pixels: np.ndarray, cubic: bool = False) -> np.nda
     return top * (1 - fy) + bottom * fy
 
 
+def reproject(image: np.ndarray, fresh: np.ndarray, target: View, source: View, weight: float = 1.0,
+              fill: int = 0) -> tuple[np.ndarray, float]:
+    """``source``'s uint8 ``image`` drawn into ``target``'s ``fresh`` one where ``target`` sees
+    the same surface: the CPU twin of ``shaders/reproject.frag`` (what the mirror and the
+    headset draw), for benchmarks without a GL context.
+
+    Args:
+        image: (H, W, C) uint8, seen from ``source``.
+        fresh: (H, W, C) uint8, seen from ``target``; kept where ``source`` does not see its surface.
+        target, source: the two views.
+        weight: the reprojected image's share where drawn (1: taken as is; the temporal pass
+            blends :data:`vrstyle.settings.CARRIED`).
+        fill: thin disocclusions filled within this many pixels (:func:`fill_disocclusions`).
+
+    Returns:
+        (the blended (H, W, C) uint8 image, the share of ``target``'s pixels drawn).
+
+    >>> from vrstyle.gl.transforms import fov_projection
+    >>> eye = View(np.eye(4), fov_projection(-0.5, 0.5, 0.5, -0.5, near=0.1, far=10.0), np.full((4, 4), 0.5))
+    >>> image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    >>> out, drawn = reproject(image, np.zeros_like(image), eye, eye, weight=0.5)
+    >>> bool((out == np.rint(image * 0.5)).all()), drawn
+    (True, 1.0)
+    """
+    pixels, drawn = correspondence(target, source)
+    if fill:
+        pixels, drawn = fill_disocclusions(pixels, drawn, target.depth, fill)
+    out = fresh.astype(np.float32)
+    out[drawn] = weight * sample(image, pixels, cubic=True)[drawn] + (1 - weight) * out[drawn]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), float(drawn.mean())
+
+
 def _catmull_rom(t: np.ndarray) -> list[np.ndarray]:
     """The four Catmull-Rom weights of the pixels at -1, 0, 1, 2 for a fraction ``t`` past pixel 0."""
     t2, t3 = t * t, t * t * t
