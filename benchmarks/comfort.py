@@ -17,8 +17,16 @@ reprojected with depth wherever the left eye sees the same surface, its own styl
 in the rest (disocclusions and the strip the left eye does not see), with the share of the
 right eye's pixels that still needed stylising; and with **temporal reprojection** too: the
 left eye's previous output reprojected into the new frame where it sees the same surface and
-blended with the fresh stylisation (fresh weight ``BLEND``). The acceptance of the comfort
-issue is stylised error <= 1.5x raw. The figure shows left | right | red-cyan anaglyph.
+blended with the fresh stylisation, the previous frame's share at each ``--carried`` weight.
+Reprojection is the mirror's and the headset's (:func:`vrstyle.reproject.reproject`, the CPU
+twin of their shader: Catmull-Rom, thin disocclusions filled in the stereo pass).
+
+What carrying more costs is **detail**: the shown left eye's high-frequency energy (mean
+absolute 3 x 3 Laplacian) against the fresh stylisation's. Strokes carried over many frames are
+resampled each time, and strokes that differ from frame to frame are averaged: both soften.
+
+The acceptance of the comfort issue is stylised error <= 1.5x raw. The figure shows
+left | right | red-cyan anaglyph (temporal reprojection at the product's weight, if swept).
 
     python benchmarks/comfort.py --styles candy,mosaic --out benchmarks/results/comfort
 """
@@ -39,12 +47,9 @@ from vrstyle import settings
 from vrstyle.models import StyleEngine, resolve_model
 from vrstyle.normstats import combine_moments, moments_to_stats
 from vrstyle.progress import progress_bar
-from vrstyle.reproject import View, correspondence, sample, warp_error
+from vrstyle.reproject import FILL_REACH, View, reproject, warp_error
 
 FRAME_S = 1 / 90
-BLEND = 1 - settings.CARRIED
-"""Weight of the fresh stylisation where the previous frame reprojects (temporal reprojection):
-the mirror's and the headset's."""
 
 
 def render(eye_shape: tuple[int, int], times: list[float], length: int) -> list[list[dict]]:
@@ -74,28 +79,31 @@ def stylise(engine: StyleEngine, eyes: np.ndarray) -> np.ndarray:
     return engine.stylize(eyes, stats, crop=0)
 
 
-def carried(image: np.ndarray, fresh: np.ndarray, target: View, source: View, weight: float) -> tuple[np.ndarray, float]:
-    """``fresh`` with ``source``'s ``image`` reprojected into it where ``source`` sees the same
-    surface, blended ``1 - weight`` : ``weight`` (0: taken as is); and the share of pixels that kept ``fresh``."""
-    pixels, visible = correspondence(target, source)
-    out = fresh.astype(np.float32)
-    out[visible] = weight * out[visible] + (1 - weight) * sample(image, pixels)[visible]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), float(1 - visible.mean())
-
-
-def reprojected(sequence: list[dict], fresh: list[np.ndarray], temporal: bool) -> tuple[list[np.ndarray], float]:
-    """Stereo reprojection (the right eye from the left where it sees the same surface) and,
-    with ``temporal``, the left eye carried over from the previous frame, blended with the fresh
-    one; returns the frames and the mean share of right-eye pixels stylised afresh."""
+def reprojected(sequence: list[dict], fresh: list[np.ndarray], carried: float) -> tuple[list[np.ndarray], float]:
+    """Stereo reprojection (the right eye from the left where it sees the same surface, thin
+    disocclusions filled) and, with ``carried`` > 0, the left eye's previous frame carried over
+    at that share; returns the frames and the mean share of right-eye pixels stylised afresh."""
     out, own = [], []
     for k, (frame, eyes) in enumerate(zip(sequence, fresh)):
         left = eyes[0]
-        if temporal and k:
-            left, _ = carried(out[-1][0], left, frame["views"][0], sequence[k - 1]["views"][0], BLEND)
-        right, share = carried(left, eyes[1], frame["views"][1], frame["views"][0], 0.0)
+        if carried and k:
+            left, _ = reproject(out[-1][0], left, frame["views"][0], sequence[k - 1]["views"][0], carried)
+        right, drawn = reproject(left, eyes[1], frame["views"][1], frame["views"][0], fill=FILL_REACH)
         out.append(np.stack([left, right]))
-        own.append(share)
+        own.append(1 - drawn)
     return out, float(np.mean(own))
+
+
+def detail(image: np.ndarray) -> float:
+    """Mean absolute 3 x 3 Laplacian (grey levels): the high-frequency energy that strokes carry."""
+    x = image.astype(np.float32)
+    laplacian = 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
+    return float(np.abs(laplacian).mean())
+
+
+def detail_kept(shown: list[list[np.ndarray]], fresh: list[list[np.ndarray]]) -> float:
+    """The shown left eyes' :func:`detail` over the fresh stylisations', mean over sequences' last frames."""
+    return float(np.mean([detail(a[-1][0]) / detail(b[-1][0]) for a, b in zip(shown, fresh)]))
 
 
 def errors(sequences: list[list[dict]], images: list[list[np.ndarray]]) -> dict[str, float]:
@@ -122,15 +130,21 @@ def main() -> int:
     parser.add_argument("--eye-size", default="640x720", help="WIDTHxHEIGHT")
     parser.add_argument("--times", default="1,4,7", help="scene times, s: one sequence each")
     parser.add_argument("--length", type=int, default=6, help="frames per sequence, 1/90 s apart")
+    parser.add_argument("--carried", default=str(settings.CARRIED),
+                        help="comma-separated previous-frame shares for temporal reprojection (the product's: "
+                             f"{settings.CARRIED})")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/comfort")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     width, height = (int(v) for v in args.eye_size.split("x"))
+    weights = [float(w) for w in args.carried.split(",")]
+    pictured = settings.CARRIED if settings.CARRIED in weights else weights[0]
     sequences = render((height, width), [float(t) for t in args.times.split(",")], args.length)
     rows = {"raw": errors(sequences, [[frame["eyes"] for frame in sequence] for sequence in sequences])}
     shown = {"raw": sequences[0][-1]["eyes"]}
+    lefts: dict[str, dict[str, np.ndarray]] = {}
     models = [f"{style}/{kind}" for style in args.styles.split(",") for kind in ("teacher", "binary")]
     with progress_bar(total=len(models) * len(sequences) * args.length, desc="stylise", unit="stereo frame") as bar:
         for name in models:
@@ -139,13 +153,20 @@ def main() -> int:
             for sequence in sequences:
                 fresh.append([stylise(engine, frame["eyes"]) for frame in sequence])
                 bar.update(len(sequence))
-            rows[name] = errors(sequences, fresh)
+            rows[name] = {**errors(sequences, fresh), "detail_kept": 1.0}
             shown[name] = fresh[0][-1]
-            for label, temporal in (("stereo reprojection", False), ("stereo + temporal reprojection", True)):
-                results = [reprojected(sequence, images, temporal) for sequence, images in zip(sequences, fresh)]
-                rows[f"{name}, {label}"] = {**errors(sequences, [frames for frames, _ in results]),
+            lefts[name] = {"fresh": fresh[0][-1][0]}
+            variants = [("stereo reprojection", 0.0)] + [
+                (f"stereo + temporal reprojection, carried {w:g}", w) for w in weights]
+            for label, carried in variants:
+                results = [reprojected(sequence, images, carried) for sequence, images in zip(sequences, fresh)]
+                frames = [frames for frames, _ in results]
+                rows[f"{name}, {label}"] = {**errors(sequences, frames), "detail_kept": detail_kept(frames, fresh),
                                             "right_eye_stylised": float(np.mean([share for _, share in results]))}
-                shown[f"{name}, {label}"] = results[0][0][-1]
+                if carried in (0.0, pictured):
+                    shown[f"{name}, {label}"] = frames[0][-1]
+                if carried:
+                    lefts[name][f"carried {carried:g}"] = frames[0][-1][0]
     raw = rows["raw"]
     for row in rows.values():
         row["left_right_vs_raw"] = row["left_right"] / raw["left_right"]
@@ -154,21 +175,28 @@ def main() -> int:
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"command": command, "eye_size": [width, height],
                                                    "times": args.times, "length": args.length,
-                                                   "blend": BLEND, "threads": args.threads,
+                                                   "carried": weights, "threads": args.threads,
                                                    "load_average": list(os.getloadavg()), "rows": rows}, indent=1) + "\n")
-    lines = ["| images | left/right warp error | x raw | temporal warp error | x raw | right eye pixels stylised |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| images | left/right warp error | x raw | temporal warp error | x raw | right eye pixels stylised "
+             "| detail kept |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['left_right']:.2f} | {r['left_right_vs_raw']:.1f}x | {r['temporal']:.2f} | "
-              f"{r['temporal_vs_raw']:.1f}x | {100 * r.get('right_eye_stylised', 1.0):.0f}% |" for name, r in rows.items()]
+              f"{r['temporal_vs_raw']:.1f}x | {100 * r.get('right_eye_stylised', 1.0):.0f}% | "
+              + ("" if "detail_kept" not in r else f"{100 * r['detail_kept']:.0f}%") + " |" for name, r in rows.items()]
     out.with_suffix(".md").write_text(
         f"# Comfort on the demo scene: left/right and temporal warp error\n\nCommand: `{command}`\n\n"
         f"Mean absolute difference (grey levels) on the pixels both views see ({100 * raw['seen_both']:.0f}% of "
         f"the left eye for left/right), {width}x{height} eyes, sequences of {args.length} frames "
         f"{1000 * FRAME_S:.1f} ms apart from scene times {args.times} s (head moving, objects held). Whole eyes, "
-        f"joint statistics of both eyes; temporal reprojection blends {BLEND:g} of the fresh frame. "
-        f"Target of the comfort issue: <= 1.5x raw. Figure: `{out.with_suffix('.png').name}`.\n\n"
+        f"joint statistics of both eyes; temporal reprojection carries {args.carried} of the previous "
+        f"frame (the product: {settings.CARRIED:g}); detail kept: the last frame's left eye's high-frequency "
+        f"energy against the fresh stylisation's. "
+        f"Target of the comfort issue: <= 1.5x raw. Figures: `{out.with_suffix('.png').name}`, and the "
+        f"temporal error and detail against the carried share: `{out.name}-carried.png`; the last left eye "
+        f"of the first sequence at 1:1 (a crop, shown 2x) fresh and carried: `{out.name}-detail.png`.\n\n"
         + "\n".join(lines) + "\n")
     figure(shown, out.with_suffix(".png"))
+    curves(rows, models, weights, out.with_name(out.name + "-carried.png"))
+    details(lefts, out.with_name(out.name + "-detail.png"))
     print("\n".join(lines))
     return 0
 
@@ -183,10 +211,57 @@ def figure(shown: dict[str, np.ndarray], path: Path) -> None:
     for row, (name, eyes) in zip(axes, shown.items()):
         for axis, image, title in zip(row, (eyes[0], eyes[1], anaglyph(eyes)), ("left", "right", "anaglyph")):
             axis.imshow(image)
-            axis.set_title(f"{name}: {title}", fontsize=8)
+            axis.set_title(f"{name.replace('stereo + temporal reprojection', '+ temporal')}: {title}", fontsize=7)
             axis.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def curves(rows: dict[str, dict], models: list[str], weights: list[float], path: Path) -> None:
+    """Temporal warp error (x raw) and detail kept against the previous frame's share (0: stereo
+    reprojection alone), one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (error, kept) = plt.subplots(1, 2, figsize=(9, 3.5))
+    shares = [0.0] + weights
+    for name in models:
+        picked = [rows[f"{name}, stereo reprojection"]] + [
+            rows[f"{name}, stereo + temporal reprojection, carried {w:g}"] for w in weights]
+        error.plot(shares, [r["temporal_vs_raw"] for r in picked], "o-", label=name)
+        kept.plot(shares, [100 * r["detail_kept"] for r in picked], "o-", label=name)
+    error.axhline(1.5, color="grey", linestyle="--", label="target 1.5x raw")
+    error.set(xlabel="previous frame's share (carried)", ylabel="temporal warp error, x raw", yscale="log")
+    error.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    kept.set(xlabel="previous frame's share (carried)", ylabel="detail kept, % of fresh")
+    error.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def details(lefts: dict[str, dict[str, np.ndarray]], path: Path, size: int = 128) -> None:
+    """A ``size`` px crop of each model's last left eye, fresh and at each carried share, at 1:1
+    (drawn 2x, nearest): where carrying softens strokes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(len(images) for images in lefts.values())
+    fig, axes = plt.subplots(len(lefts), columns, figsize=(2.2 * columns, 2.4 * len(lefts)), squeeze=False)
+    for row, (name, images) in zip(axes, lefts.items()):
+        height, width = next(iter(images.values())).shape[:2]
+        top, left = (height - size) // 2, (width - size) // 2
+        for axis, (label, image) in zip(row, images.items()):
+            axis.imshow(image[top:top + size, left:left + size], interpolation="nearest")
+            axis.set_title(f"{name}: {label}", fontsize=7)
+            axis.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=2 * size / 2.0)
     plt.close(fig)
 
 
