@@ -113,6 +113,8 @@ def test_bad_input_is_one_clear_line(make_args, message, image, random_model, tm
     (["headset", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
     (["bench", "--eye-size", "quest9"], "unknown eye preset 'quest9'"),
     (["bench", "--eye-size", "8x8"], "eye size 8x8 is too small"),
+    (["mirror", "--consistency", "both", "--carry", "0"], "argument --carry: carried share must be in (0, 1], got 0"),
+    (["headset", "--carry", "most"], "argument --carry: carried share must be a number in (0, 1], got 'most'"),
 ])
 def test_counts_and_sizes_are_refused_while_parsing(argv, message, capsys):
     """Before any work: one line naming the option, exit status 2."""
@@ -121,6 +123,14 @@ def test_counts_and_sizes_are_refused_while_parsing(argv, message, capsys):
     assert exit_info.value.code == EXIT_USER_ERROR
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+@pytest.mark.parametrize("command", ["mirror", "headset"])
+def test_a_carried_share_without_temporal_consistency_is_one_line(command, capsys):
+    """--carry would do nothing without temporal consistency: refused before any work."""
+    assert main([command, "--consistency", "stereo", "--carry", "0.5"]) == EXIT_USER_ERROR
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"vrstyle {command}: error: --carry needs --consistency temporal or both"]
 
 
 def test_every_size_is_width_by_height_and_every_default_is_in_the_help(monkeypatch):

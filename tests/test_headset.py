@@ -266,15 +266,17 @@ def test_stereo_consistency_puts_the_left_eyes_strokes_into_the_right_eye(xrenv,
 @pytest.mark.slow
 def test_temporal_consistency_carries_the_previous_shown_frames_strokes(xrenv, monado, workers):
     """With --consistency both, each submitted left eye is its own stitch with the previous shown
-    frame's submitted left eye blended in (CARRIED) where the surface is the same, as the float64
-    reference reprojects it."""
+    frame's submitted left eye blended in (at --carry) where the surface is the same, as the float64
+    reference reprojects it: on an sRGB swapchain, sampled and blended in linear light, as GL does."""
     from vrstyle.reproject import View, correspondence, sample
-    from vrstyle.settings import CARRIED
+    from vrstyle.xr.textures import linear_to_srgb, srgb_to_linear
 
-    run = Run(xrenv, monado, workers.client_endpoint, 30, 2, 1, "--consistency", "both")
+    carry = 0.7  # not the default: the option reaches the pass
+    run = Run(xrenv, monado, workers.client_endpoint, 30, 2, 1, "--consistency", "both", "--carry", str(carry))
     stdout, stderr = run.process.communicate(timeout=RUN_TIMEOUT_S)
     assert run.process.returncode == 0 and "Traceback" not in stderr, stderr
     assert "of the left eye carried over" in stdout + stderr
+    srgb = "SRGB" in json.loads((run.folder / "summary.json").read_text())["swapchain_format"]
     records = [np.load(path) for path in run.recordings()]
     checked = 0
     for before, now in zip(records, records[1:]):
@@ -284,8 +286,13 @@ def test_temporal_consistency_carries_the_previous_shown_frames_strokes(xrenv, m
         own = tiles.stitch(now["tiles"], grid, str(now["ramp"]))[0].astype(float)
         then, here = (View(r["views"][0], r["projections"][0], r["depth"][0]) for r in (before, now))
         pixels, seen = correspondence(here, then)
-        warped = sample(before["submitted"][0], pixels, cubic=True)
-        expected = np.where(seen[..., None], CARRIED * warped + (1 - CARRIED) * own, own)
+        if srgb:
+            warped = sample(srgb_to_linear(before["submitted"][0]), pixels, cubic=True)
+            fresh = srgb_to_linear(np.clip(np.rint(own), 0, 255).astype(np.uint8))
+            blended = linear_to_srgb(carry * warped + (1 - carry) * fresh)
+        else:
+            blended = carry * sample(before["submitted"][0], pixels, cubic=True) + (1 - carry) * own
+        expected = np.where(seen[..., None], blended, own)
         submitted = now["submitted"][0].astype(float)
         assert np.abs(submitted - expected).mean() < 1
         off = np.abs(own - expected)[seen].mean()  # the tiny model's frames nearly agree anyway
@@ -413,6 +420,9 @@ def test_plugin_refuses_an_unknown_consistency_and_depth_maps_not_of_the_eyes(ti
     pipeline = FramePipeline(tiny_engine, tiles.plan_grid(32, 48, tile=48, halo=8, overlap=0), "tiny")
     with pytest.raises(VrstyleError, match="consistency must be one of off, stereo, temporal, both"):
         Stylizer(pipeline, consistency="sideways")
+    for carry in (0.0, 1.5, float("nan")):
+        with pytest.raises(VrstyleError, match=r"carried share must be in \(0, 1\]"):
+            Stylizer(pipeline, consistency="temporal", carry=carry)
     stylizer = Stylizer(pipeline, depth=0, consistency="stereo")
     state = SimpleNamespace(predicted_display_period=11_000_000)
     eyes = np.zeros((2, 32, 48, 3), np.uint8)

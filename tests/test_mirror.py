@@ -170,15 +170,16 @@ def test_stereo_consistency_shows_the_left_eyes_strokes_in_the_right_eye(xvfb, t
 @pytest.mark.slow
 def test_temporal_consistency_carries_the_previous_frames_strokes(xvfb, tmp_path):
     """With --consistency both the left eye is the fresh stylisation with the previous frame's
-    strokes blended in (CARRIED) where the surface is the same, as the float64 reference
+    strokes blended in (at --carry) where the surface is the same, as the float64 reference
     reprojects them, and the right eye takes the left's."""
     import tiles
-    from vrstyle.settings import CARRIED
     from vrstyle.reproject import View, correspondence, sample
+
+    carry = 0.7  # not the default: the option reaches the pass
 
     dump = tmp_path / "frame.npz"
     done = mirror("--style", "candy", "--threads", "1", "--eye-size", "160x120", "--consistency", "both",
-                  "--frames", "3", "--dump", str(dump), display=xvfb)  # strokes that move: a real style
+                  "--carry", str(carry), "--frames", "3", "--dump", str(dump), display=xvfb)  # strokes that move: a real style
     assert done.returncode == 0, done.stderr
     assert "of the left eye carried over" in done.stderr and "reprojected from the left" in done.stderr
     frame = np.load(dump)
@@ -189,7 +190,7 @@ def test_temporal_consistency_carries_the_previous_frames_strokes(xvfb, tmp_path
     pixels, seen = correspondence(now, before)
     assert seen.mean() > 0.5
     warped = sample(frame["previous"][0], pixels, cubic=True)
-    carried = np.where(seen[..., None], CARRIED * warped + (1 - CARRIED) * own, own)
+    carried = np.where(seen[..., None], carry * warped + (1 - carry) * own, own)
     shown = frame["stylized"][0].astype(float)
     assert np.abs(shown - carried).mean() < 0.5
     assert np.abs(shown - own)[seen].mean() > 10 * np.abs(shown - carried)[seen].mean()

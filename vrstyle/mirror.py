@@ -71,7 +71,9 @@ class MirrorOptions:
     consistency: str = "off"
     """Needs a source with depth (the demo scene). ``stereo``: the right eye shows the left eye's
     strokes wherever it sees the same surface; ``temporal``: each eye carries the previous
-    frame's strokes over (:data:`~vrstyle.settings.CARRIED`) where it sees the same surface; ``both``."""
+    frame's strokes over (at ``carry``) where it sees the same surface; ``both``."""
+    carry: float = settings.CARRIED
+    """Temporal consistency: the previous frame's share where it reprojects onto the same surface."""
 
 
 @dataclass
@@ -272,7 +274,7 @@ class DesktopMirror(Resource):
         if settings.temporal_consistent(consistency) and previous is not None:
             eyes = (0,) if settings.stereo_consistent(consistency) else (0, 1)  # the right eye takes the left's
             drawn = [self.reprojection.draw(previous.eyes[e], shown.eyes[e], previous.views[e], shown.views[e],
-                                            settings.CARRIED) for e in eyes]
+                                            self.options.carry) for e in eyes]
             self.rates.carried = drawn[0] / (height * width)
         if settings.stereo_consistent(consistency):
             drawn = self.reprojection.draw(left, right, *shown.views, fill=FILL_REACH)  # as stereo_skip counts

@@ -166,6 +166,21 @@ consecutive frames' warp error about 0.6x, at some softening (strokes that diffe
 frame are averaged); beyond 0.95 strokes on a surface hardly ever renew and moving objects,
 which the head's pose change does not reproject, leave longer trails."""
 
+
+def check_carry(share: float | str) -> float:
+    """A temporal consistency share (:data:`CARRIED`'s kind): a number in (0, 1], or one clear error.
+
+    >>> check_carry("0.95")
+    0.95
+    """
+    try:
+        value = float(share)
+    except (TypeError, ValueError):
+        raise VrstyleError(f"carried share must be a number in (0, 1], got {share!r}") from None
+    if not 0 < value <= 1:
+        raise VrstyleError(f"carried share must be in (0, 1], got {share}")
+    return value
+
 # Headset (OpenXR client).
 XR_APP_NAME = "vrstyle"
 XR_PIPELINE_DEPTH = 1

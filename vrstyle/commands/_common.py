@@ -9,6 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Sequence
 
 import tiles
+from vrstyle import settings
 from vrstyle.errors import VrstyleError
 from vrstyle.transport import protocol as P
 
@@ -82,6 +83,19 @@ def add_rings_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rings", type=argument_type(parse_rings), default=tiles.RINGS, metavar="R1[,R2]",
                         help="foveation: tiles within R1 of the eye's centre (in half eye sizes) at full resolution, "
                              "within R2 at 1/2, beyond at 1/4 (default " + ",".join(map(str, tiles.RINGS)) + ")")
+
+
+def add_carry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--carry", type=argument_type(settings.check_carry), metavar="SHARE",
+                        help="temporal consistency: the previous frame's share where it reprojects onto the same "
+                             f"surface, in (0, 1]; more holds strokes stiller and softens them (default {settings.CARRIED})")
+
+
+def carry_option(args: argparse.Namespace) -> float:
+    """``--carry``, or the default; refused without temporal consistency, where it would do nothing."""
+    if args.carry is not None and not settings.temporal_consistent(args.consistency):
+        raise VrstyleError("--carry needs --consistency temporal or both")
+    return settings.CARRIED if args.carry is None else args.carry
 
 
 def add_torch_arguments(parser: argparse.ArgumentParser, default_device: str | None = None) -> None:

@@ -12,7 +12,8 @@ import logging
 from vrstyle import settings
 from vrstyle.commands._checks import output_folder
 from vrstyle.commands._common import (
-    add_codec_arguments, add_curve_arguments, add_rings_argument, open_broker, plural, positive_int,
+    add_carry_argument, add_codec_arguments, add_curve_arguments, add_rings_argument, carry_option, open_broker, plural,
+    positive_int,
 )
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with the scene's depth: stereo, the right eye shows the left eye's strokes wherever it "
                              "sees the same surface; temporal, each shown frame carries the previous one's strokes "
                              "over where it sees the same surface; both (default off)")
+    add_carry_argument(parser)
     parser.add_argument("--tile", type=positive_int, default=settings.TILE,
                         help=f"with foveation or stereo consistency, the largest tile core, px (default "
                              f"{settings.TILE}; otherwise each worker gets one tile of each eye)")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     options = HeadsetOptions(graphics=args.graphics, depth=args.pipeline_depth, frames=args.frames,
                              mirror=args.mirror, reconnect_s=args.reconnect_timeout, record=args.record,
                              record_every=args.record_every, foveation=args.foveation,
-                             consistency=args.consistency)
+                             consistency=args.consistency, carry=carry_option(args))
 
     clusters = []
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from vrstyle import settings
 from vrstyle.commands._checks import eye_size, npz_output, output_image
 from vrstyle.commands._common import (
-    add_codec_arguments, add_curve_arguments, add_rings_argument, open_broker, plural, positive_float, positive_int,
+    add_carry_argument, add_codec_arguments, add_curve_arguments, add_rings_argument, carry_option, open_broker, plural,
+    positive_float, positive_int,
 )
 from vrstyle.errors import VrstyleError
 
@@ -68,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with the demo scene's depth: stereo, the right eye shows the left eye's strokes "
                              "wherever it sees the same surface; temporal, each frame carries the previous one's "
                              "strokes over where it sees the same surface; both (default off)")
+    add_carry_argument(parser)
     parser.add_argument("--raw", action="store_true", help="start showing the raw source (Space toggles)")
     parser.add_argument("--grid", action="store_true", help="start with the tile grid shown (G toggles)")
     parser.add_argument("--stats", action="store_true", help="start with the figures (frame rates, latency) shown (I toggles)")
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.consistency != "off" and args.source:
         raise VrstyleError(f"--consistency {args.consistency} needs each eye's depth: only the demo scene "
                            "(no --source) has it")
+    carry = carry_option(args)
     styles = None if args.broker else local_styles(args.style)
     # No display or GL: fail before anything is timed or started. Sized once the eyes are known.
     window = WindowContext(2 * settings.EYE_SIZE[1], settings.EYE_SIZE[0], "vrstyle mirror", vsync=not args.no_vsync)
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                                  keep_depth=args.consistency != "off" or args.dump is not None)
         options = MirrorOptions(styles=styles, stylized=not args.raw, show_grid=args.grid, show_figures=args.stats,
                                 mode=ViewMode[VIEWS[args.view]], frames=args.frames, screenshot=args.screenshot,
-                                dump=args.dump, consistency=args.consistency, workers=serving)
+                                dump=args.dump, consistency=args.consistency, carry=carry, workers=serving)
         mirror = DesktopMirror(window, source, pipeline, options)
         try:
             rates = mirror.run()

@@ -55,6 +55,8 @@ class HeadsetOptions:
     consistency: str = "off"
     """``off``, ``stereo``, ``temporal`` or ``both`` (:class:`~vrstyle.xr.plugin.Stylizer`),
     with the demo scene's depth."""
+    carry: float = settings.CARRIED
+    """Temporal consistency: the previous frame's share where it reprojects onto the same surface."""
 
 
 @dataclass
@@ -206,7 +208,8 @@ class HeadsetApp:
         if self.pipeline is None or (self.pipeline.grid.width, self.pipeline.grid.height) != (width, height):
             self._close_pipeline()
             self.pipeline = self.make_pipeline(height, width)
-        self.stylizer = Stylizer(self.pipeline, depth=self.options.depth, consistency=self.options.consistency)
+        self.stylizer = Stylizer(self.pipeline, depth=self.options.depth, consistency=self.options.consistency,
+                                 carry=self.options.carry)
         if self.options.mirror:
             from vrstyle.xr.mirror import HeadsetMirror
 

@@ -92,15 +92,17 @@ class Stylizer(Resource):
         budget: fraction of a display period :meth:`apply` may wait for a result.
         consistency: where the app gives depth: ``stereo``, the right eye shows the left eye's
             strokes wherever it sees the same surface; ``temporal``, each shown frame carries the
-            previous one's over (:data:`~vrstyle.settings.CARRIED`) where it sees the same
-            surface; ``both``; ``off``.
+            previous one's over where it sees the same surface; ``both``; ``off``.
+        carry: temporal consistency: the previous frame's share there, in (0, 1]; more holds
+            strokes stiller and softens them (benchmarks/comfort.py measures both).
 
     Raises:
-        VrstyleError: a negative depth, a budget outside (0, 1] or an unknown consistency.
+        VrstyleError: a negative depth, a budget outside (0, 1], an unknown consistency or a
+            carried share outside (0, 1].
     """
 
     def __init__(self, pipeline, depth: int = settings.XR_PIPELINE_DEPTH, budget: float = settings.XR_FRAME_BUDGET,
-                 consistency: str = "off"):
+                 consistency: str = "off", carry: float = settings.CARRIED):
         if not isinstance(depth, int) or depth < 0:
             raise VrstyleError(f"pipeline depth must be a whole number of frames >= 0, got {depth!r}")
         if not 0.0 < budget <= 1.0:
@@ -108,6 +110,7 @@ class Stylizer(Resource):
         if consistency not in settings.CONSISTENCY:
             raise VrstyleError(f"consistency must be one of {', '.join(settings.CONSISTENCY)}, got {consistency!r}")
         self.pipeline, self.depth, self.budget, self.consistency = pipeline, depth, budget, consistency
+        self.carry = settings.check_carry(carry)
         if settings.stereo_consistent(consistency):
             from vrstyle.kernels.coverage import warm_up
 
@@ -267,7 +270,7 @@ class Stylizer(Resource):
         if temporal and self._history_depth is not None:
             eyes = (0,) if settings.stereo_consistent(self.consistency) else (0, 1)  # the right eye takes the left's
             drawn = [self.reprojection.draw(self.history.textures[e], targets[e], self._history_depth[e], depth[e],
-                                            settings.CARRIED) for e in eyes]
+                                            self.carry) for e in eyes]
             self.counts.carried = drawn[0] / (height * width)
         if settings.stereo_consistent(self.consistency):
             drawn = self.reprojection.draw(targets[0], targets[1], *depth, fill=FILL_REACH)  # as stereo_skip counts
