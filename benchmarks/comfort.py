@@ -18,8 +18,9 @@ in the rest (disocclusions and the strip the left eye does not see), with the sh
 right eye's pixels that still needed stylising; and with **temporal reprojection** too: the
 left eye's previous output reprojected into the new frame where it sees the same surface and
 blended with the fresh stylisation, the previous frame's share at each ``--carried`` weight.
-Reprojection is the mirror's and the headset's (:func:`vrstyle.reproject.reproject`, the CPU
-twin of their shader: Catmull-Rom, thin disocclusions filled in the stereo pass).
+Reprojection is the mirror's (:func:`vrstyle.reproject.reproject`, the CPU twin of its shader:
+Catmull-Rom, thin disocclusions filled in the stereo pass, blended in bytes; a headset's sRGB
+swapchain blends in linear light).
 
 What carrying more costs is **detail**: the shown left eye's high-frequency energy (mean
 absolute 3 x 3 Laplacian) against the fresh stylisation's. Strokes carried over many frames are

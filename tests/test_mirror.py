@@ -176,10 +176,9 @@ def test_temporal_consistency_carries_the_previous_frames_strokes(xvfb, tmp_path
     from vrstyle.reproject import View, correspondence, sample
 
     carry = 0.7  # not the default: the option reaches the pass
-
     dump = tmp_path / "frame.npz"
-    done = mirror("--style", "candy", "--threads", "1", "--eye-size", "160x120", "--consistency", "both",
-                  "--carry", str(carry), "--frames", "3", "--dump", str(dump), display=xvfb)  # strokes that move: a real style
+    done = mirror("--style", "candy", "--threads", "1", "--eye-size", "160x120", "--consistency", "both",  # a real
+                  "--carry", str(carry), "--frames", "3", "--dump", str(dump), display=xvfb)  # style: strokes move
     assert done.returncode == 0, done.stderr
     assert "of the left eye carried over" in done.stderr and "reprojected from the left" in done.stderr
     frame = np.load(dump)

@@ -185,8 +185,9 @@ def sample(image: np.ndarray, pixels: np.ndarray, cubic: bool = False) -> np.nda
 def reproject(image: np.ndarray, fresh: np.ndarray, target: View, source: View, weight: float = 1.0,
               fill: int = 0) -> tuple[np.ndarray, float]:
     """``source``'s uint8 ``image`` drawn into ``target``'s ``fresh`` one where ``target`` sees
-    the same surface: the CPU twin of ``shaders/reproject.frag`` (what the mirror and the
-    headset draw), for benchmarks without a GL context.
+    the same surface: the CPU twin of ``shaders/reproject.frag`` on byte textures (the
+    mirror's), for benchmarks without a GL context. On sRGB textures (a headset's swapchain
+    images) GL samples and blends in linear light instead.
 
     Args:
         image: (H, W, C) uint8, seen from ``source``.
